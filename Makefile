@@ -1,0 +1,43 @@
+# Two commands for a fresh machine (see README):
+#   make notebooks   run the whole series headless (papermill) and write figures/
+#   make test        unit tests + every notebook in the smoke profile (nbval)
+# Knobs: PROFILE=auto|smoke|cpu|gpu  NOTEBOOKS=01,02  DEVICE=auto|cpu|cuda|cuda:N|mps
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= auto
+DEVICE ?= auto
+NOTEBOOKS ?= all
+PYTEST_ARGS ?=
+
+.PHONY: notebooks test unit bench venv clean help
+
+help:
+	@echo "make notebooks [PROFILE=auto|smoke|cpu|gpu] [NOTEBOOKS=01,02] [DEVICE=auto|cpu|cuda|mps]"
+	@echo "make test       unit tests and every notebook in the smoke profile"
+	@echo "make bench      benchmark runner (python -m benchmarks)"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+notebooks: venv
+	$(PY) -m nbhelpers.runner --profile $(PROFILE) --device $(DEVICE) --notebooks $(NOTEBOOKS)
+
+test: venv
+	NBHELPERS_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=900 -p no:cacheprovider $(PYTEST_ARGS)
+
+unit: venv
+	$(PY) -m pytest tests -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) -m benchmarks --profile $(if $(filter auto,$(PROFILE)),cpu,$(PROFILE)) --device $(DEVICE) --notebooks $(NOTEBOOKS)
+
+clean:
+	rm -rf build

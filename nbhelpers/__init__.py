@@ -1,0 +1,27 @@
+"""nbhelpers: the tested package behind the diffusion-notebooks series.
+
+``import nbhelpers as nb``; submodules load on first use (``nb.sde``, ``nb.schedules``, ...).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .runtime import NotebookRun, get_device, resolve_profile, seed_everything, setup
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {
+    "runtime", "training", "runner", "sde", "schedules", "paths", "distributions", "models",
+    "losses", "solvers", "ddpm", "guidance", "metrics", "plotting", "widgets", "data", "afhq", "fid",
+}
+
+__all__ = ["NotebookRun", "get_device", "resolve_profile", "seed_everything", "setup", *sorted(_SUBMODULES)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'nbhelpers' has no attribute {name!r}")

@@ -1,0 +1,321 @@
+"""One training loop for every notebook and the AFHQ trainer, with a checkpoint cache.
+
+``train(model, loss_fn, batch_fn, TrainConfig(...), checkpoint=path)``:
+
+* ``batch_fn(generator) -> batch`` draws one batch; ``loss_fn(model, batch, generator) -> loss``
+  returns a scalar. Both take the loop's ``torch.Generator`` (on the model's device), so a run is
+  reproducible under ``config.seed`` and resumes bit-for-bit on the CPU.
+* tqdm progress, per-step loss history, optional EMA of the weights, gradient clipping,
+  optional linear warm-up, bf16 autocast on CUDA (``amp=True``).
+* A non-finite loss stops training with ``FloatingPointError`` naming the step.
+* With ``checkpoint=path`` the run is cached: a finished checkpoint with the same key is loaded
+  instead of retraining (unless ``retrain=True``); an unfinished one is resumed (model,
+  optimizer, EMA, step, loss history and RNG state); a checkpoint written for another key is
+  not loaded and the model is retrained. Files are written atomically and read with
+  ``torch.load(weights_only=True)``.
+* Under ``torch.distributed`` (e.g. ``torchrun``) the model is wrapped in
+  DistributedDataParallel, the history holds the loss averaged over ranks, and only rank 0
+  writes checkpoints and shows progress. The generator is seeded identically on every rank:
+  a ``batch_fn`` that wants rank-specific data draws the global batch and keeps its own
+  slice (see :func:`world`).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .runtime import atomic_write_bytes, checkpoints_dir
+
+CHECKPOINT_FORMAT = 1
+
+BatchFn = Callable[[torch.Generator], Any]
+LossFn = Callable[[nn.Module, Any, torch.Generator], torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings. Everything here enters the checkpoint key."""
+
+    steps: int
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = None
+    warmup_steps: int = 0
+    amp: bool = False
+    checkpoint_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {self.steps!r}")
+        if not (self.lr > 0):
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.ema_decay is not None and not (0.0 < self.ema_decay < 1.0):
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay!r}")
+        if self.grad_clip is not None and not (self.grad_clip > 0):
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        if self.warmup_steps < 0 or self.checkpoint_every < 0:
+            raise ValueError("warmup_steps and checkpoint_every must be >= 0")
+        self.betas = tuple(self.betas)  # type: ignore[assignment]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns. ``sampling_model`` is the EMA copy when there is one."""
+
+    model: nn.Module
+    ema: nn.Module | None
+    losses: list[float]
+    steps: int
+    seconds: float
+    resumed_from: int = 0
+    loaded_from_cache: bool = False
+    checkpoint: Path | None = None
+
+    @property
+    def sampling_model(self) -> nn.Module:
+        return self.ema if self.ema is not None else self.model
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 and self.steps > 0 else float("nan")
+
+
+# --------------------------------------------------------------------------- helpers
+def world() -> tuple[int, int]:
+    """``(rank, world_size)``; ``(0, 1)`` outside ``torch.distributed``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def config_hash(key: dict[str, Any]) -> str:
+    """Stable short hash of a JSON-serialisable description of a trained model."""
+    blob = json.dumps(key, sort_keys=True, default=str).encode()
+    return hashlib.sha1(blob).hexdigest()[:12]
+
+
+def checkpoint_path(name: str, key: dict[str, Any], profile: str | None = None, directory: Path | None = None) -> Path:
+    """``checkpoints/<name>-<hash of key>.pt`` (smoke runs: ``build/smoke/checkpoints``)."""
+    if not name or any(c in name for c in "/\\ "):
+        raise ValueError(f"checkpoint name must be a plain word, got {name!r}")
+    base = Path(directory) if directory is not None else checkpoints_dir(profile)
+    return base / f"{name}-{config_hash(key)}.pt"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod  # type: ignore[assignment]
+        else:
+            return model
+
+
+class EMA:
+    """Exponential moving average of a model's parameters (buffers are copied)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(unwrap(model)).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        src = unwrap(model)
+        ema_p = [p for p in self.model.parameters()]
+        src_p = [p.detach() for p in src.parameters()]
+        torch._foreach_lerp_(ema_p, src_p, 1.0 - self.decay)
+        for b_ema, b in zip(self.model.buffers(), src.buffers()):
+            b_ema.copy_(b)
+
+
+def _key_json(key: dict[str, Any] | None, config: TrainConfig) -> str:
+    full = {"train": asdict(config), "model": key or {}}
+    return json.dumps(full, sort_keys=True, default=str)
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Atomic ``torch.save`` (temp file + rename): an interrupted write never leaves a torn file."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True``."""
+    return torch.load(Path(path), map_location=map_location, weights_only=True)
+
+
+def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor], gen: torch.Generator, device: torch.device) -> None:
+    gen.set_state(state["generator"].cpu())
+    torch.set_rng_state(state["torch"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, mininterval=0.5, dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------- the loop
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch_fn: BatchFn,
+    config: TrainConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    key: dict[str, Any] | None = None,
+    retrain: bool = False,
+    progress: bool = True,
+    desc: str = "train",
+    optimizer: torch.optim.Optimizer | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` for ``config.steps`` steps (see the module docstring).
+
+    ``key`` describes the model (architecture, data, loss) for the checkpoint cache; it is
+    stored with the checkpoint together with ``config``. ``on_step(step, loss)`` is called on
+    rank 0 after each step whose loss has been read back (every step on the CPU, every 25 on
+    CUDA, and at every checkpoint), after that step's checkpoint is written; use it for
+    periodic sampling or logging.
+    """
+    device = next(unwrap(model).parameters()).device
+    rank, world_size = world()
+    key_json = _key_json(key, config)
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+
+    base = unwrap(model)
+    if optimizer is None:
+        optimizer = torch.optim.AdamW(base.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    ema = EMA(base, config.ema_decay) if config.ema_decay is not None else None
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    losses: list[float] = []
+    start_step = 0
+    seconds_before = 0.0
+
+    if ckpt is not None and ckpt.exists() and not retrain:
+        state = load_checkpoint(ckpt, map_location=device)
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("key") != key_json:
+            warnings.warn(f"checkpoint {ckpt} was written for another configuration; retraining instead of loading it")
+        else:
+            base.load_state_dict(state["model"])
+            if ema is not None and state.get("ema") is not None:
+                ema.model.load_state_dict(state["ema"])
+            losses = [float(v) for v in state["losses"].tolist()]
+            start_step = int(state["step"])
+            seconds_before = float(state.get("seconds", 0.0))
+            if state.get("finished"):
+                return TrainResult(base, ema.model if ema else None, losses, start_step, seconds_before, start_step, True, ckpt)
+            optimizer.load_state_dict(state["optimizer"])
+            _set_rng_state(state["rng"], gen, device)
+
+    def write(step: int, finished: bool, seconds: float) -> None:
+        if ckpt is None or rank != 0:
+            return
+        save_checkpoint(
+            ckpt,
+            {
+                "format": CHECKPOINT_FORMAT,
+                "key": key_json,
+                "model": base.state_dict(),
+                "ema": ema.model.state_dict() if ema is not None else None,
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "finished": finished,
+                "losses": torch.tensor(losses, dtype=torch.float64),
+                "rng": _rng_state(gen, device),
+                "seconds": seconds,
+            },
+        )
+
+    train_model: nn.Module = model
+    if world_size > 1 and not isinstance(model, nn.parallel.DistributedDataParallel):
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_model.train()
+
+    use_amp = bool(config.amp) and device.type == "cuda"
+    # Reading the loss back every step synchronises the GPU; flush in chunks there.
+    flush_every = 1 if device.type != "cuda" else 25
+    pending: list[torch.Tensor] = []
+    t0 = time.perf_counter()
+    bar = _progress(config.steps, start_step, desc, progress and rank == 0)
+
+    def flush(last_step: int) -> None:
+        if not pending:
+            return
+        vals = torch.stack(pending).float()
+        if world_size > 1:
+            torch.distributed.all_reduce(vals)
+            vals /= world_size
+        vals = vals.cpu().tolist()
+        first = last_step - len(vals) + 1
+        for i, v in enumerate(vals):
+            if not math.isfinite(v):
+                bar.close()
+                raise FloatingPointError(f"non-finite loss ({v}) at step {first + i}; lower the learning rate or check the data")
+        losses.extend(vals)
+        pending.clear()
+        bar.update(len(vals))
+        bar.set_postfix(loss=f"{vals[-1]:.4f}", refresh=False)
+
+    try:
+        for step in range(start_step + 1, config.steps + 1):
+            if config.warmup_steps:
+                for g in optimizer.param_groups:
+                    g["lr"] = config.lr * min(1.0, step / config.warmup_steps)
+            batch = batch_fn(gen)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                loss = loss_fn(train_model, batch, gen)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(base.parameters(), config.grad_clip)
+            optimizer.step()
+            if ema is not None:
+                ema.update(base)
+            pending.append(loss.detach())
+            flushed = len(pending) >= flush_every or step == config.steps or (config.checkpoint_every and step % config.checkpoint_every == 0)
+            if flushed:
+                flush(step)
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
+                write(step, False, seconds_before + time.perf_counter() - t0)
+            if flushed and on_step is not None and rank == 0:
+                on_step(step, losses[-1])
+        flush(config.steps)
+    finally:
+        bar.close()
+    seconds = seconds_before + time.perf_counter() - t0
+    write(config.steps, True, seconds)
+    base.eval()
+    return TrainResult(base, ema.model if ema else None, losses, config.steps, seconds, start_step, False, ckpt)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

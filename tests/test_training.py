@@ -1,0 +1,157 @@
+"""The shared training loop: reproducibility, resume, cache, EMA, non-finite guard."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from nbhelpers.training import EMA, TrainConfig, checkpoint_path, load_checkpoint, train
+
+
+def _problem():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
+    w_true = torch.tensor([[1.0, -2.0, 0.5]])
+
+    def batch_fn(gen):
+        x = torch.randn(32, 3, generator=gen)
+        return x, x @ w_true.T
+
+    def loss_fn(m, batch, gen):
+        x, y = batch
+        return ((m(x) - y) ** 2).mean()
+
+    return model, batch_fn, loss_fn
+
+
+def test_loss_decreases_and_history_length():
+    model, batch_fn, loss_fn = _problem()
+    res = train(model, loss_fn, batch_fn, TrainConfig(steps=200, lr=1e-2), progress=False)
+    assert len(res.losses) == 200
+    assert sum(res.losses[-20:]) / 20 < 0.2 * sum(res.losses[:20]) / 20
+
+
+def test_same_seed_same_result():
+    a, bf, lf = _problem()
+    b, _, _ = _problem()
+    train(a, lf, bf, TrainConfig(steps=30, seed=3), progress=False)
+    train(b, lf, bf, TrainConfig(steps=30, seed=3), progress=False)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    full, bf, lf = _problem()
+    ref = train(full, lf, bf, TrainConfig(steps=40, seed=1, ema_decay=0.9), progress=False)
+
+    # interrupted: a run with checkpoint_every=10 that "dies" after step 20 (on_step raises)
+    part, _, _ = _problem()
+    ck = tmp_path / "m.pt"
+
+    def die(step, loss):
+        if step == 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(part, lf, bf, TrainConfig(steps=40, seed=1, ema_decay=0.9, checkpoint_every=10), checkpoint=ck, progress=False, on_step=die)
+    state = load_checkpoint(ck)
+    assert state["step"] == 20 and not state["finished"]
+
+    again, _, _ = _problem()
+    res = train(again, lf, bf, TrainConfig(steps=40, seed=1, ema_decay=0.9, checkpoint_every=10), checkpoint=ck, progress=False)
+    assert res.resumed_from == 20
+    assert res.losses == pytest.approx(ref.losses, rel=1e-6, abs=1e-7)
+    for p, q in zip(res.model.parameters(), ref.model.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    for p, q in zip(res.ema.parameters(), ref.ema.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_finished_checkpoint_is_reused_and_retrain_forces(tmp_path):
+    model, bf, lf = _problem()
+    ck = tmp_path / "m.pt"
+    first = train(model, lf, bf, TrainConfig(steps=10), checkpoint=ck, progress=False)
+    fresh, _, _ = _problem()
+    second = train(fresh, lf, bf, TrainConfig(steps=10), checkpoint=ck, progress=False)
+    assert second.loaded_from_cache and second.losses == first.losses
+    for p, q in zip(first.model.parameters(), fresh.parameters()):
+        assert torch.equal(p, q)
+    third = train(fresh, lf, bf, TrainConfig(steps=10), checkpoint=ck, progress=False, retrain=True)
+    assert not third.loaded_from_cache
+
+
+def test_config_mismatch_retrains(tmp_path):
+    model, bf, lf = _problem()
+    ck = tmp_path / "m.pt"
+    train(model, lf, bf, TrainConfig(steps=5), checkpoint=ck, key={"width": 16}, progress=False)
+    other, _, _ = _problem()
+    with pytest.warns(UserWarning, match="another configuration"):
+        res = train(other, lf, bf, TrainConfig(steps=5), checkpoint=ck, key={"width": 32}, progress=False)
+    assert not res.loaded_from_cache
+    assert load_checkpoint(ck)["key"].count('"width": 32') == 1
+
+
+def test_checkpoint_path_is_keyed_by_config(tmp_path):
+    a = checkpoint_path("mlp", {"w": 1}, directory=tmp_path)
+    b = checkpoint_path("mlp", {"w": 2}, directory=tmp_path)
+    assert a != b and a.parent == tmp_path and a == checkpoint_path("mlp", {"w": 1}, directory=tmp_path)
+    with pytest.raises(ValueError, match="plain word"):
+        checkpoint_path("a/b", {}, directory=tmp_path)
+
+
+def test_non_finite_loss_names_the_step():
+    model, bf, _ = _problem()
+
+    def loss_fn(m, batch, gen):
+        out = m(batch[0]).mean()
+        return out * float("nan") if loss_fn.calls == 7 else (setattr(loss_fn, "calls", loss_fn.calls + 1) or out ** 2)
+
+    loss_fn.calls = 0
+    with pytest.raises(FloatingPointError, match="step 8"):
+        train(model, loss_fn, bf, TrainConfig(steps=20), progress=False)
+
+
+def test_ema_tracks_weights():
+    m = nn.Linear(2, 2)
+    ema = EMA(m, 0.5)
+    with torch.no_grad():
+        m.weight.add_(1.0)
+    before = ema.model.weight.clone()
+    ema.update(m)
+    assert torch.allclose(ema.model.weight, 0.5 * before + 0.5 * m.weight)
+
+
+@pytest.mark.parametrize("bad", [dict(steps=-1), dict(steps=1, lr=0), dict(steps=1, ema_decay=1.5), dict(steps=1, grad_clip=0)])
+def test_bad_config_is_a_clear_error(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
+
+
+def test_kill_minus_nine_then_resume(tmp_path):
+    """A training process killed with SIGKILL resumes from its last checkpoint."""
+    ck = tmp_path / "k.pt"
+    script = textwrap.dedent(f"""
+        import os, signal, sys, torch
+        sys.path.insert(0, {str(os.getcwd())!r})
+        from tests.test_training import _problem
+        from nbhelpers.training import TrainConfig, train
+        model, bf, lf = _problem()
+        def maybe_die(step, loss):
+            if step == 25 and sys.argv[1] == "die":
+                os.kill(os.getpid(), signal.SIGKILL)
+        res = train(model, lf, bf, TrainConfig(steps=50, seed=2, checkpoint_every=10), checkpoint={str(ck)!r},
+                    progress=False, on_step=maybe_die)
+        print("resumed_from", res.resumed_from)
+    """)
+    first = subprocess.run([sys.executable, "-c", script, "die"], capture_output=True, text=True)
+    assert first.returncode == -signal.SIGKILL
+    assert load_checkpoint(ck)["step"] == 20
+    second = subprocess.run([sys.executable, "-c", script, "run"], capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert "resumed_from 20" in second.stdout
+    assert load_checkpoint(ck)["finished"]
