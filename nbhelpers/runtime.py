@@ -56,7 +56,7 @@ def get_device(name: str | torch.device = "auto") -> torch.device:
     if isinstance(name, torch.device):
         name = str(name)
     if not isinstance(name, str):
-        raise ValueError(f"device must be a string such as 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps', got {name!r}")
+        raise ValueError(f"unknown device {name!r}; valid choices: auto, cpu, cuda, cuda:N, mps")
     key = name.strip().lower()
     avail = available_devices()
     if key == "auto":

@@ -1,0 +1,1 @@
+"""Benchmarks: notebook wall times and headline metrics per profile, and peer comparisons."""

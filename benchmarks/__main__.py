@@ -1,0 +1,114 @@
+"""Benchmark runner: ``python -m benchmarks --profile cpu --notebooks 01,02`` (``make bench``).
+
+Executes the chosen notebooks with papermill in one profile and writes one JSON per run to
+``benchmarks/results/<notebook>__<profile>__<machine>.json`` (notebook, profile, device, wall
+time, the notebook's recorded metrics, machine facts). ``--summarise`` only rebuilds the tables in
+``benchmarks/README.md`` from every JSON in ``benchmarks/results/`` (peer benchmarks included).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from nbhelpers.runner import run_notebook, select_notebooks
+from nbhelpers.runtime import PROFILES, atomic_write_bytes
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README = HERE / "README.md"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def machine_tag(info: dict) -> str:
+    if "gpu" in info:
+        return info["gpu"].replace("NVIDIA ", "").replace(" ", "-").lower()
+    return f"cpu{info['cpu_count']}"
+
+
+def write_result(name: str, payload: dict) -> Path:
+    path = RESULTS / f"{name}.json"
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, dict)):
+        s = json.dumps(v)
+        return s if len(s) <= 40 else s[:37] + "…"
+    return str(v)
+
+
+def summarise() -> str:
+    rows, peers = [], []
+    for path in sorted(RESULTS.glob("*.json")):
+        data = json.loads(path.read_text())
+        (peers if data.get("kind") == "peer" else rows).append(data)
+    lines = [BEGIN, "", "### Notebooks", "",
+             "| notebook | profile | machine | status | wall time | headline metrics |", "|---|---|---|---|---|---|"]
+    for d in rows:
+        m = d.get("metrics", {})
+        keys = d.get("headline") or list(m)[:6]
+        shown = "; ".join(f"{k} = {_fmt(m[k])}" for k in keys if k in m)
+        lines.append(f"| {d['notebook']} | {d['profile']} | {d.get('machine_tag', '')} | {d['status']} | {d['wall_s']:.1f} s | {shown} |")
+    if peers:
+        lines += ["", "### Training step against peer implementations", "",
+                  "| benchmark | machine | ours | peer | speed-up | notes |", "|---|---|---|---|---|---|"]
+        for d in peers:
+            lines.append(f"| {d['name']} | {d.get('machine_tag', '')} | {_fmt(d.get('ours'))} | {_fmt(d.get('peer'))} | "
+                         f"{_fmt(d.get('speedup'))} | {d.get('notes', '')} |")
+    lines += ["", END]
+    block = "\n".join(lines)
+    text = README.read_text() if README.exists() else "# Benchmarks\n\n"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    README.write_text(text)
+    return block
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="cpu", choices=PROFILES)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--notebooks", default="all")
+    ap.add_argument("--summarise", action="store_true", help="only rebuild the tables in benchmarks/README.md")
+    args = ap.parse_args(argv)
+    if not args.summarise:
+        try:
+            names = select_notebooks(args.notebooks)
+        except ValueError as exc:
+            ap.error(str(exc))
+        info = machine()
+        tag = machine_tag(info)
+        for name in names:
+            print(f"▶ {name} [{args.profile}, {args.device}]", flush=True)
+            r = run_notebook(name, args.profile, args.device)
+            payload = {"kind": "notebook", "notebook": name, "profile": r.profile, "device": r.resolved_device or args.device,
+                       "status": r.status, "error": r.error, "wall_s": round(r.seconds, 2), "metrics": r.metrics,
+                       "machine": info, "machine_tag": tag, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+            path = write_result(f"{name}__{r.profile}__{tag}", payload)
+            print(f"  {r.status} in {r.seconds:.1f} s → {path.relative_to(HERE.parent)}", flush=True)
+    print(summarise())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

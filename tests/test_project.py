@@ -1,0 +1,113 @@
+"""Project-level checks: notebooks are committed clean and well-formed, environment.yml matches
+pyproject.toml, and the notebook harness fails early and clearly on bad parameters."""
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from nbhelpers.runner import NOTEBOOK_DIR, list_notebooks, select_notebooks
+from nbhelpers.runtime import ROOT
+
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _nb(path):
+    return json.loads(path.read_text())
+
+
+def test_there_are_notebooks():
+    assert [p.stem for p in NOTEBOOKS] == list_notebooks() and len(NOTEBOOKS) >= 2
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_has_no_outputs(path):
+    for cell in _nb(path)["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs", []) == [], f"{path.name} carries outputs"
+            assert cell.get("execution_count") is None, f"{path.name} carries execution counts"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_shape(path):
+    cells = _nb(path)["cells"]
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).lstrip().startswith("#")
+    code = [c for c in cells if c["cell_type"] == "code"]
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    params = "".join(tagged[0]["source"])
+    for name in ("device", "profile", "seed"):
+        assert re.search(rf"^{name}\s*=", params, re.M), f"parameters cell lacks {name}"
+    assert code[0] is tagged[0], "the parameters cell is the first code cell"
+    setup = "".join(code[1]["source"])
+    assert f'nb.setup("{path.stem}"' in setup, "the cell after the parameters resolves device and profile"
+    src = "".join("".join(c["source"]) for c in code)
+    assert "import *" not in src
+
+
+def test_select_notebooks():
+    names = list_notebooks()
+    assert select_notebooks("all") == names
+    assert select_notebooks(names[0][:2]) == [names[0]]
+    with pytest.raises(ValueError, match="valid choices"):
+        select_notebooks("99")
+
+
+def _requirements_from_pyproject():
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    reqs = list(data["project"]["dependencies"]) + list(data["project"]["optional-dependencies"]["dev"])
+    return {re.split(r"[<>=!~ ]", r, maxsplit=1)[0].lower(): r[len(re.split(r'[<>=!~ ]', r, maxsplit=1)[0]):].strip() for r in reqs}
+
+
+def test_environment_yml_matches_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, str):
+            name = re.split(r"[<>=!~ ]", dep, maxsplit=1)[0].lower()
+            conda[name] = dep[len(name):].strip()
+    rename = {"torch": "pytorch"}
+    py = _requirements_from_pyproject()
+    for name, spec in py.items():
+        assert rename.get(name, name) in conda, f"{name} missing from environment.yml"
+        assert conda[rename.get(name, name)] == spec, f"{name}: pyproject {spec!r} vs environment.yml {conda[rename.get(name, name)]!r}"
+    assert conda["python"] == ">=" + tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"][2:]
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "NBHELPERS_DATA_DIR" in ci and re.search(r"^make test$", ci, re.M)
+    assert "MPLBACKEND" not in ci
+    readme = (ROOT / "README.md").read_text()
+    assert "make notebooks" in readme and "make test" in readme
+
+
+def _papermill_error(tmp_path, **params):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(NOTEBOOKS[0]), str(tmp_path / "out.ipynb"), parameters=params,
+                            kernel_name="python3", progress_bar=False, cwd=str(NOTEBOOK_DIR))
+    return err.value
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is absent")
+def test_papermill_missing_device_stops_at_setup(tmp_path, monkeypatch):
+    monkeypatch.delenv("NBHELPERS_DEVICE", raising=False)
+    err = _papermill_error(tmp_path, device="cuda")
+    assert err.ename == "ValueError"
+    assert err.evalue == "device 'cuda' is not available here; available devices: cpu"
+    out = json.loads((tmp_path / "out.ipynb").read_text())
+    code = [c for c in out["cells"] if c["cell_type"] == "code"]
+    failed = [i for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    # parameters, injected parameters, then the setup cell: nothing after it ran
+    assert failed == [2] and all(c.get("execution_count") is None for c in code[3:])
+
+
+def test_papermill_unknown_profile_lists_choices(tmp_path, monkeypatch):
+    monkeypatch.delenv("NBHELPERS_PROFILE", raising=False)
+    err = _papermill_error(tmp_path, profile="fast")
+    assert err.ename == "ValueError" and "smoke, cpu, gpu" in err.evalue

@@ -1,0 +1,119 @@
+"""Devices, profiles, paths and the notebook run record."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import nbhelpers as nb
+from nbhelpers import runtime
+
+
+def test_auto_device_prefers_cuda_then_mps_then_cpu():
+    dev = nb.get_device("auto")
+    if torch.cuda.is_available():
+        assert dev.type == "cuda"
+    elif "mps" in runtime.available_devices():
+        assert dev.type == "mps"
+    else:
+        assert dev == torch.device("cpu")
+
+
+def test_cpu_always_available():
+    assert nb.get_device("cpu") == torch.device("cpu")
+    assert nb.get_device(" CPU ") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is absent")
+def test_missing_cuda_is_one_clear_error():
+    with pytest.raises(ValueError) as err:
+        nb.get_device("cuda")
+    msg = str(err.value)
+    assert "'cuda'" in msg and "available devices: cpu" in msg and "\n" not in msg
+
+
+def test_missing_cuda_index_is_an_error():
+    with pytest.raises(ValueError, match="available devices"):
+        nb.get_device(f"cuda:{torch.cuda.device_count() + 3}")
+
+
+@pytest.mark.parametrize("bad", ["gpu0", "tpu", "", 3])
+def test_unknown_device_lists_choices(bad):
+    with pytest.raises(ValueError, match="auto, cpu, cuda"):
+        nb.get_device(bad)
+
+
+def test_profiles(monkeypatch):
+    monkeypatch.delenv(runtime.PROFILE_ENV, raising=False)
+    cpu = torch.device("cpu")
+    assert nb.resolve_profile("auto", cpu) == "cpu"
+    assert nb.resolve_profile("auto", torch.device("cuda")) == "gpu"
+    assert nb.resolve_profile("SMOKE", cpu) == "smoke"
+    with pytest.raises(ValueError, match="smoke, cpu, gpu"):
+        nb.resolve_profile("fast", cpu)
+
+
+def test_env_profile_overrides_parameter(monkeypatch):
+    monkeypatch.setenv(runtime.PROFILE_ENV, "smoke")
+    assert nb.resolve_profile("gpu", torch.device("cpu")) == "smoke"
+    monkeypatch.setenv(runtime.PROFILE_ENV, "turbo")
+    with pytest.raises(ValueError, match=r"turbo.*NBHELPERS_PROFILE.*smoke, cpu, gpu"):
+        nb.resolve_profile("cpu", torch.device("cpu"))
+
+
+def test_seed_everything_reproduces():
+    nb.seed_everything(7)
+    a = torch.randn(5)
+    nb.seed_everything(7)
+    assert torch.equal(a, torch.randn(5))
+    with pytest.raises(ValueError):
+        nb.seed_everything("7")
+
+
+def test_paths_do_not_depend_on_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert runtime.ROOT == Path(nb.__file__).resolve().parent.parent
+    assert runtime.figures_dir("cpu") == runtime.ROOT / "figures"
+    assert runtime.figures_dir("smoke").is_relative_to(runtime.ROOT / "build")
+    assert runtime.checkpoints_dir("smoke") != runtime.checkpoints_dir("gpu")
+
+
+def test_data_dir_env(monkeypatch, tmp_path):
+    monkeypatch.setenv(runtime.DATA_ENV, str(tmp_path))
+    assert runtime.data_dir() == tmp_path.resolve()
+    monkeypatch.delenv(runtime.DATA_ENV)
+    assert runtime.data_dir() == runtime.ROOT / "data"
+
+
+def test_setup_report_and_savefig(monkeypatch, tmp_path):
+    monkeypatch.setenv(runtime.PROFILE_ENV, "smoke")
+    monkeypatch.setattr(runtime, "build_dir", lambda: tmp_path)
+    run = nb.setup("99_test", device="cpu", profile="gpu", seed=3)
+    assert run.profile == "smoke" and run.pick(1, 2, 3) == 1
+    run.report("err", torch.tensor(0.25))
+    run.report("hist", [1, 2])
+    data = json.loads((tmp_path / "metrics" / "99_test.json").read_text())
+    assert data["metrics"] == {"err": 0.25, "hist": [1, 2]} and data["profile"] == "smoke"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    path = run.savefig(fig, "demo")
+    assert path.exists() and path.parent == tmp_path / "smoke" / "figures" / "99_test"
+    with pytest.raises(ValueError):
+        run.savefig(fig, "../escape")
+    npz = run.save_samples("s", x=torch.ones(3, 2))
+    import numpy as np
+
+    assert np.load(npz)["x"].shape == (3, 2)
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "a" / "f.bin"
+    runtime.atomic_write_bytes(target, b"one")
+    runtime.atomic_write_bytes(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["f.bin"]
