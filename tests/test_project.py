@@ -65,10 +65,10 @@ def _requirements_from_pyproject():
 def test_environment_yml_matches_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {}
-    for dep in env["dependencies"]:
-        if isinstance(dep, str):
-            name = re.split(r"[<>=!~ ]", dep, maxsplit=1)[0].lower()
-            conda[name] = dep[len(name):].strip()
+    pip = next((d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d), [])
+    for dep in [d for d in env["dependencies"] if isinstance(d, str)] + [d for d in pip if not d.startswith("-")]:
+        name = re.split(r"[<>=!~ ]", dep, maxsplit=1)[0].lower()
+        conda[name] = dep[len(name):].strip()
     rename = {"torch": "pytorch"}
     py = _requirements_from_pyproject()
     for name, spec in py.items():
