@@ -1,0 +1,377 @@
+"""Small plotting helpers shared by the notebooks. Every function returns the matplotlib ``Figure``
+(the notebook saves it with ``run.savefig`` and shows it); none calls ``plt.show``.
+
+Conventions: 2D point sets are ``(N, 2)`` tensors or arrays; images ``(B, C, H, W)`` in [−1, 1].
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+__all__ = [
+    "to_numpy", "panel_grid", "scatter_panels", "hist2d_panels", "plot_paths", "plot_trajectories_2d",
+    "density_image", "plot_density", "image_grid", "loss_curve", "smooth_curve",
+]
+
+Limits = tuple[float, float]
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Tensor / array / list → a NumPy array on the CPU."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def panel_grid(n: int, ncols: int | None = None, size: float = 3.0, sharex: bool = False,
+               sharey: bool = False) -> tuple[Figure, list[Axes]]:
+    """A figure with ``n`` square panels in rows of ``ncols`` (default: all in one row up to 6)."""
+    if n < 1:
+        raise ValueError(f"need at least one panel, got n={n!r}")
+    ncols = min(n, 6) if ncols is None else max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False,
+                             sharex=sharex, sharey=sharey)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.remove()
+    return fig, flat[:n]
+
+
+def _titles(titles: Sequence[str] | None, n: int) -> list[str]:
+    if titles is None:
+        return [""] * n
+    if len(titles) != n:
+        raise ValueError(f"got {len(titles)} titles for {n} panels")
+    return list(titles)
+
+
+def scatter_panels(point_sets: Sequence[Any], titles: Sequence[str] | None = None, lim: Limits | None = (-3.5, 3.5),
+                   ncols: int | None = None, size: float = 3.0, s: float = 2.0, alpha: float = 0.5,
+                   colors: Sequence[Any] | None = None, suptitle: str | None = None, cmap: str = "coolwarm",
+                   clim: Limits | None = None) -> Figure:
+    """One scatter panel per ``(N, 2)`` point set, same limits everywhere. ``colors``: one entry per set
+    (a colour name or per-point values mapped through ``cmap`` with limits ``clim``)."""
+    fig, axes = panel_grid(len(point_sets), ncols, size)
+    for i, (ax, pts, title) in enumerate(zip(axes, point_sets, _titles(titles, len(point_sets)))):
+        p = to_numpy(pts)
+        c = None if colors is None else colors[i]
+        if c is not None and not isinstance(c, str):
+            c = to_numpy(c)
+        numeric = c is not None and not isinstance(c, str)
+        ax.scatter(p[:, 0], p[:, 1], s=s, alpha=alpha, c=c, linewidths=0, cmap=cmap if numeric else None,
+                   vmin=clim[0] if numeric and clim else None, vmax=clim[1] if numeric and clim else None)
+        if lim is not None:
+            ax.set_xlim(*lim)
+            ax.set_ylim(*lim)
+        ax.set_aspect("equal")
+        ax.set_title(title)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def hist2d_panels(point_sets: Sequence[Any], titles: Sequence[str] | None = None, lim: Limits = (-3.5, 3.5),
+                  bins: int = 60, ncols: int | None = None, size: float = 3.0, cmap: str = "viridis",
+                  row_labels: Sequence[str] | None = None, suptitle: str | None = None) -> Figure:
+    """One 2D histogram (counts, shared range) per ``(N, 2)`` point set.
+
+    With ``row_labels`` the panels are laid out in ``len(row_labels)`` rows (e.g. one schedule per row).
+    """
+    n = len(point_sets)
+    if row_labels is not None:
+        if n % len(row_labels):
+            raise ValueError(f"{n} panels cannot be split into {len(row_labels)} rows")
+        ncols = n // len(row_labels)
+    fig, axes = panel_grid(n, ncols, size)
+    for ax, pts, title in zip(axes, point_sets, _titles(titles, n)):
+        p = to_numpy(pts)
+        ax.hist2d(p[:, 0], p[:, 1], bins=bins, range=[lim, lim], cmap=cmap)
+        ax.set_aspect("equal")
+        ax.set_title(title, fontsize=10)
+        ax.grid(False)
+    if row_labels is not None:
+        for r, label in enumerate(row_labels):
+            axes[r * ncols].set_ylabel(label, fontsize=11)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def plot_paths(ts: Any, trajectories: Any, ax: Axes | None = None, title: str | None = None,
+               envelope: Callable[[np.ndarray], np.ndarray] | None = None, max_paths: int = 50,
+               color: Any = None, lw: float = 1.0, alpha: float = 0.8, envelope_label: str = "±envelope") -> Figure:
+    """1D paths against time. ``trajectories``: (n_steps + 1, B) or (n_steps + 1, B, 1).
+
+    ``envelope(t)`` (optional) draws ±envelope(t) as dashed lines (e.g. σ√t for Brownian motion).
+    """
+    t = to_numpy(ts)
+    tr = to_numpy(trajectories)
+    if tr.ndim == 3 and tr.shape[2] == 1:
+        tr = tr[..., 0]
+    if tr.ndim != 2 or tr.shape[0] != t.shape[0]:
+        raise ValueError(f"trajectories must be (len(ts), B) or (len(ts), B, 1), got {tr.shape} for {t.shape[0]} times")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+    else:
+        fig = ax.figure
+    ax.plot(t, tr[:, :max_paths], lw=lw, alpha=alpha, color=color)
+    if envelope is not None:
+        e = to_numpy(envelope(t))
+        ax.plot(t, e, "k--", lw=1.2, label=envelope_label)
+        ax.plot(t, -e, "k--", lw=1.2)
+    ax.set_xlabel("t")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_trajectories_2d(trajectory: Any, ax: Axes | None = None, max_paths: int = 30, color: str = "k",
+                         lw: float = 0.6, alpha: float = 0.5, mark_ends: bool = True) -> Figure:
+    """2D trajectories (n_steps + 1, B, 2) as lines in the plane; start ○ and end ● marked."""
+    tr = to_numpy(trajectory)
+    if tr.ndim != 3 or tr.shape[2] != 2:
+        raise ValueError(f"trajectory must have shape (T, B, 2), got {tr.shape}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4, 4))
+    else:
+        fig = ax.figure
+    tr = tr[:, :max_paths]
+    ax.plot(tr[:, :, 0], tr[:, :, 1], color=color, lw=lw, alpha=alpha)
+    if mark_ends:
+        ax.scatter(tr[0, :, 0], tr[0, :, 1], s=12, facecolors="none", edgecolors="tab:blue", label="start")
+        ax.scatter(tr[-1, :, 0], tr[-1, :, 1], s=12, color="tab:red", label="end")
+    ax.set_aspect("equal")
+    return fig
+
+
+def density_image(log_prob_fn: Callable[[torch.Tensor], torch.Tensor], lim: Limits = (-3.5, 3.5),
+                  n: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Evaluate exp(log_prob_fn) on an n × n grid: returns (xs, ys, density[n, n])."""
+    xs = torch.linspace(lim[0], lim[1], n)
+    gx, gy = torch.meshgrid(xs, xs, indexing="xy")
+    pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
+    with torch.no_grad():
+        dens = torch.exp(log_prob_fn(pts)).reshape(n, n)
+    return to_numpy(xs), to_numpy(xs), to_numpy(dens)
+
+
+def plot_density(log_prob_fn: Callable[[torch.Tensor], torch.Tensor], ax: Axes | None = None,
+                 lim: Limits = (-3.5, 3.5), n: int = 200, filled: bool = True, cmap: str = "Greys",
+                 levels: int = 12, alpha: float = 1.0) -> Figure:
+    """Contours of a 2D density given its log-density (e.g. ``gmm.log_prob``), as a backdrop."""
+    xs, ys, dens = density_image(log_prob_fn, lim, n)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4, 4))
+    else:
+        fig = ax.figure
+    (ax.contourf if filled else ax.contour)(xs, ys, dens, levels=levels, cmap=cmap, alpha=alpha)
+    ax.set_xlim(*lim)
+    ax.set_ylim(*lim)
+    ax.set_aspect("equal")
+    return fig
+
+
+def image_grid(images: Any, nrow: int = 8, title: str | None = None, size: float = 1.0,
+               row_labels: Sequence[str] | None = None) -> Figure:
+    """Tile ``(B, C, H, W)`` images in [−1, 1] (C = 1 or 3) into a grid with ``nrow`` images per row."""
+    x = to_numpy(images)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (B, C, H, W) with C in (1, 3), got {x.shape}")
+    B, C, H, W = x.shape
+    ncol = max(1, min(nrow, B))
+    nrows = math.ceil(B / ncol)
+    canvas = np.ones((nrows * (H + 2), ncol * (W + 2), C), dtype=np.float32)
+    img = np.clip((x + 1) / 2, 0, 1).transpose(0, 2, 3, 1)
+    for i in range(B):
+        r, c = divmod(i, ncol)
+        canvas[r * (H + 2) + 1: r * (H + 2) + 1 + H, c * (W + 2) + 1: c * (W + 2) + 1 + W] = img[i]
+    fig, ax = plt.subplots(figsize=(size * ncol + 0.5, size * nrows + (0.4 if title else 0.1)))
+    ax.imshow(canvas[..., 0] if C == 1 else canvas, cmap="gray" if C == 1 else None, vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([] if row_labels is None else [r * (H + 2) + 1 + H / 2 for r in range(nrows)])
+    if row_labels is not None:
+        ax.set_yticklabels(list(row_labels)[:nrows])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def smooth_curve(values: Any, smooth: int) -> np.ndarray:
+    """Moving average over a window of ``smooth`` points (shorter at the start)."""
+    v = to_numpy(values).astype(float)
+    if smooth <= 1 or len(v) == 0:
+        return v
+    c = np.cumsum(np.insert(v, 0, 0.0))
+    idx = np.arange(1, len(v) + 1)
+    lo = np.maximum(0, idx - smooth)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def loss_curve(losses: Any, smooth: int = 50, ax: Axes | None = None, title: str = "training loss",
+               logy: bool = True, label: str | None = None) -> Figure:
+    """Raw loss (faint) and its moving average over ``smooth`` steps."""
+    v = to_numpy(losses).astype(float)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+    else:
+        fig = ax.figure
+    steps = np.arange(1, len(v) + 1)
+    line = ax.plot(steps, v, alpha=0.25, lw=0.8)[0]
+    ax.plot(steps, smooth_curve(v, smooth), color=line.get_color(), lw=1.6,
+            label=label or (f"moving average ({smooth})" if smooth > 1 else None))
+    if logy and len(v) and (v > 0).all():
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    if label or smooth > 1:
+        ax.legend()
+    return fig
+
+
+# --------------------------------------------------------------------------- 06: two-pixel DDPM
+def sample_density(points: Any, lim: Limits = (-3.5, 3.5), bins: int = 80,
+                   smooth: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Density of 2D samples estimated by a 2D histogram on ``bins × bins`` cells over ``lim²``,
+    smoothed by a Gaussian of ``smooth`` cells (0: none) and divided by N · cell area, so it
+    integrates to the fraction of samples inside the square. Returns ``(xs, ys, dens[iy, ix])``
+    (cell centres; the layout of :func:`density_image`)."""
+    p = to_numpy(points).astype(np.float64)
+    if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] == 0:
+        raise ValueError(f"points must be a non-empty (N, 2) set, got shape {p.shape}")
+    if bins < 2 or smooth < 0:
+        raise ValueError(f"need bins >= 2 and smooth >= 0, got bins={bins!r}, smooth={smooth!r}")
+    edges = np.linspace(lim[0], lim[1], bins + 1)
+    h, _, _ = np.histogram2d(p[:, 1], p[:, 0], bins=[edges, edges])  # rows = y
+    if smooth > 0:
+        from scipy.ndimage import gaussian_filter
+
+        h = gaussian_filter(h, smooth, mode="constant")
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    return centres, centres.copy(), h / (p.shape[0] * (edges[1] - edges[0]) ** 2)
+
+
+def _density_backdrop(ax: Axes, log_prob_fn: Callable[[torch.Tensor], torch.Tensor], lim: Limits,
+                      filled: bool = True, n: int = 150) -> None:
+    xs, ys, dens = density_image(log_prob_fn, lim, n)
+    if filled:
+        ax.contourf(xs, ys, dens, levels=12, cmap="Greys")
+    else:
+        ax.contour(xs, ys, dens, levels=6, colors="w", linewidths=0.7, linestyles="--")
+
+
+def _square(ax: Axes, lim: Limits) -> None:
+    ax.set_xlim(*lim)
+    ax.set_ylim(*lim)
+    ax.set_aspect("equal")
+    ax.grid(False)
+
+
+def trajectory_density_panels(step_samples: dict[int, Any], path: dict[int, Any],
+                              true_log_prob: Callable[[torch.Tensor], torch.Tensor],
+                              step_log_probs: dict[int, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+                              lim: Limits = (-3.0, 3.0), bins: int = 80, size: float = 2.8) -> Figure:
+    """One denoising trajectory over the estimated densities of x_k (seed 001, Q2).
+
+    One panel per step k of ``step_samples`` (``{k: (N, 2)}``, largest k first): the density of
+    x_k estimated from the samples (:func:`sample_density`), the path from its start down to k
+    (white line, current point ●) and, when ``step_log_probs[k]`` is given, the exact density of
+    x_k as dashed contours. A last panel shows the whole path over ``true_log_prob`` (the data).
+    ``path``: ``{k: (2,)}`` for every step from the start down to 0.
+    """
+    if not step_samples:
+        raise ValueError("step_samples is empty; pass {k: (N, 2) samples of x_k}")
+    ks = sorted(step_samples, reverse=True)
+    order = sorted(path, reverse=True)
+    pts = np.stack([to_numpy(path[k]).reshape(2) for k in order])
+    fig, axes = panel_grid(len(ks) + 1, ncols=len(ks) + 1, size=size)
+    for ax, k in zip(axes, ks):
+        xs, ys, dens = sample_density(step_samples[k], lim, bins)
+        ax.pcolormesh(xs, ys, dens, cmap="viridis", shading="auto")
+        if step_log_probs is not None and k in step_log_probs:
+            _density_backdrop(ax, step_log_probs[k], lim, filled=False)
+        upto = [i for i, kk in enumerate(order) if kk >= k]
+        if upto:
+            seg = pts[: upto[-1] + 1]
+            ax.plot(seg[:, 0], seg[:, 1], color="w", lw=1.0)
+            ax.plot(seg[-1, 0], seg[-1, 1], "o", color="tab:red", ms=5, mec="w")
+        _square(ax, lim)
+        ax.set_title(f"estimated p(x_k), k = {k}", fontsize=9)
+    ax = axes[-1]
+    _density_backdrop(ax, true_log_prob, lim)
+    ax.plot(pts[:, 0], pts[:, 1], color="tab:blue", lw=1.0)
+    ax.plot(pts[0, 0], pts[0, 1], "o", mfc="none", mec="tab:blue", ms=6)
+    ax.plot(pts[-1, 0], pts[-1, 1], "o", color="tab:red", ms=5)
+    _square(ax, lim)
+    ax.set_title("whole path over the true p(x_0)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def samples_vs_truth_rows(samples: dict[str, Any], log_prob_fn: Callable[[torch.Tensor], torch.Tensor],
+                          lim: Limits = (-1.5, 1.5), bins: int = 80, size: float = 3.0,
+                          notes: dict[str, str] | None = None, s: float = 1.5) -> Figure:
+    """One row per sample set (seed 001, Q3): left the samples scattered over the true density,
+    right the density estimated from the samples (:func:`sample_density`, shared colour scale).
+    ``samples``: ``{row label: (N, 2)}``; ``notes``: optional text per row for the left title."""
+    if not samples:
+        raise ValueError("samples is empty; pass {label: (N, 2) samples}")
+    labels = list(samples)
+    dens = [sample_density(samples[k], lim, bins) for k in labels]
+    vmax = max(float(d[2].max()) for d in dens)
+    fig, axes = plt.subplots(len(labels), 2, figsize=(2 * size + 0.6, size * len(labels)), squeeze=False)
+    for r, label in enumerate(labels):
+        p = to_numpy(samples[label])
+        ax = axes[r, 0]
+        _density_backdrop(ax, log_prob_fn, lim)
+        ax.scatter(p[:, 0], p[:, 1], s=s, color="tab:red", alpha=0.35, linewidths=0)
+        _square(ax, lim)
+        note = f"\n{notes[label]}" if notes and label in notes else ""
+        ax.set_title(f"{label}: samples over the true PDF{note}", fontsize=9)
+        ax = axes[r, 1]
+        xs, ys, d = dens[r]
+        ax.pcolormesh(xs, ys, d, cmap="viridis", shading="auto", vmin=0, vmax=vmax)
+        _square(ax, lim)
+        ax.set_title(f"{label}: estimated PDF", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def paths_over_density(paths: Sequence[Any], log_prob_fn: Callable[[torch.Tensor], torch.Tensor],
+                       colors: Sequence[Any] | None = None, labels: Sequence[str] | None = None,
+                       ax: Axes | None = None, lim: Limits = (-3.0, 3.0), lw: float = 1.2) -> Figure:
+    """Trajectories ``(S, 2)`` (first row = start) drawn over a true density; start ○, end ●."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    else:
+        fig = ax.figure
+    _density_backdrop(ax, log_prob_fn, lim)
+    for i, path in enumerate(paths):
+        p = to_numpy(path)
+        if p.ndim != 2 or p.shape[1] != 2:
+            raise ValueError(f"each path must have shape (S, 2), got {p.shape}")
+        c = colors[i] if colors is not None else f"C{i}"
+        ax.plot(p[:, 0], p[:, 1], color=c, lw=lw, label=labels[i] if labels is not None else None)
+        ax.plot(p[0, 0], p[0, 1], "o", mfc="none", mec=c, ms=7)
+        ax.plot(p[-1, 0], p[-1, 1], "o", color=c, ms=6, mec="k")
+    _square(ax, lim)
+    if labels is not None:
+        ax.legend(fontsize=8, loc="lower left")
+    return fig
+
+
+__all__ += ["sample_density", "trajectory_density_panels", "samples_vs_truth_rows", "paths_over_density"]

@@ -1,0 +1,314 @@
+"""Interactive explorers for the notebooks (ipywidgets), each backed by a plain, tested drawing function.
+
+Pattern: ``draw_*(...) -> Figure`` does all the work; ``*_explorer(...)`` wires sliders/dropdowns to
+it with :func:`show_explorer`. In a live frontend (JupyterLab, Notebook, VS Code, Colab) the widget
+appears and redraws on every change; when the notebook runs headless (papermill, nbval, a plain
+script) nothing interactive is created and the function returns one static figure at the initial
+values. Either way the returned figure can be saved with ``run.savefig``.
+
+Headless detection: not inside an IPython kernel, or a kernel executing without stdin (how
+papermill/nbclient run cells), or the environment variable ``NBHELPERS_HEADLESS=1``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from . import schedules as _schedules
+from .paths import GaussianPath
+
+__all__ = ["in_interactive_frontend", "show_explorer", "draw_path_explorer", "path_explorer"]
+
+HEADLESS_ENV = "NBHELPERS_HEADLESS"
+
+
+def in_interactive_frontend() -> bool:
+    """True when cells run in a live Jupyter frontend that can display widgets."""
+    if os.environ.get(HEADLESS_ENV, "").strip() not in ("", "0"):
+        return False
+    try:
+        from IPython import get_ipython
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    shell = get_ipython()
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None:
+        return False
+    # nbclient (papermill, nbval) executes with allow_stdin=False; live frontends allow input()
+    return bool(getattr(kernel, "_allow_stdin", False))
+
+
+def show_explorer(draw: Callable[..., Figure], initial: dict[str, Any],
+                  make_controls: Callable[[], dict[str, Any]], interactive: bool | None = None) -> Figure:
+    """Draw ``draw(**initial)``; in a live frontend also display widgets that redraw on change.
+
+    ``make_controls()`` returns ``{name: ipywidget}`` for some of ``draw``'s keyword arguments
+    (imported lazily so headless runs never build widgets). Returns the figure at ``initial``;
+    in a live frontend it is detached from pyplot so it is not shown twice.
+    """
+    fig = draw(**initial)
+    if interactive is None:
+        interactive = in_interactive_frontend()
+    if not interactive:
+        return fig
+    import ipywidgets as w
+    from IPython.display import display
+
+    plt.close(fig)
+    controls = make_controls()
+    out = w.Output()
+
+    def redraw(**values: Any) -> None:
+        with out:
+            out.clear_output(wait=True)
+            f = draw(**{**initial, **values})
+            display(f)
+            plt.close(f)
+
+    ui = w.interactive_output(redraw, controls)
+    display(w.VBox([w.HBox(list(controls.values())), out, ui]))
+    return fig
+
+
+# --------------------------------------------------------------------------- 02: path explorer
+def draw_path_explorer(t: float, schedule_name: str, z: Any, eps: Any | None = None, fig: Figure | None = None,
+                       lim: float = 3.5, bins: int = 60, schedules: tuple[str, ...] = ("linear", "cosine", "polynomial"),
+                       seed: int = 0) -> Figure:
+    """Two panels: the 2D histogram of x_t = α_t z + β_t ε for ``schedule_name`` at time ``t``
+    (t = 0 noise, t = 1 data), and log₁₀ SNR(t) = log₁₀(α_t²/β_t²) of ``schedules`` with the
+    chosen one highlighted and the current t marked.
+
+    ``z``: (N, 2) data; ``eps``: (N, 2) noise (fixed, so moving t morphs the same points;
+    drawn with ``seed`` when omitted). ``fig``: an existing figure to draw into (cleared).
+    """
+    if isinstance(t, bool) or not isinstance(t, (int, float, np.floating)) or not 0.0 <= float(t) <= 1.0:
+        raise ValueError(f"t must be a number in [0, 1], got {t!r}")
+    sched = _schedules.get_schedule(schedule_name)
+    z = torch.as_tensor(z)
+    if z.ndim != 2 or z.shape[1] != 2:
+        raise ValueError(f"z must have shape (N, 2), got {tuple(z.shape)}")
+    if eps is None:
+        eps = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed), dtype=z.dtype)
+    eps = torch.as_tensor(eps, dtype=z.dtype)
+    if eps.shape != z.shape:
+        raise ValueError(f"eps must have the shape of z {tuple(z.shape)}, got {tuple(eps.shape)}")
+    c = GaussianPath(sched).coefficients(float(t), z)
+    x = (c.alpha * z + c.beta * eps).numpy()
+
+    if fig is None:
+        fig = plt.figure(figsize=(9, 4))
+    else:
+        fig.clf()
+    ax_h, ax_s = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.25]})
+    ax_h.hist2d(x[:, 0], x[:, 1], bins=bins, range=[[-lim, lim], [-lim, lim]], cmap="viridis")
+    ax_h.set_aspect("equal")
+    ax_h.grid(False)
+    a, b = float(c.alpha.reshape(-1)[0]), float(c.beta.reshape(-1)[0])
+    ax_h.set_title(f"{schedule_name}: t = {float(t):.2f}  (α = {a:.2f}, β = {b:.2f})", fontsize=10)
+
+    tt = torch.linspace(0.005, 0.995, 199, dtype=torch.float64)
+    names = list(dict.fromkeys([*schedules, schedule_name]))
+    for name in names:
+        s = _schedules.get_schedule(name)
+        chosen = name == schedule_name
+        ax_s.plot(tt.numpy(), torch.log10(s.snr(tt)).numpy(), lw=2.4 if chosen else 1.0,
+                  alpha=1.0 if chosen else 0.5, label=name)
+    if 0.0 < float(t) < 1.0:
+        ax_s.plot([float(t)], [float(torch.log10(sched.snr(torch.tensor(float(t), dtype=torch.float64))))], "ko", ms=7)
+    ax_s.axvline(float(t), color="k", lw=0.8, ls=":")
+    ax_s.axhline(0.0, color="grey", lw=0.8)
+    ax_s.set_xlim(0, 1)
+    ax_s.set_ylim(-4.5, 4.5)
+    ax_s.set_xlabel("t  (0 = noise, 1 = data)")
+    ax_s.set_ylabel("log₁₀ SNR = log₁₀(α²/β²)")
+    ax_s.set_title("signal-to-noise ratio", fontsize=10)
+    ax_s.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def path_explorer(z: Any, eps: Any | None = None, t: float = 0.5, schedule_name: str = "linear",
+                  schedules: tuple[str, ...] = ("linear", "cosine", "polynomial"), interactive: bool | None = None,
+                  seed: int = 0) -> Figure:
+    """t slider + schedule dropdown over :func:`draw_path_explorer` (static figure when headless)."""
+    if eps is None:
+        z_t = torch.as_tensor(z)
+        eps = torch.randn(z_t.shape, generator=torch.Generator().manual_seed(seed), dtype=z_t.dtype)
+    initial = {"t": float(t), "schedule_name": schedule_name, "z": z, "eps": eps, "schedules": tuple(schedules)}
+
+    def controls() -> dict[str, Any]:
+        import ipywidgets as w
+
+        return {
+            "t": w.FloatSlider(value=float(t), min=0.0, max=1.0, step=0.01, description="t", continuous_update=False),
+            "schedule_name": w.Dropdown(options=list(schedules), value=schedule_name, description="schedule"),
+        }
+
+    return show_explorer(draw_path_explorer, initial, controls, interactive)
+
+
+# --------------------------------------------------------------------------- 07: guidance explorer
+def draw_guidance_explorer(w: float, samples: dict[float, Any], metrics: dict[float, dict[str, float]] | None = None,
+                           per_class: int = 8, num_classes: int = 10, fig: Figure | None = None) -> Figure:
+    """Left: digits drawn with classifier-free guidance weight ``w`` (row = requested digit).
+    Right (when ``metrics`` are given): class accuracy and within-class diversity (relative to real
+    digits) against w, with the chosen w marked.
+
+    ``samples[w]``: ``(N, 1, H, W)`` in [−1, 1] ordered by requested class, N / num_classes per class;
+    ``metrics[w]``: ``{"accuracy": …, "diversity": …}`` (any extra keys are ignored).
+    """
+    if not samples:
+        raise ValueError("samples is empty; pass {w: images} for at least one guidance weight")
+    ws = sorted(float(k) for k in samples)
+    if isinstance(w, bool) or not isinstance(w, (int, float, np.floating)) or float(w) not in ws:
+        raise ValueError(f"w must be one of the sampled guidance weights {ws}, got {w!r}")
+    x = torch.as_tensor(samples[float(w)]).detach().float().cpu()
+    if x.ndim != 4 or x.shape[0] % num_classes:
+        raise ValueError(f"samples[{w}] must be (N, C, H, W) with N a multiple of num_classes={num_classes}, got {tuple(x.shape)}")
+    n_per = x.shape[0] // num_classes
+    k = min(per_class, n_per)
+    H, W = x.shape[-2:]
+    canvas = np.ones((num_classes * (H + 2), k * (W + 2)), dtype=np.float32)
+    img = ((x.clamp(-1, 1) + 1) / 2)[:, 0].numpy()
+    for c in range(num_classes):
+        for j in range(k):
+            canvas[c * (H + 2) + 1:c * (H + 2) + 1 + H, j * (W + 2) + 1:j * (W + 2) + 1 + W] = img[c * n_per + j]
+    if fig is None:
+        fig = plt.figure(figsize=(8.5 if metrics else 4.0, 4.2))
+    else:
+        fig.clf()
+    if metrics:
+        ax_img, ax_m = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
+    else:
+        ax_img, ax_m = fig.subplots(1, 1), None
+    ax_img.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax_img.set_xticks([])
+    ax_img.set_yticks([c * (H + 2) + 1 + H / 2 for c in range(num_classes)])
+    ax_img.set_yticklabels([str(c) for c in range(num_classes)])
+    ax_img.grid(False)
+    ax_img.set_title(f"guidance w = {float(w):g}", fontsize=10)
+    if ax_m is not None:
+        mw = sorted(float(v) for v in metrics)
+        acc = [100 * metrics[v]["accuracy"] for v in mw]
+        div = [metrics[v]["diversity"] for v in mw]
+        ax_m.plot(mw, acc, "o-", color="C0", label="class accuracy (%)")
+        ax_m.set_xlabel("guidance weight w")
+        ax_m.set_ylabel("class accuracy (%)", color="C0")
+        ax_m.set_ylim(min(acc + [50.0]) - 2, 101)
+        ax2 = ax_m.twinx()
+        ax2.plot(mw, div, "s--", color="C1", label="diversity / real")
+        ax2.set_ylabel("within-class diversity / real digits", color="C1")
+        ax2.set_ylim(0, max(div + [1.1]) * 1.05)
+        ax2.axhline(1.0, color="C1", lw=0.8, ls=":")
+        ax2.grid(False)
+        ax_m.axvline(float(w), color="k", lw=1.0, ls=":")
+        if float(w) in metrics:
+            ax_m.plot([float(w)], [100 * metrics[float(w)]["accuracy"]], "o", ms=10, mfc="none", mec="k")
+        ax_m.set_title("quality (accuracy) against diversity", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def guidance_explorer(samples: dict[float, Any], metrics: dict[float, dict[str, float]] | None = None, w: float = 2.0,
+                      per_class: int = 8, interactive: bool | None = None) -> Figure:
+    """A slider over the sampled guidance weights redrawing :func:`draw_guidance_explorer` (static figure when headless)."""
+    ws = sorted(float(k) for k in samples)
+    initial = {"w": float(w), "samples": {float(k): v for k, v in samples.items()},
+               "metrics": {float(k): v for k, v in metrics.items()} if metrics else None, "per_class": per_class}
+
+    def controls() -> dict[str, Any]:
+        import ipywidgets as widgets
+
+        return {"w": widgets.SelectionSlider(options=ws, value=float(w), description="w", continuous_update=False)}
+
+    return show_explorer(draw_guidance_explorer, initial, controls, interactive)
+
+
+__all__ += ["draw_guidance_explorer", "guidance_explorer"]
+
+
+# --------------------------------------------------------------------------- 06: two-pixel guidance explorer
+def draw_two_pixel_guidance(w: float, samples: dict[float, tuple[Any, Any]], log_prob_fn: Callable[[torch.Tensor], torch.Tensor],
+                            metrics: dict[float, dict[str, float]] | None = None, lim: tuple[float, float] = (-1.5, 1.5),
+                            fig: Figure | None = None) -> Figure:
+    """Left: two-pixel samples drawn with guidance weight ``w`` over the true density, coloured by
+    the requested label. Right (when ``metrics`` are given): accuracy (fraction in the requested
+    mode) and spread against w, the chosen w marked.
+
+    ``samples[w] = (x (N, 2), y (N,))``; ``metrics[w] = {"accuracy": …, "spread": …}`` (extra keys ignored).
+    """
+    from .plotting import density_image
+
+    if not samples:
+        raise ValueError("samples is empty; pass {w: (x, y)} for at least one guidance weight")
+    ws = sorted(float(k) for k in samples)
+    if isinstance(w, bool) or not isinstance(w, (int, float, np.floating)) or float(w) not in ws:
+        raise ValueError(f"w must be one of the sampled guidance weights {ws}, got {w!r}")
+    x, y = (torch.as_tensor(v).detach().cpu() for v in {float(k): v for k, v in samples.items()}[float(w)])
+    if x.ndim != 2 or x.shape[1] != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"samples[{w}] must be (x (N, 2), y (N,)), got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    if fig is None:
+        fig = plt.figure(figsize=(8.6 if metrics else 4.2, 4.0))
+    else:
+        fig.clf()
+    if metrics:
+        ax, ax_m = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.25]})
+    else:
+        ax, ax_m = fig.subplots(1, 1), None
+    xs, ys, dens = density_image(log_prob_fn, lim, 150)
+    ax.contourf(xs, ys, dens, levels=12, cmap="Greys")
+    for c in sorted(int(v) for v in y.unique()):
+        sel = (y == c).numpy()
+        ax.scatter(x[sel, 0].numpy(), x[sel, 1].numpy(), s=3, alpha=0.5, linewidths=0, color=f"C{c}", label=f"y = {c}")
+    ax.set_xlim(*lim)
+    ax.set_ylim(*lim)
+    ax.set_aspect("equal")
+    ax.grid(False)
+    ax.legend(fontsize=8, loc="lower left", markerscale=3)
+    ax.set_title(f"guidance w = {float(w):g}", fontsize=10)
+    if ax_m is not None:
+        mw = sorted(float(v) for v in metrics)
+        ms = {float(k): v for k, v in metrics.items()}
+        acc = [100 * ms[v]["accuracy"] for v in mw]
+        spread = [ms[v]["spread"] for v in mw]
+        ax_m.plot(mw, acc, "o-", color="C0")
+        ax_m.set_xlabel("guidance weight w")
+        ax_m.set_ylabel("in the requested mode (%)", color="C0")
+        ax_m.set_ylim(min(acc + [90.0]) - 1, 100.5)
+        ax2 = ax_m.twinx()
+        ax2.plot(mw, spread, "s--", color="C1")
+        ax2.set_ylabel("spread / true spread", color="C1")
+        ax2.set_ylim(0, max(spread + [1.2]) * 1.05)
+        ax2.axhline(1.0, color="C1", lw=0.8, ls=":")
+        ax2.grid(False)
+        ax_m.axvline(float(w), color="k", lw=1.0, ls=":")
+        if float(w) in ms:
+            ax_m.plot([float(w)], [100 * ms[float(w)]["accuracy"]], "o", ms=10, mfc="none", mec="k")
+        ax_m.set_title("accuracy and spread against w", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def two_pixel_guidance_explorer(samples: dict[float, tuple[Any, Any]], log_prob_fn: Callable[[torch.Tensor], torch.Tensor],
+                                metrics: dict[float, dict[str, float]] | None = None, w: float = 1.0,
+                                interactive: bool | None = None) -> Figure:
+    """A slider over the sampled guidance weights redrawing :func:`draw_two_pixel_guidance` (static figure when headless)."""
+    ws = sorted(float(k) for k in samples)
+    initial = {"w": float(w), "samples": {float(k): v for k, v in samples.items()}, "log_prob_fn": log_prob_fn,
+               "metrics": {float(k): v for k, v in metrics.items()} if metrics else None}
+
+    def controls() -> dict[str, Any]:
+        import ipywidgets as widgets
+
+        return {"w": widgets.SelectionSlider(options=ws, value=float(w), description="w", continuous_update=False)}
+
+    return show_explorer(draw_two_pixel_guidance, initial, controls, interactive)
+
+
+__all__ += ["draw_two_pixel_guidance", "two_pixel_guidance_explorer"]
