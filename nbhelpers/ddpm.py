@@ -1,0 +1,487 @@
+"""Discrete DDPM (Ho et al. 2020): buffers, forward noising, ε-losses, reverse steps, DDPM and DDIM loops.
+
+Direction: integer step ``k = 0`` is data and ``k = T`` is (almost) pure noise. Every buffer has
+length ``T`` and entry ``k - 1`` belongs to step ``k ∈ {1, …, T}`` (``betas[k - 1] = β_k``);
+``alphas_cumprod_prev[k - 1] = ᾱ_{k-1}`` with ``ᾱ_0 = 1``. A network receives the float
+``t = k / T`` of shape ``(B,)``: ``model(x, t, y)``, or ``model(x, t)`` when ``y`` is ``None``.
+
+    q(x_k | x_0)          = N(√ᾱ_k x_0, (1 − ᾱ_k) I)                                   (Ho eq. 4)
+    q(x_{k-1} | x_k, x_0) = N(μ̃_k, β̃_k I),                                          (seed 004 eq. 18)
+        μ̃_k = √ᾱ_{k-1} β_k / (1 − ᾱ_k) · x_0 + √α_k (1 − ᾱ_{k-1}) / (1 − ᾱ_k) · x_k
+        β̃_k = (1 − ᾱ_{k-1}) / (1 − ᾱ_k) · β_k          (β̃_1 = 0)
+    x̂_0 = (x_k − √(1 − ᾱ_k) ε) / √ᾱ_k                                             (seed 004 eq. 19)
+
+Buffers are float64 tensors on the CPU (or on the device given to :meth:`DDPM.to`, which returns
+a moved copy). Every method casts the values it needs to the dtype and device of its input, so
+one ``DDPM`` serves a model on any device. Random draws use the ``generator`` passed in; a CPU
+generator also drives a CUDA run (the draw is made on the CPU and moved), which keeps samples
+identical across devices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["DDPM", "Posterior", "StepResult", "SampleResult", "GMMEpsOracle", "LOSS_KINDS", "SIGMA_CHOICES"]
+
+LOSS_KINDS = ("l2", "l1", "huber")
+SIGMA_CHOICES = ("posterior", "beta")
+
+Model = Callable[..., torch.Tensor]
+Steps = int | torch.Tensor
+
+
+class Posterior(NamedTuple):
+    """Mean and variance of q(x_{k-1} | x_k, x_0); ``variance`` broadcasts against ``mean``."""
+
+    mean: torch.Tensor
+    variance: torch.Tensor
+
+
+@dataclass
+class StepResult:
+    """One reverse step: the new state x_{k-1}, the x̂_0 used (clamped if asked) and the model's ε."""
+
+    x_prev: torch.Tensor
+    x0_pred: torch.Tensor
+    eps: torch.Tensor
+
+
+@dataclass
+class SampleResult:
+    """A sampling run. ``trajectory[k]`` is x_k and ``x0_preds[k]`` the x̂_0 predicted at step k
+    for each requested k (``None`` when no steps were requested); ``nfe`` counts model calls
+    (a guided step is one batched call)."""
+
+    x: torch.Tensor
+    trajectory: dict[int, torch.Tensor] | None
+    x0_preds: dict[int, torch.Tensor] | None
+    nfe: int
+
+
+# --------------------------------------------------------------------------- helpers
+def _randn(shape: Sequence[int], generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Standard normal draw on ``device``; drawn on the generator's device and moved when they differ."""
+    gen_device = generator.device if generator is not None else device
+    out = torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype)
+    return out.to(device)
+
+
+def _model_device(model: Model) -> torch.device:
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            return p.device
+        for b in model.buffers():
+            return b.device
+    return torch.device("cpu")
+
+
+def _call(model: Model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    return model(x, t) if y is None else model(x, t, y)
+
+
+# --------------------------------------------------------------------------- the process
+class DDPM:
+    """Precomputed DDPM buffers and the operations built on them (see the module docstring).
+
+    ``DDPM(betas)`` takes any β sequence in (0, 1]; ``DDPM.from_schedule("linear" | "cosine", T)``
+    builds it with :func:`nbhelpers.schedules.ddpm_betas`.
+    """
+
+    def __init__(self, betas: torch.Tensor | Sequence[float]) -> None:
+        betas = torch.as_tensor(betas, dtype=torch.float64).detach().clone()
+        if betas.ndim != 1 or betas.numel() < 1:
+            raise ValueError(f"betas must be a non-empty 1-D sequence, got shape {tuple(betas.shape)}")
+        if not torch.isfinite(betas).all() or (betas <= 0).any() or (betas > 1).any():
+            raise ValueError(f"betas must lie in (0, 1]; got min {betas.min().item()}, max {betas.max().item()}")
+        self.T: int = int(betas.numel())
+        self.betas = betas
+        self.alphas = 1.0 - betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+        self.alphas_cumprod_prev = torch.cat([betas.new_ones(1), self.alphas_cumprod[:-1]])
+        self.sqrt_alphas_cumprod = self.alphas_cumprod.sqrt()
+        self.sqrt_one_minus_alphas_cumprod = (1.0 - self.alphas_cumprod).sqrt()
+        # seed 004 eq. 18
+        self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+        # β̃_1 = 0: like Ho et al., log-variance uses β̃_2 at the first step (β_1 when T = 1).
+        first = self.posterior_variance[1:2] if self.T > 1 else betas[:1]
+        self.posterior_log_variance_clipped = torch.log(torch.cat([first, self.posterior_variance[1:]]))
+        self.posterior_mean_coef1 = betas * self.alphas_cumprod_prev.sqrt() / (1.0 - self.alphas_cumprod)
+        self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * self.alphas.sqrt() / (1.0 - self.alphas_cumprod)
+        self._cache: dict[tuple[torch.device, torch.dtype], dict[str, torch.Tensor]] = {}
+
+    _BUFFERS = (
+        "betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
+        "sqrt_one_minus_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
+        "posterior_mean_coef1", "posterior_mean_coef2",
+    )
+
+    @classmethod
+    def from_schedule(cls, name: str, T: int) -> "DDPM":
+        """Buffers for the named β schedule (``"linear"``: 1e-4 → 0.02; ``"cosine"``: Nichol & Dhariwal)."""
+        from .schedules import ddpm_betas
+
+        return cls(ddpm_betas(name, T))
+
+    def to(self, device: str | torch.device) -> "DDPM":
+        """A copy whose buffers live on ``device`` (``self`` is unchanged)."""
+        new = DDPM.__new__(DDPM)
+        new.T = self.T
+        for name in self._BUFFERS:
+            setattr(new, name, getattr(self, name).to(device))
+        new._cache = {}
+        return new
+
+    def __repr__(self) -> str:
+        return f"DDPM(T={self.T}, beta_1={self.betas[0].item():.3g}, beta_T={self.betas[-1].item():.3g})"
+
+    # -- indexing -----------------------------------------------------------------
+    def _table(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        key = (like.device, like.dtype)
+        if key not in self._cache:
+            self._cache[key] = {n: getattr(self, n).to(device=like.device, dtype=like.dtype) for n in self._BUFFERS}
+        return self._cache[key]
+
+    def _steps(self, k: Steps, x: torch.Tensor, low: int = 1) -> torch.Tensor:
+        """``k`` as int64 ``(B,)`` on ``x.device``, checked to lie in ``low..T``."""
+        if isinstance(k, int) and not isinstance(k, bool):  # the loops' path: no device sync
+            if not low <= k <= self.T:
+                raise ValueError(f"step k must lie in {low}..{self.T}, got {k}")
+            return torch.full((x.shape[0],), k, dtype=torch.long, device=x.device)
+        kk = torch.as_tensor(k, device=x.device)
+        if kk.is_floating_point() or kk.dtype == torch.bool:
+            raise ValueError(f"k must be an integer step in {low}..{self.T}, got dtype {kk.dtype}; the network's t = k / T is computed here")
+        kk = kk.long()
+        if kk.ndim == 0:
+            kk = kk.expand(x.shape[0])
+        if kk.shape != (x.shape[0],):
+            raise ValueError(f"k must be an int or a (B,) tensor with B = {x.shape[0]}, got shape {tuple(kk.shape)}")
+        if kk.numel() and (int(kk.min()) < low or int(kk.max()) > self.T):
+            raise ValueError(f"step k must lie in {low}..{self.T}, got values in {int(kk.min())}..{int(kk.max())}")
+        return kk
+
+    def _at(self, name: str, k: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Buffer ``name`` at steps ``k``, shaped ``(B, 1, …, 1)`` to broadcast against ``x``."""
+        return self._table(x)[name][k - 1].reshape(-1, *([1] * (x.ndim - 1)))
+
+    def time(self, k: Steps, x: torch.Tensor) -> torch.Tensor:
+        """The network's float time ``t = k / T``, shape ``(B,)``, dtype and device of ``x``."""
+        return self._steps(k, x, low=0).to(x.dtype) / self.T
+
+    # -- forward process -------------------------------------------------------------
+    def sample_steps(self, batch: int, generator: torch.Generator | None = None, device: str | torch.device | None = None) -> torch.Tensor:
+        """Uniform steps k ∈ {1, …, T}, int64 ``(batch,)`` (on ``device``, default the generator's)."""
+        gen_device = generator.device if generator is not None else torch.device(device or "cpu")
+        k = torch.randint(1, self.T + 1, (batch,), generator=generator, device=gen_device)
+        return k.to(device) if device is not None else k
+
+    def q_sample(self, x0: torch.Tensor, k: Steps, noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x_k = √ᾱ_k x_0 + √(1 − ᾱ_k) ε, for k ∈ {0, …, T} (k = 0 returns x_0)."""
+        kk = self._steps(k, x0, low=0)
+        if noise is None:
+            noise = _randn(x0.shape, generator, x0.device, x0.dtype)
+        return self._q_sample(x0, kk, noise)
+
+    def _q_sample(self, x0: torch.Tensor, kk: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        tab = self._table(x0)
+        # √ᾱ and √(1 − ᾱ) come from the float64 buffers (1 − ᾱ_k in float32 loses digits at small k);
+        # k = 0 is padded in front: √ᾱ_0 = 1, √(1 − ᾱ_0) = 0.
+        shape = (-1, *([1] * (x0.ndim - 1)))
+        a = torch.cat([x0.new_ones(1), tab["sqrt_alphas_cumprod"]])[kk].reshape(shape)
+        s = torch.cat([x0.new_zeros(1), tab["sqrt_one_minus_alphas_cumprod"]])[kk].reshape(shape)
+        return a * x0 + s * noise
+
+    def loss(
+        self,
+        model: Model,
+        x0: torch.Tensor,
+        y: torch.Tensor | None = None,
+        kind: str = "l2",
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """ε-prediction loss (Ho Alg. 1): k ~ U{1..T}, ε ~ N(0, I), mean of ρ(ε − ε_θ(x_k, k/T, y)).
+
+        ``kind``: ``"l2"`` (squared error), ``"l1"`` (absolute error, seed 004) or ``"huber"`` (δ = 1).
+        """
+        if kind not in LOSS_KINDS:
+            raise ValueError(f"unknown loss kind {kind!r}; valid choices: {', '.join(LOSS_KINDS)}")
+        k = self.sample_steps(x0.shape[0], generator, device=x0.device)
+        noise = _randn(x0.shape, generator, x0.device, x0.dtype)
+        x_k = self._q_sample(x0, k, noise)
+        eps = _call(model, x_k, k.to(x0.dtype) / self.T, y)
+        if kind == "l2":
+            return torch.nn.functional.mse_loss(eps, noise)
+        if kind == "l1":
+            return torch.nn.functional.l1_loss(eps, noise)
+        return torch.nn.functional.huber_loss(eps, noise, delta=1.0)
+
+    # -- reverse process -------------------------------------------------------------
+    def predict_x0(self, x_k: torch.Tensor, k: Steps, eps: torch.Tensor) -> torch.Tensor:
+        """x̂_0 = (x_k − √(1 − ᾱ_k) ε) / √ᾱ_k (seed 004 eq. 19)."""
+        return self._predict_x0(x_k, self._steps(k, x_k), eps)
+
+    def _predict_x0(self, x_k: torch.Tensor, kk: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        return (x_k - self._at("sqrt_one_minus_alphas_cumprod", kk, x_k) * eps) / self._at("sqrt_alphas_cumprod", kk, x_k)
+
+    def q_posterior(self, x0: torch.Tensor, x_k: torch.Tensor, k: Steps) -> Posterior:
+        """Mean μ̃_k(x_k, x_0) and variance β̃_k of q(x_{k-1} | x_k, x_0) (seed 004 eq. 18)."""
+        return self._q_posterior(x0, x_k, self._steps(k, x_k))
+
+    def _q_posterior(self, x0: torch.Tensor, x_k: torch.Tensor, kk: torch.Tensor) -> Posterior:
+        mean = self._at("posterior_mean_coef1", kk, x_k) * x0 + self._at("posterior_mean_coef2", kk, x_k) * x_k
+        return Posterior(mean, self._at("posterior_variance", kk, x_k))
+
+    def predict_eps(
+        self,
+        model: Model,
+        x_k: torch.Tensor,
+        k: Steps,
+        y: torch.Tensor | None = None,
+        guidance_w: float | None = None,
+        num_classes: int | None = None,
+    ) -> torch.Tensor:
+        """ε_θ(x_k, k/T, y), or the guided ε̄ = (w + 1) ε(x, t, y) − w ε(x, t, ∅) when ``guidance_w`` is set."""
+        return self._eps(model, x_k, self._steps(k, x_k), y, guidance_w, num_classes)
+
+    def _eps(self, model: Model, x_k: torch.Tensor, kk: torch.Tensor, y: torch.Tensor | None,
+             guidance_w: float | None, num_classes: int | None) -> torch.Tensor:
+        t = kk.to(x_k.dtype) / self.T
+        if guidance_w is None:
+            return _call(model, x_k, t, y)
+        if y is None or num_classes is None:
+            raise ValueError("guidance_w needs labels y and num_classes (the null label is num_classes)")
+        from .guidance import guided_eps
+
+        return guided_eps(model, x_k, t, y, guidance_w, num_classes)
+
+    @torch.no_grad()
+    def p_step(
+        self,
+        model: Model,
+        x_k: torch.Tensor,
+        k: Steps,
+        y: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        clip_x0: bool = True,
+        sigma: str = "posterior",
+        guidance_w: float | None = None,
+        num_classes: int | None = None,
+    ) -> StepResult:
+        """One reverse step x_k → x_{k-1} (seed 004 Alg. 2): x̂_0 from ε_θ (clamped to [−1, 1] when
+        ``clip_x0``), μ̃_k(x_k, x̂_0) of eq. 18, plus σ_k z with σ_k² = β̃_k (``"posterior"``) or β_k
+        (``"beta"``); no noise where k = 1."""
+        if sigma not in SIGMA_CHOICES:
+            raise ValueError(f"unknown sigma {sigma!r}; valid choices: {', '.join(SIGMA_CHOICES)}")
+        kk = self._steps(k, x_k)
+        last = k == 1 if isinstance(k, int) else bool((kk == 1).all())
+        eps = self._eps(model, x_k, kk, y, guidance_w, num_classes)
+        x0_pred = self._predict_x0(x_k, kk, eps)
+        if clip_x0:
+            x0_pred = x0_pred.clamp(-1.0, 1.0)
+        mean = self._q_posterior(x0_pred, x_k, kk).mean
+        if last:  # every sample is at its last step: no noise, and no draw
+            return StepResult(mean, x0_pred, eps)
+        var = self._at("posterior_variance" if sigma == "posterior" else "betas", kk, x_k)
+        nonzero = (kk > 1).to(x_k.dtype).reshape(var.shape)
+        z = _randn(x_k.shape, generator, x_k.device, x_k.dtype)
+        return StepResult(mean + nonzero * var.sqrt() * z, x0_pred, eps)
+
+    def _start(
+        self,
+        model: Model,
+        shape_or_x: Sequence[int] | torch.Tensor | None,
+        start_step: int | None,
+        x_start: torch.Tensor | None,
+        generator: torch.Generator | None,
+        device: str | torch.device | None,
+    ) -> tuple[torch.Tensor, int]:
+        k0 = self.T if start_step is None else int(start_step)
+        if not 0 <= k0 <= self.T:
+            raise ValueError(f"start_step must lie in 0..{self.T}, got {start_step!r}")
+        if x_start is not None:
+            if shape_or_x is not None:
+                raise ValueError("give either shape_or_x (noise / the state at start_step) or x_start (clean data), not both")
+            return self.q_sample(x_start, k0, generator=generator), k0
+        if shape_or_x is None:
+            raise ValueError("shape_or_x is required unless x_start is given")
+        if isinstance(shape_or_x, torch.Tensor):
+            return shape_or_x, k0
+        dev = torch.device(device) if device is not None else _model_device(model)
+        return _randn(tuple(shape_or_x), generator, dev, torch.float32), k0
+
+    def _record(self, return_steps: Sequence[int] | None, k0: int) -> set[int] | None:
+        if return_steps is None:
+            return None
+        steps = {int(k) for k in return_steps}
+        bad = sorted(k for k in steps if not 0 <= k <= k0)
+        if bad:
+            raise ValueError(f"return_steps must lie in 0..{k0} (the start step), got {bad}")
+        return steps
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model: Model,
+        shape_or_x: Sequence[int] | torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        clip_x0: bool = True,
+        sigma: str = "posterior",
+        return_steps: Sequence[int] | None = None,
+        start_step: int | None = None,
+        x_start: torch.Tensor | None = None,
+        guidance_w: float | None = None,
+        num_classes: int | None = None,
+        progress: bool = False,
+        device: str | torch.device | None = None,
+    ) -> SampleResult:
+        """Ancestral sampling (Ho Alg. 2) from step ``start_step`` (default T) down to 0.
+
+        Start state: ``shape_or_x`` as a shape draws x_T ~ N(0, I) (on ``device``, default the
+        model's); as a tensor it is x_{start_step} itself. With ``x_start`` (clean data, for
+        editing as in seed 003) the start is x_{start_step} ~ q(x_{start_step} | x_start).
+        ``return_steps`` (k values in 0..start_step) selects the states and x̂_0 kept.
+        """
+        if sigma not in SIGMA_CHOICES:
+            raise ValueError(f"unknown sigma {sigma!r}; valid choices: {', '.join(SIGMA_CHOICES)}")
+        x, k0 = self._start(model, shape_or_x, start_step, x_start, generator, device)
+        keep = self._record(return_steps, k0)
+        traj = {} if keep is not None else None
+        preds = {} if keep is not None else None
+        if keep is not None and k0 in keep:
+            traj[k0] = x.clone()
+        steps = range(k0, 0, -1)
+        if progress:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, desc="DDPM", leave=False)
+        nfe = 0
+        for k in steps:
+            out = self.p_step(model, x, k, y, generator, clip_x0, sigma, guidance_w, num_classes)
+            x = out.x_prev
+            nfe += 1
+            if keep is not None:
+                if k in keep:
+                    preds[k] = out.x0_pred
+                if k - 1 in keep:
+                    traj[k - 1] = x.clone()
+        return SampleResult(x, traj, preds, nfe)
+
+    def ddim_steps(self, n_steps: int, start_step: int | None = None) -> list[int]:
+        """The DDIM sub-sequence: ``n_steps`` evenly spaced steps from ``start_step`` (default T) down to 1."""
+        k0 = self.T if start_step is None else int(start_step)
+        if not isinstance(n_steps, int) or not 1 <= n_steps <= k0:
+            raise ValueError(f"n_steps must be an integer in 1..{k0}, got {n_steps!r}")
+        ks = torch.linspace(k0, 1, n_steps, dtype=torch.float64).round().long().tolist()
+        return sorted(set(ks), reverse=True)
+
+    @torch.no_grad()
+    def ddim_sample(
+        self,
+        model: Model,
+        shape_or_x: Sequence[int] | torch.Tensor | None,
+        n_steps: int,
+        eta: float = 0.0,
+        y: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        clip_x0: bool = True,
+        return_steps: Sequence[int] | None = None,
+        start_step: int | None = None,
+        x_start: torch.Tensor | None = None,
+        guidance_w: float | None = None,
+        num_classes: int | None = None,
+        progress: bool = False,
+        device: str | torch.device | None = None,
+    ) -> SampleResult:
+        """DDIM (Song et al. 2021, eq. 12) on the sub-sequence :meth:`ddim_steps`; from k to the next k':
+
+            x_{k'} = √ᾱ_{k'} x̂_0 + √(1 − ᾱ_{k'} − σ²) ε + σ z,
+            σ = η √((1 − ᾱ_{k'}) / (1 − ᾱ_k)) √(1 − ᾱ_k / ᾱ_{k'}),
+
+        with ᾱ_0 = 1. η = 0 is deterministic given the start state; η = 1 with ``n_steps = T`` is
+        ancestral sampling with σ² = β̃_k. With ``clip_x0`` the ε used is recomputed from the
+        clamped x̂_0. ``return_steps`` may only name visited steps (those of ``ddim_steps`` and 0).
+        """
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0, got {eta!r}")
+        x, k0 = self._start(model, shape_or_x, start_step, x_start, generator, device)
+        ks = self.ddim_steps(n_steps, k0)
+        keep = self._record(return_steps, k0)
+        if keep is not None:
+            unvisited = sorted(keep - set(ks) - {0})
+            if unvisited:
+                raise ValueError(f"return_steps {unvisited} are not visited by DDIM; visited steps: {ks + [0]}")
+        traj = {} if keep is not None else None
+        preds = {} if keep is not None else None
+        if keep is not None and k0 in keep:
+            traj[k0] = x.clone()
+        abar = self._table(x)["alphas_cumprod"]
+        pairs = list(zip(ks, ks[1:] + [0]))
+        if progress:
+            from tqdm.auto import tqdm
+
+            pairs = tqdm(pairs, desc="DDIM", leave=False)
+        nfe = 0
+        for k, k_next in pairs:
+            kk = self._steps(k, x)
+            eps = self._eps(model, x, kk, y, guidance_w, num_classes)
+            nfe += 1
+            x0_pred = self._predict_x0(x, kk, eps)
+            a, a_next = abar[k - 1], (abar[k_next - 1] if k_next > 0 else abar.new_ones(()))
+            if clip_x0:
+                x0_pred = x0_pred.clamp(-1.0, 1.0)
+                eps = (x - a.sqrt() * x0_pred) / (1.0 - a).sqrt()
+            var = eta**2 * (1.0 - a_next) / (1.0 - a) * (1.0 - a / a_next)
+            x = a_next.sqrt() * x0_pred + (1.0 - a_next - var).clamp(min=0.0).sqrt() * eps
+            if k_next > 0 and eta > 0:
+                x = x + var.sqrt() * _randn(x.shape, generator, x.device, x.dtype)
+            if keep is not None:
+                if k in keep:
+                    preds[k] = x0_pred
+                if k_next in keep:
+                    traj[k_next] = x.clone()
+        return SampleResult(x, traj, preds, nfe)
+
+
+# --------------------------------------------------------------------------- exact reference
+class GMMEpsOracle(nn.Module):
+    """The exact ε-predictor E[ε | x_k] (and E[ε | x_k, y]) for Gaussian-mixture data.
+
+    Under q(x_k | x_0) a mixture Σ_j w_j N(μ_j, diag s_j²) stays a mixture,
+    p_k(x) = Σ_j w_j N(√ᾱ_k μ_j, ᾱ_k s_j² + 1 − ᾱ_k), and E[ε | x_k] = −√(1 − ᾱ_k) ∇log p_k(x_k).
+    With a label y the mixture is restricted to component y (the null label ``num_classes`` =
+    K keeps all components), so it also serves as an exact conditional model for guidance.
+    Called like a network: ``oracle(x, t, y=None)`` with t = k / T.
+    """
+
+    def __init__(self, ddpm: DDPM, gmm) -> None:
+        super().__init__()
+        self.ddpm = ddpm
+        means = torch.as_tensor(gmm.means, dtype=torch.float64)
+        K, d = means.shape
+        stds = torch.as_tensor(gmm.stds, dtype=torch.float64)
+        stds = (stds[:, None] if stds.ndim == 1 else stds).expand(K, d)
+        self.num_classes = K
+        self.register_buffer("means", means)
+        self.register_buffer("var", stds**2)
+        self.register_buffer("log_w", torch.log(torch.as_tensor(gmm.weights, dtype=torch.float64)))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        B = x.shape[0]
+        t = torch.as_tensor(t, device=x.device, dtype=torch.float64)
+        t = t.expand(B) if t.ndim == 0 else t
+        k = torch.round(t * self.ddpm.T).long()
+        ab = self.ddpm.alphas_cumprod.to(x.device)[k - 1][:, None, None]  # (B, 1, 1)
+        xd = x.to(torch.float64)[:, None, :]
+        var = ab * self.var.to(x.device)[None] + (1.0 - ab)  # (B, K, d)
+        resid = xd - ab.sqrt() * self.means.to(x.device)[None]
+        logits = self.log_w.to(x.device)[None] - 0.5 * (torch.log(var) + resid**2 / var).sum(-1)  # (B, K)
+        if y is not None:
+            keep = (y[:, None] == torch.arange(self.num_classes, device=x.device)[None]) | (y[:, None] == self.num_classes)
+            logits = logits.masked_fill(~keep, float("-inf"))
+        r = torch.softmax(logits, dim=1)
+        score = -(r[..., None] * resid / var).sum(1)
+        return (-(1.0 - ab[:, 0]).sqrt() * score).to(x.dtype)

@@ -1,0 +1,106 @@
+"""nbhelpers.guidance: label dropout, the guided ε of seed 001 (algebra, one forward pass),
+the wrapper, and guided DDPM sampling with the exact conditional ε of the two-pixel mixture."""
+import math
+
+import pytest
+import torch
+
+import nbhelpers as nb
+from nbhelpers.ddpm import DDPM, GMMEpsOracle
+from nbhelpers.guidance import CFGModel, drop_labels, guided_eps, null_labels
+
+
+class _Counting(torch.nn.Module):
+    """A label-dependent toy ε-network that counts its forward passes and batch sizes."""
+
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.emb = torch.nn.Parameter(torch.randn(num_classes + 1, 2, generator=torch.Generator().manual_seed(0)))
+        self.batches = []
+
+    def forward(self, x, t, y):
+        self.batches.append(x.shape[0])
+        return torch.tanh(x) * (1 + t[:, None]) + self.emb[y]
+
+
+def _inputs(B=10, K=3):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(B, 2, generator=g), torch.rand(B, generator=g), torch.randint(0, K, (B,), generator=g)
+
+
+def test_w0_is_the_conditional_output_and_one_forward_pass():
+    m = _Counting()
+    x, t, y = _inputs()
+    out = guided_eps(m, x, t, y, 0.0, 3)
+    assert m.batches == [20]  # one batched pass over [x; x]
+    assert torch.allclose(out, m(x, t, y))
+
+
+def test_guidance_is_the_stated_combination_and_linear_in_w():
+    m = _Counting()
+    x, t, y = _inputs()
+    eps_c, eps_u = m(x, t, y), m(x, t, null_labels(10, 3))
+    for w in (0.5, 1.0, 4.0):
+        assert torch.allclose(guided_eps(m, x, t, y, w, 3), (w + 1) * eps_c - w * eps_u, atol=1e-6)
+    g0, g1, g3 = (guided_eps(m, x, t, y, w, 3) for w in (0.0, 1.0, 3.0))
+    assert torch.allclose(g3, g0 + 3.0 * (g1 - g0), atol=1e-6)
+    # the other convention: ε_u + s (ε_c − ε_u) with s = w + 1; s = 0 (w = −1) is unconditional
+    assert torch.allclose(guided_eps(m, x, t, y, -1.0, 3), eps_u, atol=1e-6)
+
+
+def test_per_sample_guidance_weights():
+    m = _Counting()
+    x, t, y = _inputs()
+    w = torch.linspace(0, 2, 10)
+    out = guided_eps(m, x, t, y, w, 3)
+    for i in (0, 4, 9):
+        assert torch.allclose(out[i], guided_eps(m, x[i : i + 1], t[i : i + 1], y[i : i + 1], float(w[i]), 3)[0], atol=1e-6)
+
+
+def test_cfg_model_keeps_the_signature():
+    m = _Counting()
+    x, t, y = _inputs()
+    wrapped = CFGModel(m, 2.0, 3)
+    assert torch.allclose(wrapped(x, t, y), guided_eps(m, x, t, y, 2.0, 3))
+    assert torch.allclose(wrapped(x, t), m(x, t, null_labels(10, 3)))
+    assert set(dict(wrapped.named_parameters())) == {"model.emb"}
+
+
+def test_ddpm_guidance_argument_matches_the_wrapper():
+    d = DDPM.from_schedule("cosine", 20)
+    m = _Counting()
+    y = torch.randint(0, 3, (16,), generator=torch.Generator().manual_seed(0))
+    a = d.sample(m, (16, 2), y=y, guidance_w=1.5, num_classes=3, generator=torch.Generator().manual_seed(1))
+    b = d.sample(CFGModel(m, 1.5, 3), (16, 2), y=y, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.x, b.x)
+    assert a.nfe == 20
+
+
+def test_drop_labels_rate_and_values():
+    n, p = 200_000, 0.3
+    y = torch.randint(0, 10, (n,), generator=torch.Generator().manual_seed(0))
+    out = drop_labels(y, p, 10, generator=torch.Generator().manual_seed(1))
+    dropped = out == 10
+    assert abs(float(dropped.double().mean()) - p) < 5 * math.sqrt(p * (1 - p) / n)
+    assert torch.equal(out[~dropped], y[~dropped])
+    assert out.dtype == torch.long and y.max() < 10  # input untouched
+    assert torch.equal(drop_labels(y, 0.0, 10), y)
+    assert bool((drop_labels(y, 1.0, 10) == 10).all())
+    with pytest.raises(ValueError, match="p_uncond"):
+        drop_labels(y, 1.5, 10)
+    with pytest.raises(ValueError, match="num_classes"):
+        drop_labels(y, 0.1, 0)
+
+
+def test_guided_sampling_with_the_exact_conditional_eps_lands_in_the_requested_mode():
+    """With the exact conditional/unconditional ε of the two-pixel mixture, guided samples (w = 1)
+    land in the requested mode, and w = 0 conditional samples of class 0 are component 0."""
+    gmm = nb.distributions.two_pixel()
+    d = DDPM.from_schedule("cosine", 50)
+    oracle = GMMEpsOracle(d, gmm)
+    n = 2000
+    y = torch.arange(n) % 2
+    for w in (0.0, 1.0):
+        x = d.sample(oracle, (n, 2), y=y, guidance_w=w, num_classes=2, sigma="beta", generator=torch.Generator().manual_seed(0)).x
+        nearest = torch.cdist(x.double(), gmm.means.double()).argmin(1)
+        assert float((nearest == y).double().mean()) >= 0.99
