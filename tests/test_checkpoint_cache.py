@@ -1,0 +1,121 @@
+"""The trained-model cache with an image model: a tiny UNet trained by flow matching is cached,
+reloaded bit-for-bit (BatchNorm buffers and EMA included), retrained on a config mismatch, written
+atomically, and resumed after a kill -9."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+import torch
+
+from nbhelpers import runtime
+from nbhelpers.data import TensorBatcher
+from nbhelpers.models.unet import UNet, UNetConfig
+from nbhelpers.training import TrainConfig, checkpoint_path, load_checkpoint, train
+
+CFG = UNetConfig(base_channels=4, channel_mults=(1, 2), res_layers=1, bottleneck_layers=1, time_embed_dim=8)
+
+
+def _setup(cfg=CFG):
+    torch.manual_seed(0)
+    net = UNet(cfg)
+    images = torch.rand(32, 1, 12, 12, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    batcher = TensorBatcher(images, None, 8)
+
+    def loss_fn(model, batch, gen):  # flow matching on the linear path, written out
+        t = torch.rand(batch.x.shape[0], generator=gen)
+        eps = torch.randn(batch.x.shape, generator=gen)
+        xt = t[:, None, None, None] * batch.x + (1 - t[:, None, None, None]) * eps
+        return (model(xt, t) - (batch.x - eps)).square().mean()
+
+    return net, loss_fn, batcher
+
+
+def _key(cfg=CFG):
+    return {"unet": cfg.key(), "data": "random-12x12", "loss": "fm-linear"}
+
+
+def test_round_trip_restores_weights_buffers_and_ema(tmp_path):
+    ck = checkpoint_path("tiny_unet", _key(), directory=tmp_path)
+    net, lf, bf = _setup()
+    first = train(net, lf, bf, TrainConfig(steps=6, ema_decay=0.9), checkpoint=ck, key=_key(), progress=False)
+    fresh, _, _ = _setup()
+    second = train(fresh, lf, bf, TrainConfig(steps=6, ema_decay=0.9), checkpoint=ck, key=_key(), progress=False)
+    assert second.loaded_from_cache and second.losses == first.losses
+    for a, b in zip(first.model.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b)  # includes BatchNorm running statistics
+    for a, b in zip(first.ema.state_dict().values(), second.ema.state_dict().values()):
+        assert torch.equal(a, b)
+    x = torch.randn(3, 1, 12, 12)
+    t = torch.full((3,), 0.5)
+    assert torch.equal(first.model.eval()(x, t), fresh.eval()(x, t))
+    assert load_checkpoint(ck)["finished"]
+
+
+def test_a_different_unet_config_retrains(tmp_path):
+    ck = tmp_path / "unet.pt"
+    net, lf, bf = _setup()
+    train(net, lf, bf, TrainConfig(steps=3), checkpoint=ck, key=_key(), progress=False)
+    other_cfg = UNetConfig(**{**CFG.key(), "channel_mults": (1, 2), "attention_levels": (), "norm": "group", "norm_groups": 4})
+    other, lf2, bf2 = _setup(other_cfg)
+    with pytest.warns(UserWarning, match="another configuration"):
+        res = train(other, lf2, bf2, TrainConfig(steps=3), checkpoint=ck, key=_key(other_cfg), progress=False)
+    assert not res.loaded_from_cache
+    assert '"norm": "group"' in load_checkpoint(ck)["key"]
+    # the cache file name itself depends on the config
+    assert checkpoint_path("u", _key(), directory=tmp_path) != checkpoint_path("u", _key(other_cfg), directory=tmp_path)
+
+
+def test_interrupted_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    ck = tmp_path / "unet.pt"
+    net, lf, bf = _setup()
+    train(net, lf, bf, TrainConfig(steps=3), checkpoint=ck, key=_key(), progress=False)
+    before = ck.read_bytes()
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runtime.os, "replace", crash)
+    again, _, _ = _setup()
+    with pytest.raises(OSError, match="disk full"):
+        train(again, lf, bf, TrainConfig(steps=3), checkpoint=ck, key=_key(), progress=False, retrain=True)
+    assert ck.read_bytes() == before  # old file untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["unet.pt"]  # no temp files left behind
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_checkpoint(ck)["finished"]
+
+
+def test_kill_minus_nine_then_resume_with_a_unet(tmp_path):
+    ck = tmp_path / "k.pt"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {os.getcwd()!r})
+        from tests.test_checkpoint_cache import _setup, _key
+        from nbhelpers.training import TrainConfig, train
+        net, lf, bf = _setup()
+        def maybe_die(step, loss):
+            if step == 7 and sys.argv[1] == "die":
+                os.kill(os.getpid(), signal.SIGKILL)
+        res = train(net, lf, bf, TrainConfig(steps=12, ema_decay=0.9, checkpoint_every=5), checkpoint={str(ck)!r},
+                    key=_key(), progress=False, on_step=maybe_die)
+        print("resumed_from", res.resumed_from, "losses", len(res.losses))
+    """)
+    first = subprocess.run([sys.executable, "-c", script, "die"], capture_output=True, text=True)
+    assert first.returncode == -signal.SIGKILL
+    state = load_checkpoint(ck)
+    assert state["step"] == 5 and not state["finished"]
+    second = subprocess.run([sys.executable, "-c", script, "run"], capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert "resumed_from 5 losses 12" in second.stdout
+
+    # the resumed run equals an uninterrupted one
+    net, lf, bf = _setup()
+    ref = train(net, lf, bf, TrainConfig(steps=12, ema_decay=0.9, checkpoint_every=5), progress=False)
+    resumed = load_checkpoint(ck)
+    assert torch.allclose(resumed["losses"].float(), torch.tensor(ref.losses), atol=1e-6)
+    for name, value in ref.model.state_dict().items():
+        assert torch.allclose(resumed["model"][name].float(), value.float(), atol=1e-6), name

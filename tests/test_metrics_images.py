@@ -1,0 +1,138 @@
+"""The MNIST evaluator: Fréchet distance against closed forms and scipy, and the pass marks
+(real digits pass; uniform noise and an untrained network's samples fail)."""
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from nbhelpers import data
+from nbhelpers.metrics import images as mi
+from nbhelpers.metrics.images import (CPU_BARS, EvalResult, MNISTEvaluator, feature_statistics, frechet_distance,
+                                      mean_pairwise_distance)
+
+
+# --------------------------------------------------------------------------- Fréchet distance
+def test_fd_of_1d_gaussians_is_the_w2_closed_form():
+    # W2²(N(m1, s1²), N(m2, s2²)) = (m1 − m2)² + (s1 − s2)²
+    fd = frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-2.0]), np.array([[0.25]]))
+    assert fd == pytest.approx(9.0 + (2.0 - 0.5) ** 2)
+
+
+def test_fd_of_diagonal_gaussians():
+    a, b = np.array([1.0, 2.0, 0.5]), np.array([3.0, 0.5, 0.5])
+    mu1, mu2 = np.zeros(3), np.array([1.0, 0.0, -1.0])
+    expected = 2.0 + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected)
+
+
+def test_fd_matches_the_scipy_sqrtm_formula_and_is_symmetric():
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    s1, s2 = A @ A.T + 0.1 * np.eye(6), B @ B.T + 0.1 * np.eye(6)
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    ref = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2)).real
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-8)
+    assert frechet_distance(mu2, s2, mu1, s1) == pytest.approx(ref, rel=1e-8)
+
+
+def test_fd_of_a_set_with_itself_is_zero_even_when_singular():
+    rng = np.random.default_rng(1)
+    f = np.maximum(rng.normal(size=(50, 20)), 0)  # ReLU-like features
+    f[:, :5] = 0.0  # dead units: singular covariance
+    mu, s = feature_statistics(f)
+    assert abs(frechet_distance(mu, s, mu, s)) < 1e-8
+
+
+def test_feature_statistics_and_pairwise_distance():
+    f = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 8.0]])
+    mu, s = feature_statistics(torch.tensor(f))
+    assert np.allclose(mu, f.mean(0)) and np.allclose(s, np.cov(f.T))
+    pts = torch.tensor([[0.0], [1.0], [3.0]])  # pairwise distances 1, 3, 2
+    assert mean_pairwise_distance(pts) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="N >= 2"):
+        feature_statistics(np.zeros((1, 3)))
+
+
+def test_eval_result_checks_each_bar():
+    hist = np.full(10, 0.1)
+
+    def result(rec, hist, fd):
+        return EvalResult(100, hist, rec, fd, 10.0, 0.9, torch.zeros(100), torch.zeros(100))
+
+    assert result(0.8, hist, 100.0).passes(CPU_BARS)
+    assert result(0.6, hist, 100.0).checks()["recognised"] is False
+    skewed = hist.copy()
+    skewed[0], skewed[1] = 0.02, 0.18
+    assert result(0.8, skewed, 100.0).checks()["class_balance"] is False
+    assert result(0.8, hist, 151.0).checks()["fd"] is False
+    assert result(0.8, hist, 151.0).fd_ratio == pytest.approx(15.1)
+
+
+# --------------------------------------------------------------------------- the evaluator on MNIST
+needs_mnist = pytest.mark.skipif(not data.has_mnist(), reason="MNIST not under the data root (set NBHELPERS_DATA_DIR)")
+
+
+@pytest.fixture(scope="module")
+def tiny_evaluator():
+    """A small classifier trained here on 10 000 MNIST training images (no cache)."""
+    res = mi.train_mnist_classifier("cpu", steps=150, width=8, train_limit=10000, checkpoint=None, progress=False)
+    test = data.load_mnist("test", download=False)
+    return MNISTEvaluator(res.model, test.images[:3000], test.images[5000:8000], test.labels[5000:8000]), test
+
+
+@needs_mnist
+def test_fd_is_zero_for_identical_sets_and_grows_with_noise(tiny_evaluator):
+    ev, test = tiny_evaluator
+    x = test.images[:500]
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(x.shape, generator=gen)
+    assert abs(ev.fd_between(x, x)) < 1e-6
+    fds = [ev.fd_between(x, (x + s * noise).clamp(-1, 1)) for s in (0.1, 0.3, 0.6)]
+    assert 0 < fds[0] < fds[1] < fds[2]
+
+
+@needs_mnist
+def test_real_digits_pass_and_noise_or_an_untrained_network_fail(tiny_evaluator):
+    ev, test = tiny_evaluator
+    n = 500
+    real = ev.evaluate(test.images[8000:8000 + n])
+    assert real.passes(CPU_BARS), real.summary()
+    assert real.fd_ratio < 2.0  # real held-out digits sit at the floor
+
+    gen = torch.Generator().manual_seed(0)
+    uniform = ev.evaluate(torch.rand(n, 1, 28, 28, generator=gen) * 2 - 1)
+    assert not uniform.passes(CPU_BARS), uniform.summary()
+    assert not uniform.checks()["fd"]
+
+    from nbhelpers.models.unet import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2, 2), time_embed_dim=16)).eval()
+    x = torch.randn(n, 1, 28, 28, generator=gen)
+    with torch.no_grad():  # Euler on dX = u_θ(X) dt with the untrained field
+        for k in range(10):
+            x = x + 0.1 * net(x, torch.full((n,), k / 10))
+    untrained = ev.evaluate(x.clamp(-1, 1))
+    assert not untrained.passes(CPU_BARS), untrained.summary()
+    assert not untrained.checks()["fd"]
+
+
+@needs_mnist
+def test_class_accuracy_and_diversity(tiny_evaluator):
+    ev, test = tiny_evaluator
+    x, y = test.images[8000:8300], test.labels[8000:8300]
+    assert ev.class_accuracy(x, y) > 0.8
+    assert ev.class_accuracy(x, (y + 1) % 10) < 0.2
+    div = ev.diversity(x, y)
+    assert div.shape == (10,) and np.all(div > 0)
+    # one image repeated has zero diversity
+    same = x[:1].expand(20, 1, 28, 28)
+    assert np.nanmax(ev.diversity(same, torch.zeros(20, dtype=torch.long))) == pytest.approx(0.0, abs=1e-5)
+    assert ev.reference_diversity(per_class=30).shape == (10,)
+
+
+def test_evaluator_rejects_wrong_shapes():
+    clf = mi.MNISTClassifier(width=4)
+    ev = MNISTEvaluator(clf, torch.zeros(4, 1, 28, 28).uniform_(-1, 1), torch.zeros(4, 1, 28, 28).uniform_(-1, 1))
+    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+        ev.evaluate(torch.zeros(3, 3, 32, 32))
