@@ -1,0 +1,408 @@
+"""Class-conditional DDPM with classifier-free guidance on MNIST (notebook 07_mnist_cfg).
+
+Model presets per profile and variant, the guided training loss, guided sampling in chunks,
+seed 003's partial-diffusion editing, and the "when does each pixel settle" measurement.
+
+Direction (as in :mod:`nbhelpers.ddpm`): integer step k = 0 is data, k = T is noise, and the
+network receives the float t = k / T. Guidance (as in :mod:`nbhelpers.guidance`):
+ε̄ = (w + 1)·ε(x, t, y) − w·ε(x, t, ∅) with ∅ = ``num_classes``; w = 0 is plain conditional sampling.
+
+Variants:
+
+* ``"cosine"`` (seed 001 Q5): the image UNet with 4 blocks per pathway (28 → 14 → 7 → 4 → 2),
+  residual layers and self-attention in the blocks, class embedding with a null class, the cosine
+  schedule with T = 200 and the UNet's sinusoidal time embedding.
+* ``"ddpm_paper"`` (seed 003, Ho et al. 2020): the same UNet, the linear schedule β 1e-4 → 0.02 with
+  T = 1000, and t = k/T encoded with 10 sinusoid frequencies up to T/2 (20 features) that enter every
+  residual block through its own dense layer (:class:`PaperTimeEncoding`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ddpm import DDPM, SampleResult
+from .models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
+from .models.unet import UNet, UNetConfig
+from .training import TrainConfig
+
+__all__ = [
+    "VARIANTS", "SAMPLERS", "NUM_CLASSES", "PaperTimeEncoding", "MnistCFGPreset", "preset", "build_model",
+    "cfg_loss", "class_labels", "device_generator", "generate", "edit", "settle_steps", "SettleSummary",
+    "settle_summary", "rms_distance", "class_grid_figure",
+]
+
+VARIANTS = ("cosine", "ddpm_paper")
+SAMPLERS = ("ancestral", "ddim")
+NUM_CLASSES = 10
+
+
+# --------------------------------------------------------------------------- the seed-003 time input
+class PaperTimeEncoding(nn.Module):
+    """Seed 003's time input: t = k/T ∈ [0, 1] ↦ [sin 2π f_j t, cos 2π f_j t]_{j=1..n_freqs},
+    f_j geometric from 1 to T/2 cycles per unit t (T/2 is the Nyquist rate of the grid k/T, so
+    neighbouring steps stay distinguishable). Shapes: t ``(B,)`` → ``(B, 2·n_freqs)``. No parameters.
+    """
+
+    def __init__(self, T: int, n_freqs: int = 10) -> None:
+        super().__init__()
+        if isinstance(T, bool) or not isinstance(T, int) or T < 2:
+            raise ValueError(f"T must be an integer >= 2, got {T!r}")
+        self.T, self.n_freqs, self.dim = T, int(n_freqs), 2 * int(n_freqs)
+        self.max_freq = T / 2.0
+        self.register_buffer("freqs", sinusoidal_frequencies(self.n_freqs, self.max_freq).float(), persistent=False)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t)
+        return sinusoidal_encoding(t.float(), self.n_freqs, self.max_freq).to(device=t.device)
+
+    def extra_repr(self) -> str:
+        return f"T={self.T}, n_freqs={self.n_freqs}, max_freq={self.max_freq:g}"
+
+
+# --------------------------------------------------------------------------- presets
+@dataclass(frozen=True)
+class MnistCFGPreset:
+    """Everything that defines a trained model of notebook 07 (model, process, data, optimisation)."""
+
+    variant: str
+    profile: str
+    schedule: str
+    T: int
+    unet: UNetConfig
+    n_freqs: int | None  # seed-003 encoding with this many frequencies; None: the UNet's own embedding
+    p_uncond: float = 0.1
+    batch_size: int = 64
+    steps: int = 2500
+    lr: float = 2e-3
+    ema_decay: float = 0.995
+    warmup_steps: int = 100
+    amp: bool = False
+    channels_last: bool = False
+    loss: str = "l2"
+
+    def key(self) -> dict[str, Any]:
+        """Description for the checkpoint cache (the :class:`TrainConfig` is keyed separately)."""
+        return {"notebook": "07_mnist_cfg", "variant": self.variant, "schedule": self.schedule, "T": self.T,
+                "unet": self.unet.key(), "time_input": f"paper-{self.n_freqs}freq" if self.n_freqs else "unet",
+                "p_uncond": self.p_uncond, "batch_size": self.batch_size, "loss": self.loss, "data": "MNIST-train",
+                "channels_last": self.channels_last}
+
+    def train_config(self, steps: int | None = None, seed: int = 0) -> TrainConfig:
+        return TrainConfig(steps=self.steps if steps is None else int(steps), lr=self.lr, ema_decay=self.ema_decay,
+                           warmup_steps=self.warmup_steps, amp=self.amp, grad_clip=1.0, seed=seed)
+
+    def ddpm(self) -> DDPM:
+        return DDPM.from_schedule(self.schedule, self.T)
+
+    def describe(self) -> str:
+        u = self.unet
+        t_in = (f"t/T → {2 * self.n_freqs}-dim sinusoidal encoding ({self.n_freqs} freqs, 1…{self.T // 2})"
+                if self.n_freqs else f"t/T → {u.time_embed_dim}-dim sinusoidal embedding")
+        return (f"variant {self.variant!r} ({self.profile}): {self.schedule} schedule, T = {self.T}; {t_in}; "
+                f"UNet {u.levels} blocks per pathway, channels {list(u.channels)}, {u.res_layers} residual layer(s) per block, "
+                f"self-attention at levels {list(u.attention_levels)} ({u.attention_heads} head(s)), {u.norm} norm; "
+                f"p_uncond = {self.p_uncond}; batch {self.batch_size}, {self.steps} steps, lr {self.lr:g}, EMA {self.ema_decay}")
+
+
+def preset(variant: str = "cosine", profile: str = "cpu") -> MnistCFGPreset:
+    """The model and training settings of notebook 07 for ``variant`` and ``profile``.
+
+    The smoke profile shortens T five-fold (a code-path check, not a model). Every profile keeps 4 blocks per pathway (levels at 28, 14, 7, 4 and a 2×2 bottleneck) with
+    residual layers and self-attention. ``gpu`` attends at every level; ``cpu`` and ``smoke`` skip
+    the 28×28 level, whose 784-token attention alone would cost more than the rest of the network there.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(VARIANTS)}")
+    if profile not in ("smoke", "cpu", "gpu"):
+        raise ValueError(f"unknown profile {profile!r}; valid choices: smoke, cpu, gpu")
+    paper = variant == "ddpm_paper"
+    schedule, T = ("linear", 1000) if paper else ("cosine", 200)
+    if profile == "smoke":  # seconds, every code path; the real profiles keep the seeds' T
+        T //= 5
+    n_freqs = 10 if paper else None
+    if profile == "smoke":
+        unet = UNetConfig(base_channels=8, channel_mults=(1, 2, 2, 2), res_layers=1, bottleneck_layers=1, norm="group",
+                          norm_groups=4, attention_levels=(1, 2, 3, 4), attention_heads=1, num_classes=NUM_CLASSES,
+                          time_embed_dim=2 * n_freqs if paper else 32)
+        train = dict(batch_size=16, steps=20, lr=2e-3, ema_decay=0.9, warmup_steps=5)
+    elif profile == "cpu":
+        unet = UNetConfig(base_channels=16, channel_mults=(1, 2, 4, 4), res_layers=1, bottleneck_layers=1, norm="group",
+                          norm_groups=8, attention_levels=(1, 2, 3, 4), attention_heads=1, num_classes=NUM_CLASSES,
+                          time_embed_dim=2 * n_freqs if paper else 64)
+        train = dict(batch_size=64, steps=2500, lr=2e-3, ema_decay=0.995, warmup_steps=100)
+    else:
+        unet = UNetConfig(base_channels=64, channel_mults=(1, 2, 2, 2), res_layers=2, bottleneck_layers=2, norm="group",
+                          norm_groups=16, attention_levels=(0, 1, 2, 3, 4), attention_heads=4, num_classes=NUM_CLASSES,
+                          time_embed_dim=2 * n_freqs if paper else 128)
+        train = dict(batch_size=256, steps=6000, lr=1e-3, ema_decay=0.999, warmup_steps=300, amp=True, channels_last=True)
+    return MnistCFGPreset(variant=variant, profile=profile, schedule=schedule, T=T, unet=unet, n_freqs=n_freqs, **train)
+
+
+def build_model(p: MnistCFGPreset, device: str | torch.device = "cpu") -> UNet:
+    """The UNet of preset ``p`` on ``device``; for the seed-003 variant its time input is
+    :class:`PaperTimeEncoding` (20 features, added to every residual block by that block's dense layer)."""
+    model = UNet(p.unet)
+    if p.n_freqs:
+        if p.unet.time_embed_dim != 2 * p.n_freqs:
+            raise ValueError(f"the seed-003 encoding has {2 * p.n_freqs} features but time_embed_dim is {p.unet.time_embed_dim}")
+        model.time_embed = PaperTimeEncoding(p.T, p.n_freqs)
+    model = model.to(device)
+    if p.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+# --------------------------------------------------------------------------- training
+def cfg_loss(ddpm: DDPM, p_uncond: float, num_classes: int = NUM_CLASSES, kind: str = "l2",
+             channels_last: bool = False) -> Callable[[nn.Module, Any, torch.Generator], torch.Tensor]:
+    """``loss_fn(model, batch, generator)`` for ``nb.training.train``: the labels of ``batch``
+    (``.x``, ``.y``) are replaced by ∅ with probability ``p_uncond`` (:func:`nb.guidance.drop_labels`),
+    then Ho et al.'s ε-loss (Algorithm 1) is taken with the kept or dropped labels."""
+    from .guidance import drop_labels
+
+    def loss_fn(model: nn.Module, batch: Any, generator: torch.Generator) -> torch.Tensor:
+        x = batch.x.contiguous(memory_format=torch.channels_last) if channels_last else batch.x
+        y = drop_labels(batch.y, p_uncond, num_classes, generator)
+        return ddpm.loss(model, x, y, kind=kind, generator=generator)
+
+    return loss_fn
+
+
+# --------------------------------------------------------------------------- sampling
+def class_labels(per_class: int, num_classes: int = NUM_CLASSES, device: str | torch.device = "cpu") -> torch.Tensor:
+    """``[0]*per_class + [1]*per_class + …``: int64 ``(per_class · num_classes,)``, ordered by class."""
+    return torch.arange(num_classes, device=device).repeat_interleave(int(per_class))
+
+
+def device_generator(device: str | torch.device, seed: int) -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed`` (draws on the device avoid host round trips)."""
+    return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
+
+
+def _merge(parts: list[dict[int, torch.Tensor] | None]) -> dict[int, torch.Tensor] | None:
+    if parts[0] is None:
+        return None
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+@torch.no_grad()
+def generate(
+    ddpm: DDPM,
+    model: nn.Module,
+    labels: torch.Tensor,
+    guidance_w: float,
+    *,
+    sampler: str = "ancestral",
+    n_steps: int | None = None,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    x_T: torch.Tensor | None = None,
+    return_steps: Sequence[int] | None = None,
+    chunk: int = 1000,
+    amp: bool = False,
+    num_classes: int = NUM_CLASSES,
+) -> SampleResult:
+    """Guided samples for ``labels`` with weight ``guidance_w``: ancestral (all T steps) or DDIM
+    (``n_steps``, ``eta``), in chunks of ``chunk``; states and x̂₀ at ``return_steps`` are kept on the CPU.
+
+    w = 0 skips the unconditional pass ((0 + 1)·ε_c − 0·ε_u = ε_c), halving the cost. ``amp`` runs the
+    network under bf16 autocast on CUDA. ``x_T`` fixes the starting noise; otherwise it is drawn
+    with ``generator``. Returns a :class:`nb.ddpm.SampleResult` (``x`` on the CPU, float32).
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; valid choices: {', '.join(SAMPLERS)}")
+    if sampler == "ddim" and n_steps is None:
+        raise ValueError("the DDIM sampler needs n_steps")
+    if guidance_w < 0:
+        raise ValueError(f"guidance_w must be >= 0, got {guidance_w!r}")
+    device = next(model.parameters()).device
+    labels = labels.to(device)
+    w = None if float(guidance_w) == 0.0 else float(guidance_w)
+    xs, trajs, preds, nfe = [], [], [], 0
+    for i in range(0, labels.shape[0], chunk):
+        y = labels[i:i + chunk]
+        start = (x_T[i:i + chunk].to(device) if x_T is not None else
+                 torch.randn((y.shape[0], 1, 28, 28), generator=generator,
+                             device=generator.device if generator is not None else device).to(device))
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            if sampler == "ancestral":
+                out = ddpm.sample(model, start, y=y, generator=generator, return_steps=return_steps,
+                                  guidance_w=w, num_classes=num_classes)
+            else:
+                out = ddpm.ddim_sample(model, start, n_steps, eta=eta, y=y, generator=generator,
+                                       return_steps=return_steps, guidance_w=w, num_classes=num_classes)
+        xs.append(out.x.float().cpu())
+        trajs.append({k: v.float().cpu() for k, v in out.trajectory.items()} if out.trajectory is not None else None)
+        preds.append({k: v.float().cpu() for k, v in out.x0_preds.items()} if out.x0_preds is not None else None)
+        nfe = out.nfe
+    return SampleResult(torch.cat(xs), _merge(trajs), _merge(preds), nfe)
+
+
+@torch.no_grad()
+def edit(
+    ddpm: DDPM,
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    t0: float,
+    guidance_w: float = 0.0,
+    generator: torch.Generator | None = None,
+    amp: bool = False,
+    num_classes: int = NUM_CLASSES,
+) -> torch.Tensor:
+    """Seed 003's partial diffusion: diffuse ``images`` to k₀ = round(t0 · T),
+    x_{k₀} ~ q(x_{k₀} | x₀) = N(√ᾱ_{k₀} x₀, (1 − ᾱ_{k₀}) I), then denoise k₀ → 0 ancestrally with
+    ``labels`` (guided with ``guidance_w``). t0 = 0 returns the images unchanged; t0 = 1 is a fresh sample.
+    Shapes: images ``(B, 1, 28, 28)``, labels ``(B,)`` → ``(B, 1, 28, 28)`` on the CPU.
+    """
+    if isinstance(t0, bool) or not isinstance(t0, (int, float)) or not 0.0 <= float(t0) <= 1.0:
+        raise ValueError(f"t0 must be a fraction of T in [0, 1], got {t0!r}")
+    device = next(model.parameters()).device
+    k0 = int(round(float(t0) * ddpm.T))
+    w = None if float(guidance_w) == 0.0 else float(guidance_w)
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+        out = ddpm.sample(model, x_start=images.to(device), y=labels.to(device), start_step=k0, generator=generator,
+                          guidance_w=w, num_classes=num_classes)
+    return out.x.float().cpu()
+
+
+def rms_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image root-mean-square pixel distance ``sqrt(mean((a − b)²))``: ``(B, …)`` → ``(B,)``."""
+    return (a.float() - b.float()).pow(2).flatten(1).mean(1).sqrt()
+
+
+# --------------------------------------------------------------------------- part by part or all at once?
+def settle_steps(x0_preds: dict[int, torch.Tensor], final: torch.Tensor, tol: float = 0.25) -> torch.Tensor:
+    """Per pixel, the step from which the prediction x̂₀ stays on its final value:
+
+        s(p) = max{k : |x̂₀^{(k')}(p) − x₀(p)| ≤ tol for every recorded k' ≤ k}   (0 if off at the last step)
+
+    Generation runs k = T → 0, so when it reaches step s(p) pixel p is settled for good: s(p) = T
+    means "right from the start", small s(p) means "only at the very end". ``x0_preds`` maps
+    steps k to the x̂₀ predicted at k (``SampleResult.x0_preds``); ``final`` is the sample x₀.
+    Shapes: each ``(B, C, H, W)`` like ``final`` → int64 ``(B, C, H, W)``.
+    """
+    if not x0_preds:
+        raise ValueError("x0_preds is empty; sample with return_steps to record x̂0")
+    final = final.float().cpu()
+    out = torch.zeros(final.shape, dtype=torch.long)
+    alive = torch.ones(final.shape, dtype=torch.bool)
+    for k in sorted(x0_preds):  # from the end of generation backwards
+        alive &= (x0_preds[k].float().cpu() - final).abs() <= tol
+        out = torch.where(alive, torch.full_like(out, k), out)
+    return out
+
+
+@dataclass
+class SettleSummary:
+    """When do the parts of a digit settle (:func:`settle_steps`)? Steps are fractions of T
+    (1 = settled from the start of generation, 0 = only at its end).
+
+    ``ink_q10/median/q90``: quantiles of the settle step over ink pixels (final value > 0), averaged
+    over samples; ``coarse_median``: the same for the 7×7 block means (4×4 average pooling) of the
+    ink region; ``quadrant_spread``: per sample, the largest difference between the median settle
+    steps of the digit's four quadrants (around its ink centroid), averaged; ``fraction_settled``:
+    fraction of ink pixels (and of coarse ink blocks) already settled when generation reaches each
+    recorded step ``steps`` (ascending; 1 at k = 0).
+    """
+
+    T: int
+    n: int
+    ink_q10: float
+    ink_median: float
+    ink_q90: float
+    coarse_median: float
+    quadrant_spread: float
+    steps: np.ndarray = field(repr=False)
+    fraction_settled: np.ndarray = field(repr=False)
+    fraction_settled_coarse: np.ndarray = field(repr=False)
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray)}
+
+
+def settle_summary(x0_preds: dict[int, torch.Tensor], final: torch.Tensor, T: int, tol: float = 0.25) -> SettleSummary:
+    """Summarise :func:`settle_steps` over a batch of single-channel digits (see :class:`SettleSummary`)."""
+    final = final.float().cpu()
+    s = settle_steps(x0_preds, final, tol).float() / T
+    pooled = {k: F.avg_pool2d(v.float().cpu(), 4, ceil_mode=True) for k, v in x0_preds.items()}
+    final_c = F.avg_pool2d(final, 4, ceil_mode=True)
+    s_c = settle_steps(pooled, final_c, tol).float() / T
+    ink = final[:, 0] > 0
+    ink_c = final_c[:, 0] > -0.5  # blocks holding a fair share of ink
+    q10, med, q90, cmed, spread = [], [], [], [], []
+    H, W = final.shape[-2:]
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    for i in range(final.shape[0]):
+        v = s[i, 0][ink[i]]
+        if v.numel() < 4:
+            continue
+        q = torch.quantile(v, torch.tensor([0.1, 0.5, 0.9]))
+        q10.append(q[0].item()), med.append(q[1].item()), q90.append(q[2].item())
+        if ink_c[i].any():
+            cmed.append(s_c[i, 0][ink_c[i]].median().item())
+        cy, cx = yy[ink[i]].float().mean(), xx[ink[i]].float().mean()
+        meds = []
+        for up in (True, False):
+            for left in (True, False):
+                m = ink[i] & ((yy < cy) if up else (yy >= cy)) & ((xx < cx) if left else (xx >= cx))
+                if m.sum() >= 3:
+                    meds.append(s[i, 0][m].median().item())
+        if len(meds) >= 2:
+            spread.append(max(meds) - min(meds))
+    steps = np.array(sorted(x0_preds) + ([0] if 0 not in x0_preds else []))
+    steps.sort()
+    s_ink = s[:, 0][ink] * T
+    s_cink = s_c[:, 0][ink_c] * T
+    frac = np.array([(s_ink >= k).float().mean().item() for k in steps])
+    frac_c = np.array([(s_cink >= k).float().mean().item() for k in steps])
+    mean = lambda a: float(np.mean(a)) if a else float("nan")  # noqa: E731
+    return SettleSummary(T=T, n=len(med), ink_q10=mean(q10), ink_median=mean(med), ink_q90=mean(q90),
+                         coarse_median=mean(cmed), quadrant_spread=mean(spread), steps=steps,
+                         fraction_settled=frac, fraction_settled_coarse=frac_c)
+
+
+# --------------------------------------------------------------------------- figures
+def class_grid_figure(panels: Sequence[torch.Tensor], titles: Sequence[str], per_row: int = 10,
+                      size: float = 0.42, row_labels: Sequence[str] | None = None):
+    """Several image grids side by side, ``per_row`` images per row (e.g. row = digit).
+    Each panel: ``(B, 1, H, W)`` in [−1, 1]. Returns the matplotlib ``Figure``."""
+    import matplotlib.pyplot as plt
+
+    if len(panels) != len(titles) or not panels:
+        raise ValueError(f"need one title per panel, got {len(panels)} panels and {len(titles)} titles")
+    canv, cell = [], None
+    for p in panels:
+        x = ((p.detach().float().cpu().clamp(-1, 1) + 1) / 2)[:, 0].numpy()
+        B, H, W = x.shape
+        cell = H + 2
+        rows = math.ceil(B / per_row)
+        c = np.ones((rows * (H + 2), per_row * (W + 2)), dtype=np.float32)
+        for i in range(B):
+            r, q = divmod(i, per_row)
+            c[r * (H + 2) + 1:r * (H + 2) + 1 + H, q * (W + 2) + 1:q * (W + 2) + 1 + W] = x[i]
+        canv.append(c)
+    rows_max = max(c.shape[0] for c in canv) / cell
+    fig, axes = plt.subplots(1, len(canv), figsize=(len(canv) * (per_row * size + 0.3), rows_max * size + 0.6), squeeze=False)
+    for ax, c, title in zip(axes[0], canv, titles):
+        ax.imshow(c, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.grid(False)
+        for sp in ax.spines.values():
+            sp.set_visible(False)
+        if row_labels is not None:
+            n_rows = min(c.shape[0] // cell, len(row_labels))
+            ax.set_yticks([r * cell + cell / 2 for r in range(n_rows)])
+            ax.set_yticklabels(list(row_labels)[:n_rows])
+        else:
+            ax.set_yticks([])
+    fig.tight_layout()
+    return fig
