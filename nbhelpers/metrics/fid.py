@@ -1,0 +1,200 @@
+"""FID with clean-fid (Parmar et al. 2022, "clean" mode), imported lazily; offline it records a miss.
+
+    FID = ‖μ_g − μ_r‖² + tr Σ_g + tr Σ_r − 2 tr (Σ_g^{1/2} Σ_r Σ_g^{1/2})^{1/2}
+
+between Gaussians fitted to the 2048-d Inception-v3 pool features of generated images (g) and of
+reference images (r). :class:`FID` scores generated samples against a fixed reference set — for
+AFHQ, the training images at the model's resolution — and states both sample counts.
+
+Features come from clean-fid's own pieces: ``cleanfid.resize.build_resizer("clean")`` (PIL bicubic
+to 299×299 on float pixels) and its TorchScript Inception ``cleanfid.inception_torchscript.InceptionV3W``.
+The Inception weights (``inception-2015-12-05.pt``, 95 MB) are looked for, in order, at the
+``weights`` argument, at ``$NBHELPERS_INCEPTION_WEIGHTS`` (a file or a folder holding it), at
+``build/fid/`` and at clean-fid's own download folder; failing that, one download is tried. When
+clean-fid is not installed (``pip install 'nbhelpers[fid]'``) or the weights cannot be had, FID
+says so **once** and every score is ``None`` (recorded as missing); the caller carries on.
+
+Tests inject ``feature_fn`` (uint8 images → features) to check the plumbing without Inception.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..runtime import atomic_write_bytes, build_dir
+from .images import feature_statistics, frechet_distance
+
+__all__ = ["FID", "INCEPTION_FILE", "INCEPTION_ENV", "inception_weights", "fid_from_features", "to_uint8"]
+
+INCEPTION_FILE = "inception-2015-12-05.pt"
+INCEPTION_ENV = "NBHELPERS_INCEPTION_WEIGHTS"
+INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
+
+FeatureFn = Callable[[torch.Tensor], np.ndarray]
+_said: set[str] = set()
+
+
+def _say_once(key: str, message: str) -> None:
+    """Print ``message`` the first time ``key`` is seen in this process."""
+    if key not in _said:
+        _said.add(key)
+        print(message, flush=True)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in [−1, 1] (float) → uint8 in [0, 255] on the CPU; uint8 input is passed through."""
+    if images.dtype == torch.uint8:
+        return images.detach().cpu()
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+
+def fid_from_features(features_a: np.ndarray | torch.Tensor, features_b: np.ndarray | torch.Tensor) -> float:
+    """FID between two ``(N, d)`` feature sets (Gaussian fits, then :func:`frechet_distance`)."""
+    return frechet_distance(*feature_statistics(features_a), *feature_statistics(features_b))
+
+
+def _candidates(weights: str | Path | None) -> list[Path]:
+    out: list[Path] = []
+    for item in (weights, os.environ.get(INCEPTION_ENV, "").strip() or None):
+        if item:
+            p = Path(item).expanduser()
+            out.append(p / INCEPTION_FILE if p.is_dir() or p.suffix != ".pt" else p)
+    out.append(build_dir() / "fid" / INCEPTION_FILE)
+    out.append(Path("/tmp") / INCEPTION_FILE)  # where clean-fid itself downloads it on Linux/macOS
+    return out
+
+
+def inception_weights(weights: str | Path | None = None, download: bool = True, timeout: float = 20.0) -> tuple[Path | None, str]:
+    """``(path, "")`` of the Inception weights, or ``(None, reason)`` when they cannot be had.
+
+    Looks at ``weights``, ``$NBHELPERS_INCEPTION_WEIGHTS``, ``build/fid/`` and clean-fid's folder;
+    otherwise downloads once into ``build/fid/`` (``download=True``, ``timeout`` seconds).
+    An explicitly named file that does not exist is a miss (no download replaces it).
+    """
+    cands = _candidates(weights)
+    explicit = weights is not None or bool(os.environ.get(INCEPTION_ENV, "").strip())
+    for p in cands:
+        if p.is_file():
+            return p, ""
+    if explicit:
+        return None, f"no Inception weights at {cands[0]}"
+    if not download:
+        return None, f"no Inception weights at {cands[-2]} or {cands[-1]} and downloading is off"
+    target = cands[-2]
+    try:
+        with urllib.request.urlopen(INCEPTION_URL, timeout=timeout) as response:
+            data = response.read()
+        atomic_write_bytes(target, data)
+        return target, ""
+    except (OSError, socket.timeout, ValueError) as exc:  # URLError is an OSError
+        return None, f"could not download them from {INCEPTION_URL} ({type(exc).__name__}: {exc})"
+
+
+def _clean_fid_feature_fn(path: Path, device: torch.device, batch_size: int) -> FeatureFn:
+    """clean-fid's "clean" features: PIL bicubic resize to 299 on float pixels, then its Inception."""
+    from cleanfid.fid import get_batch_features
+    from cleanfid.inception_torchscript import InceptionV3W
+    from cleanfid.resize import build_resizer
+
+    if path.name != INCEPTION_FILE:
+        raise ValueError(f"clean-fid loads the Inception weights by their file name; rename {path} to {INCEPTION_FILE}")
+    model = InceptionV3W(str(path.parent), download=False).to(device).eval()
+    resize = build_resizer("clean")
+
+    def features(images: torch.Tensor) -> np.ndarray:
+        out = []
+        for start in range(0, images.shape[0], batch_size):
+            chunk = images[start:start + batch_size].permute(0, 2, 3, 1).numpy()  # (B, H, W, 3) uint8
+            batch = torch.from_numpy(np.stack([resize(img) for img in chunk]).transpose(0, 3, 1, 2))
+            out.append(get_batch_features(batch, model, device))
+        return np.concatenate(out)
+
+    return features
+
+
+class FID:
+    """FID of generated images against a fixed reference set (clean-fid features, see module docstring).
+
+    ``reference``: images ``(N, 3, H, W)``, uint8 or float in [−1, 1] — for AFHQ the training images
+    at the model's resolution. ``FID(...)(samples)`` returns the score or ``None`` when FID is
+    unavailable (the reason is printed once). ``feature_fn`` replaces Inception (tests).
+    """
+
+    def __init__(
+        self,
+        reference: torch.Tensor,
+        *,
+        weights: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        feature_fn: FeatureFn | None = None,
+        download: bool = True,
+        batch_size: int = 100,
+    ) -> None:
+        if reference.ndim != 4 or reference.shape[1] != 3:
+            raise ValueError(f"reference must be images of shape (N, 3, H, W), got {tuple(reference.shape)}")
+        if reference.shape[0] < 2:
+            raise ValueError("reference needs at least 2 images")
+        self.reference = to_uint8(reference)
+        self.weights = weights
+        self.device = torch.device(device)
+        self.download = download
+        self.batch_size = batch_size
+        self._feature_fn = feature_fn
+        self._tried = feature_fn is not None
+        self.reason = ""
+        self._ref_stats: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def n_reference(self) -> int:
+        return int(self.reference.shape[0])
+
+    @property
+    def resolution(self) -> int:
+        return int(self.reference.shape[-1])
+
+    @property
+    def available(self) -> bool:
+        """Whether scores can be computed; the first call looks for clean-fid and the weights."""
+        if not self._tried:
+            self._tried = True
+            try:
+                import cleanfid  # noqa: F401
+            except ImportError:
+                self.reason = "clean-fid is not installed (pip install 'nbhelpers[fid]')"
+            else:
+                path, why = inception_weights(self.weights, download=self.download)
+                if path is None:
+                    self.reason = (f"Inception weights unavailable: {why}. Put {INCEPTION_FILE} in build/fid/ "
+                                   f"or point ${INCEPTION_ENV} (or the weights argument) at it")
+                else:
+                    self._feature_fn = _clean_fid_feature_fn(path, self.device, self.batch_size)
+            if self._feature_fn is None:
+                _say_once(self.reason, f"FID unavailable — {self.reason}; FID is recorded as missing and the run carries on.")
+        return self._feature_fn is not None
+
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        """Feature matrix ``(N, d)`` of images (uint8 or [−1, 1])."""
+        if not self.available:
+            raise RuntimeError(f"FID unavailable: {self.reason}")
+        return np.asarray(self._feature_fn(to_uint8(images)), dtype=np.float64)  # type: ignore[misc]
+
+    def __call__(self, samples: torch.Tensor) -> float | None:
+        """FID of ``samples`` (N ≥ 2 images like the reference) against the reference set, or ``None``."""
+        if samples.ndim != 4 or samples.shape[1:] != self.reference.shape[1:]:
+            raise ValueError(f"samples must have shape (N, {', '.join(map(str, self.reference.shape[1:]))}), got {tuple(samples.shape)}")
+        if not self.available:
+            return None
+        if self._ref_stats is None:
+            self._ref_stats = feature_statistics(self.features(self.reference))
+        return frechet_distance(*feature_statistics(self.features(samples)), *self._ref_stats)
+
+    def describe(self, n_samples: int) -> str:
+        """"FID (n generated vs N training images at R×R, clean-fid)" — the label for plots and logs."""
+        r = self.resolution
+        return f"FID ({n_samples} generated vs {self.n_reference} training images at {r}×{r}, clean-fid)"

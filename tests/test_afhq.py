@@ -1,0 +1,395 @@
+"""AFHQ + DDPM (seed 004): Diffusion against nb.ddpm, the cosine schedule and eq. 18 from their
+derivations, the data loader, and the CLI (every flag parsed and honoured, bad flags rejected,
+resume after a kill)."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nbhelpers import afhq
+from nbhelpers.afhq import (AFHQ_CLASSES, AFHQConfig, AFHQNotFoundError, Diffusion, afhq_folder, build_parser, load_afhq,
+                            load_folder, main, make_batch_fn, make_diffusion, parse_args, process_steps)
+from nbhelpers.ddpm import DDPM
+from nbhelpers.runtime import ROOT
+from nbhelpers.training import load_checkpoint
+
+T = 5
+TINY = ["--image_size", "8", "--batch_size", "4", "--time_steps", str(T), "--unet_dim", "4", "--device", "cpu", "--no_progress"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models run faster on one thread, and a shared CPU does not stall on spinning OpenMP workers
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _write_images(folder: Path, n: int, size: int = 16, seed: int = 0, colour=None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        if colour is None:
+            a = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+        else:
+            a = np.full((size, size, 3), colour, dtype=np.uint8)
+        Image.fromarray(a).save(folder / f"img_{i:03d}.png")
+
+
+@pytest.fixture(scope="module")
+def afhq_root(tmp_path_factory) -> Path:
+    """A tiny synthetic AFHQ: afhq/train/{cat,dog}/ with 12 16×16 PNGs each."""
+    root = tmp_path_factory.mktemp("data") / "afhq"
+    _write_images(root / "train" / "cat", 12, seed=1)
+    _write_images(root / "train" / "dog", 12, seed=2)
+    return root
+
+
+def _tiny_net(seed=0):
+    torch.manual_seed(seed)
+    return make_diffusion(image_size=8, time_steps=T, unet_dim=4)
+
+
+# =========================================================================== Diffusion vs nb.ddpm
+def test_diffusion_buffers_are_nb_ddpm_cosine_buffers():
+    d = _tiny_net()
+    ref = DDPM.from_schedule("cosine", T)
+    for name in DDPM._BUFFERS:
+        assert torch.equal(getattr(d, name), getattr(ref, name)), name
+    assert d.num_timesteps == T
+
+
+def test_cosine_schedule_and_eq18_from_their_definitions():
+    Tn, s = 50, 0.008
+    d = Diffusion(torch.nn.Identity(), 8, 3, Tn)
+    f = np.cos((np.arange(Tn + 1) / Tn + s) / (1 + s) * np.pi / 2) ** 2
+    alpha = np.clip((f[1:] / f[0]) / (f[:-1] / f[0]), 0.001, 1.0)
+    abar = np.cumprod(alpha)
+    np.testing.assert_allclose(d.alphas.numpy(), alpha, rtol=1e-12)
+    assert d.alphas[-1].item() == pytest.approx(0.001)  # f(T) = 0: the last α is the clip value
+    np.testing.assert_allclose(d.alphas_cumprod.numpy(), abar, rtol=1e-12)
+    # q(x_{k-1} | x_k, x0) ∝ q(x_k | x_{k-1}) q(x_{k-1} | x0): precision and mean of the product of Gaussians
+    abar_prev = np.concatenate([[1.0], abar[:-1]])
+    beta = 1 - alpha
+    with np.errstate(divide="ignore"):
+        prec_x0 = np.where(abar_prev < 1, 1.0 / (1 - abar_prev), np.inf)  # k = 1: x_0 is known exactly
+    var = 1.0 / (alpha / beta + prec_x0)
+    np.testing.assert_allclose(d.posterior_variance.numpy(), var, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(d.posterior_mean_coef2.numpy(), var * np.sqrt(alpha) / beta, rtol=1e-10)  # x_k
+    np.testing.assert_allclose(d.posterior_mean_coef1[1:].numpy(), (var * np.sqrt(abar_prev))[1:] / (1 - abar_prev[1:]), rtol=1e-10)
+    assert d.posterior_mean_coef1[0].item() == pytest.approx(1.0)  # k = 1: the posterior mean is x0
+
+
+def test_p_losses_and_forward_match_ddpm_loss_l1():
+    d = _tiny_net()
+    x0 = torch.rand(6, 3, 8, 8) * 2 - 1
+    ours = d(x0, generator=torch.Generator().manual_seed(4))
+    theirs = d.ddpm.loss(d.model, x0, kind="l1", generator=torch.Generator().manual_seed(4))
+    assert torch.equal(ours, theirs)
+    # p_losses with given t and ε is the mean absolute error of the network's ε at x_t
+    t = torch.tensor([1, 2, 3, 4, 5, 5])
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(5))
+    x_t = d.ddpm.q_sample(x0, t, eps)
+    expected = (d.model(x_t, t.float() / T) - eps).abs().mean()
+    assert torch.allclose(d.p_losses(x0, t, eps), expected)
+    assert torch.equal(d.q_sample(x0, t, eps), x_t)
+
+
+def test_p_sample_and_loop_are_nb_ddpm_steps():
+    d = _tiny_net()
+    x = torch.randn(3, 3, 8, 8)
+    ours = d.p_sample(x, 3, generator=torch.Generator().manual_seed(1))
+    theirs = d.ddpm.p_step(d.model, x, 3, generator=torch.Generator().manual_seed(1), clip_x0=True, sigma="posterior").x_prev
+    assert torch.equal(ours, theirs)
+    a = d.p_sample_loop(x, generator=torch.Generator().manual_seed(2), return_steps=[0, 2, T])
+    b = d.ddpm.sample(d.model, x, generator=torch.Generator().manual_seed(2), return_steps=[0, 2, T])
+    assert torch.equal(a.x, b.x) and a.nfe == b.nfe == T
+    assert all(torch.equal(a.trajectory[k], b.trajectory[k]) for k in (0, 2, T))
+    s = d.sample(4, generator=torch.Generator().manual_seed(3))
+    assert s.shape == (4, 3, 8, 8) and s.abs().max() <= 1 + 1e-5  # x̂0 clamped, last step noiseless
+
+
+def test_last_reverse_step_with_the_true_noise_recovers_x0():
+    # ε-oracle for one x0: ε(x_k) = (x_k − √ᾱ_k x0)/√(1−ᾱ_k); at k = 1 the step returns μ̃_1 = x0 exactly.
+    x0 = torch.rand(2, 3, 8, 8) * 1.6 - 0.8
+    ddpm = DDPM.from_schedule("cosine", T)
+
+    class Oracle(torch.nn.Module):
+        def forward(self, x, t):
+            k = int(round(float(t[0]) * T))
+            ab = ddpm.alphas_cumprod[k - 1].float()
+            return (x - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+    d = Diffusion(Oracle(), 8, 3, T)
+    x1 = d.q_sample(x0, 1, torch.randn_like(x0))
+    assert torch.allclose(d.p_sample(x1, 1), x0, atol=1e-5)
+    out = d.p_sample_loop(torch.randn(2, 3, 8, 8), generator=torch.Generator().manual_seed(0)).x
+    assert torch.allclose(out, x0, atol=1e-5)
+
+
+def test_bad_loss_type_names_the_choices():
+    with pytest.raises(ValueError, match="l1, l2, huber"):
+        Diffusion(torch.nn.Identity(), 8, 3, T, loss_type="l3")
+
+
+def test_forward_and_backward_process_frames():
+    d = _tiny_net()
+    x0 = torch.rand(2, 3, 8, 8) * 2 - 1
+    steps = process_steps(T)
+    fwd = afhq.forward_process(d, x0, steps, torch.Generator().manual_seed(0))
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    assert fwd.shape == (len(steps), 2, 3, 8, 8) and torch.equal(fwd[0], x0)  # 0 % is the clean image
+    for frame, k in zip(fwd, steps):
+        assert torch.allclose(frame, d.q_sample(x0, k, eps))  # one shared ε across the columns
+    bwd = afhq.backward_process(d, fwd[-1], steps[-1], steps[::-1], torch.Generator().manual_seed(1))
+    ref = d.p_sample_loop(fwd[-1], generator=torch.Generator().manual_seed(1), start_step=steps[-1])
+    assert torch.equal(bwd[0], fwd[-1]) and torch.equal(bwd[-1], ref.x)
+
+
+def test_process_steps_at_seed_fractions():
+    assert process_steps(50) == [0, 12, 25, 37, 49]
+    assert process_steps(100) == [0, 25, 50, 75, 99]
+
+
+# =========================================================================== data
+def test_afhq_folder_accepts_split_root_and_class_folder(afhq_root):
+    cat = afhq_root / "train" / "cat"
+    assert afhq_folder(afhq_root / "train", "cat") == cat
+    assert afhq_folder(afhq_root, "cat") == cat
+    assert afhq_folder(cat, "cat") == cat
+    assert afhq_folder(afhq_root / "train", "dog") == afhq_root / "train" / "dog"
+
+
+def test_unknown_class_lists_the_three_domains(afhq_root):
+    with pytest.raises(ValueError, match="cat, dog, wild"):
+        afhq_folder(afhq_root / "train", "cow")
+
+
+def test_missing_images_say_where_to_put_them(afhq_root, tmp_path):
+    with pytest.raises(AFHQNotFoundError) as info:
+        afhq_folder(afhq_root / "train", "wild")
+    msg = str(info.value)
+    assert str(afhq_root / "train" / "wild") in msg and "--data_path" in msg and "--download" in msg
+    with pytest.raises(AFHQNotFoundError):
+        load_afhq(tmp_path / "empty", "cat")
+
+
+def test_images_are_resized_scaled_and_cached(tmp_path):
+    folder = tmp_path / "train" / "cat"
+    _write_images(folder, 3, size=16, colour=(255, 0, 128))
+    # a non-square image is centre-cropped: a 16×48 strip whose middle third is white
+    strip = np.zeros((16, 48, 3), dtype=np.uint8)
+    strip[:, 16:32] = 255
+    Image.fromarray(strip).save(folder / "zz_strip.png")
+    x = load_folder(folder, 8, cache=False)
+    assert x.dtype == torch.uint8 and x.shape == (4, 3, 8, 8)
+    assert (x[:3, 0] == 255).all() and (x[:3, 1] == 0).all() and (x[:3, 2] == 128).all()
+    assert (x[3].float().mean() > 250)  # only the white centre survives the crop
+    data = load_afhq(tmp_path / "train", "cat", image_size=8)
+    b = data.first_batch(3)
+    assert torch.allclose(b[:, 0], torch.ones(3, 8, 8)) and torch.allclose(b[:, 1], -torch.ones(3, 8, 8))
+    cached = afhq._cache_file(afhq._image_files(folder), 8)
+    assert cached.exists() and torch.equal(load_folder(folder, 8), x)
+    cached.unlink()
+
+
+def test_batches_flip_half_the_time(tmp_path):
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    img = np.zeros((8, 8, 3), dtype=np.uint8)
+    img[:, :3] = 255  # asymmetric: bright on the left
+    Image.fromarray(img).save(folder / "a.png")
+    data = load_afhq(folder, "cat", image_size=8, cache=False)
+    x = data.batch(400, torch.Generator().manual_seed(0))
+    assert x.min() >= -1 and x.max() <= 1
+    left = x[:, 0, 0, 0] > 0
+    right = x[:, 0, 0, -1] > 0
+    assert torch.all(left ^ right)  # each image is the original or its mirror
+    assert 0.4 < left.float().mean() < 0.6
+
+
+def test_batch_fn_slices_the_global_batch(monkeypatch, afhq_root):
+    data = load_afhq(afhq_root / "train", "cat", image_size=8)
+    d = _tiny_net()
+    whole = make_batch_fn(data, d, 6)(torch.Generator().manual_seed(3))
+    parts = []
+    for rank in range(2):
+        monkeypatch.setattr(afhq, "world", lambda r=rank: (r, 2))
+        parts.append(make_batch_fn(data, d, 6)(torch.Generator().manual_seed(3)))
+    for i in range(3):
+        assert torch.equal(torch.cat([parts[0][i], parts[1][i]]), whole[i])
+    monkeypatch.setattr(afhq, "world", lambda: (0, 4))
+    with pytest.raises(ValueError, match="divisible"):
+        make_batch_fn(data, d, 6)
+
+
+def test_download_helper_unpacks_the_archive_layout(tmp_path):
+    # an archive already on disk is not downloaded again; v1 unpacks to afhq/train/<class>/
+    buf = tmp_path / "afhq_v1.zip"
+    with zipfile.ZipFile(buf, "w") as zf:
+        for cls in AFHQ_CLASSES:
+            zf.writestr(f"afhq/train/{cls}/x.png", b"png")
+            zf.writestr(f"afhq/val/{cls}/y.png", b"png")
+    train_dir = afhq.download_afhq(tmp_path)
+    assert train_dir == tmp_path / "afhq" / "train"
+    assert all((train_dir / cls / "x.png").exists() for cls in AFHQ_CLASSES)
+    assert afhq.AFHQ_URLS["v1"].startswith("https://")
+
+
+def test_offline_cats_load_when_present():
+    folder = ROOT.parent / "shared" / "data" / "afhq" / "train"
+    if not (folder / "cat").is_dir():
+        pytest.skip("offline AFHQ cats not present")
+    data = load_afhq(folder, "cat", image_size=32, limit=16, cache=False)
+    assert data.images.shape == (16, 3, 32, 32) and data.images.dtype == torch.uint8
+
+
+# =========================================================================== CLI: parsing
+FLAG_VALUES = {
+    "image_size": ("16", 16), "batch_size": ("8", 8), "data_class": ("dog", "dog"), "save_folder": ("out", "out"),
+    "load_path": ("m.pt", "m.pt"), "data_path": ("d/train", "d/train"), "train_steps": ("7", 7), "time_steps": ("9", 9),
+    "unet_dim": ("8", 8), "learning_rate": ("2e-4", 2e-4), "save_and_sample_every": ("3", 3), "device": ("cpu", "cpu"),
+    "seed": ("5", 5), "fid_samples": ("50", 50), "inception_weights": ("w.pt", "w.pt"), "ema_decay": ("0.9", 0.9),
+}
+
+
+@pytest.mark.parametrize("flag", sorted(FLAG_VALUES))
+def test_every_flag_is_parsed(flag):
+    text, value = FLAG_VALUES[flag]
+    cfg = parse_args([f"--{flag}", text])
+    assert getattr(cfg, flag) == value
+    default = AFHQConfig()
+    for other in FLAG_VALUES:
+        if other != flag:
+            assert getattr(cfg, other) == getattr(default, other)
+
+
+def test_table1_flags_all_exist_and_booleans_parse():
+    dests = {a.dest for a in build_parser()._actions}
+    table1 = ["image_size", "batch_size", "data_class", "save_folder", "load_path", "data_path", "train_steps", "time_steps",
+              "unet_dim", "learning_rate", "save_and_sample_every", "fid", "visualize"]
+    assert set(table1) <= dests
+    assert parse_args(["--fid"]).fid and parse_args(["--visualize"]).visualize
+    assert not parse_args(["--fid", "False"]).fid and parse_args(["--fid", "true"]).fid
+    assert not parse_args([]).fid and not parse_args([]).visualize
+    assert parse_args(["--download"]).download and not parse_args(["--no_progress"]).progress
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--data_class", "cow"], ["'cat'", "'dog'", "'wild'"]),
+    (["--device", "tpu"], ["auto", "cpu", "cuda", "mps"]),
+    (["--image_size", "4"], ["image_size", ">= 8"]),
+    (["--batch_size", "0"], ["batch_size", ">= 1"]),
+    (["--learning_rate", "-1"], ["learning_rate", "positive"]),
+    (["--fid", "maybe"], ["true", "false"]),
+    (["--train_steps", "ten"], ["train_steps", "integer"]),
+    (["--unet_dims", "16"], ["unrecognized arguments"]),
+])
+def test_bad_flags_are_rejected_with_the_valid_choices(argv, expected, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    for piece in expected:
+        assert piece in err
+
+
+def test_missing_data_is_one_clear_error(tmp_path, capsys):
+    assert main(["--data_path", str(tmp_path / "nothing"), "--save_folder", str(tmp_path / "o"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "--data_path" in err
+
+
+# =========================================================================== CLI: honoured
+def _run(tmp_path, afhq_root, name, *extra):
+    folder = tmp_path / name
+    argv = ["--data_path", str(afhq_root / "train"), "--save_folder", str(folder), *TINY, *extra]
+    assert main(argv) == 0
+    return folder
+
+
+def test_flags_are_honoured(tmp_path, afhq_root, capsys):
+    out = _run(tmp_path, afhq_root, "a", "--data_class", "dog", "--train_steps", "4", "--save_and_sample_every", "2",
+               "--learning_rate", "2e-3", "--seed", "3", "--fid", "--visualize", "--ema_decay", "0.9",
+               "--inception_weights", str(tmp_path / "no" / "inception-2015-12-05.pt"))
+    text = capsys.readouterr().out
+    assert text.startswith("nbhelpers.afhq config:")  # the config is printed first
+    assert f"12 dog images from {afhq_root / 'train' / 'dog'}" in text
+    state = load_checkpoint(out / "model.pt")
+    key = json.loads(state["key"])
+    assert state["step"] == 4 and state["finished"] and len(state["losses"]) == 4
+    assert key["model"]["data_class"] == "dog" and key["model"]["image_size"] == 8 and key["model"]["batch_size"] == 4
+    assert key["model"]["time_steps"] == T and key["model"]["unet"]["base_channels"] == 4
+    assert key["train"]["lr"] == 2e-3 and key["train"]["seed"] == 3 and key["train"]["checkpoint_every"] == 2
+    assert key["train"]["ema_decay"] == 0.9 and state["ema"] is not None
+    assert state["optimizer"]["param_groups"][0]["lr"] == 2e-3
+    assert state["model"]["model.initial_conv.weight"].shape[0] == 4
+    samples = sorted(p.name for p in out.glob("sample-*.png"))
+    assert samples == ["sample-000002.png", "sample-000004.png"]  # every save_and_sample_every steps
+    assert Image.open(out / samples[0]).size == (6 * 8 + 7 * 2,) * 2  # 6×6 grid of 8-px images, 2-px gaps
+    assert (out / "losses.csv").read_text().count("\n") == 5 and (out / "loss.png").exists()
+    assert (out / "fid.csv").read_text().split() == ["step,fid", "2,missing", "4,missing"]
+    assert text.count("FID unavailable") == 1 and str(tmp_path / "no" / "inception-2015-12-05.pt") in text
+    assert (out / "forward_process.png").exists() and (out / "backward_process.png").exists()
+    assert json.loads((out / "config.json").read_text())["device"] == "cpu"
+
+
+def test_load_path_continues_training_like_one_longer_run(tmp_path, afhq_root):
+    a = _run(tmp_path, afhq_root, "a", "--train_steps", "3", "--save_and_sample_every", "3")
+    b = _run(tmp_path, afhq_root, "b", "--train_steps", "5", "--save_and_sample_every", "5", "--load_path", str(a / "model.pt"))
+    c = _run(tmp_path, afhq_root, "c", "--train_steps", "5", "--save_and_sample_every", "5")
+    sb, sc = load_checkpoint(b / "model.pt"), load_checkpoint(c / "model.pt")
+    assert sb["step"] == sc["step"] == 5
+    np.testing.assert_allclose(sb["losses"].numpy(), sc["losses"].numpy(), rtol=1e-6)
+    for name, p in sc["model"].items():
+        assert torch.allclose(sb["model"][name], p, atol=1e-6), name
+    assert not (b / "sample-000003.png").exists() and (b / "sample-000005.png").exists()
+
+
+def test_seed_changes_the_run_and_a_finished_model_is_not_retrained(tmp_path, afhq_root, capsys):
+    a = _run(tmp_path, afhq_root, "s0", "--train_steps", "2", "--seed", "0")
+    b = _run(tmp_path, afhq_root, "s1", "--train_steps", "2", "--seed", "1")
+    la, lb = load_checkpoint(a / "model.pt")["losses"], load_checkpoint(b / "model.pt")["losses"]
+    assert not torch.equal(la, lb)
+    capsys.readouterr()
+    _run(tmp_path, afhq_root, "s0", "--train_steps", "2", "--seed", "0")
+    assert "nothing to train" in capsys.readouterr().out
+    # another architecture in the same folder: an error naming the difference, not a silent retrain
+    assert main(["--data_path", str(afhq_root / "train"), "--save_folder", str(a), *TINY, "--unet_dim", "8", "--train_steps", "2"]) == 2
+    assert "unet" in capsys.readouterr().err
+
+
+def test_resume_after_kill(tmp_path, afhq_root, capsys):
+    argv = ["--data_path", str(afhq_root / "train"), "--save_folder", str(tmp_path / "killed"), *TINY,
+            "--train_steps", "6", "--save_and_sample_every", "2"]
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        from nbhelpers.afhq import parse_args, train_afhq
+        def die(step, loss):
+            if step == 5:
+                os.kill(os.getpid(), signal.SIGKILL)
+        train_afhq(parse_args({argv!r}), on_step=die)
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    state = load_checkpoint(tmp_path / "killed" / "model.pt")
+    assert state["step"] == 4 and not state["finished"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "at step 4" in capsys.readouterr().out
+    ref = _run(tmp_path, afhq_root, "whole", "--train_steps", "6", "--save_and_sample_every", "2")
+    resumed, whole = load_checkpoint(tmp_path / "killed" / "model.pt"), load_checkpoint(ref / "model.pt")
+    assert resumed["step"] == 6 and resumed["finished"]
+    np.testing.assert_allclose(resumed["losses"].numpy(), whole["losses"].numpy(), rtol=1e-5)

@@ -1,0 +1,122 @@
+"""FID plumbing: the Fréchet computation with injected features (closed forms), the offline
+message printed once, and FID recorded as missing."""
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from nbhelpers.metrics import fid as fidmod
+from nbhelpers.metrics.fid import FID, fid_from_features, inception_weights, to_uint8
+
+
+def _mean_colour(images: torch.Tensor) -> np.ndarray:
+    """Injected features: the mean of each channel, in [0, 255] units (3-d)."""
+    return images.double().mean(dim=(2, 3)).numpy()
+
+
+def _images(n, colour_sd=20.0, offset=0.0, seed=0, size=4):
+    g = torch.Generator().manual_seed(seed)
+    base = 128 + offset + colour_sd * torch.randn(n, 3, 1, 1, generator=g)
+    return base.expand(n, 3, size, size).round().clamp(0, 255).to(torch.uint8)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_messages(monkeypatch):
+    monkeypatch.setattr(fidmod, "_said", set())
+
+
+def test_fid_of_a_set_against_itself_is_zero():
+    ref = _images(200)
+    fid = FID(ref, feature_fn=_mean_colour)
+    assert fid(ref) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_of_a_shift_is_the_squared_shift():
+    # Same covariance, means differing by δ in every coordinate: FID = ‖δ‖² = 3 δ².
+    ref = _images(300, offset=-30)
+    shifted = (ref.int() + 10).to(torch.uint8)
+    fid = FID(ref, feature_fn=_mean_colour)
+    assert fid(shifted) == pytest.approx(3 * 10.0**2, rel=1e-9)
+
+
+def test_fid_matches_the_gaussian_closed_form():
+    # Diagonal covariances: FID = ‖μ₁ − μ₂‖² + Σ_i (σ₁ᵢ − σ₂ᵢ)²; features injected directly.
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((500, 3))
+    a = a - a.mean(0)
+    a = a @ np.linalg.inv(np.linalg.cholesky(np.cov(a, rowvar=False))).T  # sample mean 0, sample covariance I exactly
+    s1, s2, mu = np.array([1.0, 2.0, 0.5]), np.array([3.0, 1.0, 0.5]), np.array([1.0, -2.0, 0.0])
+    f1, f2 = a * s1, a[::-1] * s2 + mu
+    expected = float(mu @ mu + ((s1 - s2) ** 2).sum())  # = 5 + 4 + 1 + 0
+    assert fid_from_features(f1, f2) == pytest.approx(expected, rel=1e-9)
+
+
+def test_fid_agrees_with_clean_fid_frechet_distance():
+    cleanfid = pytest.importorskip("cleanfid.fid")
+    rng = np.random.default_rng(1)
+    f1, f2 = rng.standard_normal((500, 8)), 0.7 * rng.standard_normal((400, 8)) + 0.3
+    mine = fid_from_features(f1, f2)
+    theirs = cleanfid.frechet_distance(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
+    assert mine == pytest.approx(float(theirs), rel=1e-6)
+
+
+def test_float_images_are_scored_like_their_uint8_version():
+    ref = _images(100)
+    as_float = ref.float() / 127.5 - 1.0
+    assert torch.equal(to_uint8(as_float), ref)
+    fid = FID(as_float, feature_fn=_mean_colour)
+    assert fid(ref) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_describe_states_the_sample_counts():
+    fid = FID(_images(50, size=8), feature_fn=_mean_colour)
+    text = fid.describe(1000)
+    assert "1000 generated" in text and "50 training images" in text and "8×8" in text
+
+
+def test_shape_mismatch_is_a_clear_error():
+    fid = FID(_images(10, size=8), feature_fn=_mean_colour)
+    with pytest.raises(ValueError, match="samples must have shape"):
+        fid(_images(10, size=4))
+    with pytest.raises(ValueError, match="reference must be images"):
+        FID(torch.zeros(4, 1, 8, 8))
+
+
+def test_offline_says_so_once_and_records_missing(tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "inception-2015-12-05.pt"
+    ref = _images(10)
+    a = FID(ref, weights=missing)
+    b = FID(ref, weights=missing)
+    assert a(ref) is None and a(ref) is None and b(ref) is None
+    assert not a.available
+    out = capsys.readouterr().out
+    assert out.count("FID unavailable") == 1
+    assert str(missing) in out and "NBHELPERS_INCEPTION_WEIGHTS" in out and "missing" in out
+
+
+def test_failed_download_is_reported_not_raised(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("cleanfid")
+    monkeypatch.delenv(fidmod.INCEPTION_ENV, raising=False)
+    monkeypatch.setattr(fidmod, "build_dir", lambda: tmp_path)
+    monkeypatch.setattr(fidmod, "_candidates", lambda w: [tmp_path / "fid" / fidmod.INCEPTION_FILE, tmp_path / "x" / fidmod.INCEPTION_FILE])
+    monkeypatch.setattr(fidmod, "INCEPTION_URL", "http://127.0.0.1:9/inception-2015-12-05.pt")  # refused at once
+    path, why = inception_weights(timeout=5)
+    assert path is None and "could not download" in why
+    assert FID(_images(5))(_images(5)) is None
+    assert capsys.readouterr().out.count("FID unavailable") == 1
+
+
+def test_local_weights_from_the_environment_are_found(monkeypatch, tmp_path):
+    w = tmp_path / fidmod.INCEPTION_FILE
+    w.write_bytes(b"stand-in")
+    monkeypatch.setenv(fidmod.INCEPTION_ENV, str(tmp_path))
+    assert inception_weights(download=False) == (w, "")
+    monkeypatch.setenv(fidmod.INCEPTION_ENV, str(w))
+    assert inception_weights(download=False) == (w, "")
+
+
+def test_without_clean_fid_it_says_how_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "cleanfid", None)  # import fails
+    assert FID(_images(5))(_images(5)) is None
+    assert "pip install 'nbhelpers[fid]'" in capsys.readouterr().out
