@@ -48,6 +48,20 @@ def test_notebook_shape(path):
     assert "import *" not in src
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_sees_every_parameter(path):
+    # papermill skips (with a warning) any parameter line it cannot parse, e.g. one whose comment holds "=";
+    # such a parameter would not be listed by `papermill --help-notebook`.
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    cell = next(c for c in _nb(path)["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    src = "".join(cell["source"])
+    assigned = re.findall(r"^(\w+)\s*=", src, re.M)
+    parsed = [p.name for p in PythonTranslator.inspect(nbformat.v4.new_code_cell(src))]
+    assert parsed == assigned
+
+
 def test_select_notebooks():
     names = list_notebooks()
     assert select_notebooks("all") == names
