@@ -117,3 +117,20 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     runtime.atomic_write_bytes(target, b"two")
     assert target.read_bytes() == b"two"
     assert [p.name for p in target.parent.iterdir()] == ["f.bin"]
+
+
+def test_atomic_write_gives_a_new_file_the_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    from nbhelpers.runtime import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "sub" / "metrics.json"
+        atomic_write_bytes(target, b"{}")
+        assert target.read_bytes() == b"{}"
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644
+        assert [p.name for p in target.parent.iterdir()] == ["metrics.json"]  # no temporary file left behind
+    finally:
+        os.umask(old)
