@@ -86,6 +86,7 @@ class MnistCFGPreset:
     amp: bool = False
     channels_last: bool = False
     loss: str = "l2"
+    checkpoint_every: int = 0  # steps between resumable checkpoints (0: only the finished model)
 
     def key(self) -> dict[str, Any]:
         """Description for the checkpoint cache (the :class:`TrainConfig` is keyed separately)."""
@@ -96,7 +97,8 @@ class MnistCFGPreset:
 
     def train_config(self, steps: int | None = None, seed: int = 0) -> TrainConfig:
         return TrainConfig(steps=self.steps if steps is None else int(steps), lr=self.lr, ema_decay=self.ema_decay,
-                           warmup_steps=self.warmup_steps, amp=self.amp, grad_clip=1.0, seed=seed)
+                           warmup_steps=self.warmup_steps, amp=self.amp, grad_clip=1.0,
+                           checkpoint_every=self.checkpoint_every, seed=seed)
 
     def ddpm(self) -> DDPM:
         return DDPM.from_schedule(self.schedule, self.T)
@@ -136,12 +138,13 @@ def preset(variant: str = "cosine", profile: str = "cpu") -> MnistCFGPreset:
         unet = UNetConfig(base_channels=16, channel_mults=(1, 2, 4, 4), res_layers=1, bottleneck_layers=1, norm="group",
                           norm_groups=8, attention_levels=(1, 2, 3, 4), attention_heads=1, num_classes=NUM_CLASSES,
                           time_embed_dim=2 * n_freqs if paper else 64)
-        train = dict(batch_size=64, steps=2500, lr=2e-3, ema_decay=0.995, warmup_steps=100)
+        train = dict(batch_size=64, steps=2500, lr=2e-3, ema_decay=0.995, warmup_steps=100, checkpoint_every=500)
     else:
         unet = UNetConfig(base_channels=64, channel_mults=(1, 2, 2, 2), res_layers=2, bottleneck_layers=2, norm="group",
                           norm_groups=16, attention_levels=(0, 1, 2, 3, 4), attention_heads=4, num_classes=NUM_CLASSES,
                           time_embed_dim=2 * n_freqs if paper else 128)
-        train = dict(batch_size=256, steps=6000, lr=1e-3, ema_decay=0.999, warmup_steps=300, amp=True, channels_last=True)
+        train = dict(batch_size=256, steps=6000, lr=1e-3, ema_decay=0.999, warmup_steps=300, amp=True, channels_last=True,
+                     checkpoint_every=1000)
     return MnistCFGPreset(variant=variant, profile=profile, schedule=schedule, T=T, unet=unet, n_freqs=n_freqs, **train)
 
 

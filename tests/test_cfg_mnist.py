@@ -31,6 +31,13 @@ def test_presets_have_four_blocks_per_pathway_with_attention(variant, profile):
     assert (p.schedule, p.T) == ("linear" if variant == "ddpm_paper" else "cosine", T if profile != "smoke" else T // 5)
 
 
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_real_presets_write_resumable_checkpoints(profile):
+    # an interrupted training run resumes from the last of these (nb.training.train)
+    cfg = cfg_mnist.preset("cosine", profile).train_config()
+    assert 0 < cfg.checkpoint_every < cfg.steps
+
+
 def test_preset_errors_name_the_choices():
     with pytest.raises(ValueError, match="cosine, ddpm_paper"):
         cfg_mnist.preset("ddim", "cpu")
