@@ -17,7 +17,8 @@ from nbhelpers.training import load_checkpoint
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
 
-FLAGS = ["--image_size", "8", "--batch_size", "4", "--time_steps", "5", "--unet_dim", "4", "--device", "cpu",
+LR = 1e-3
+FLAGS = ["--learning_rate", str(LR), "--image_size", "8", "--batch_size", "4", "--time_steps", "5", "--unet_dim", "4", "--device", "cpu",
          "--train_steps", "3", "--save_and_sample_every", "2", "--no_progress"]
 
 
@@ -51,5 +52,9 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     two, one = load_checkpoint(ddp_dir / "model.pt"), load_checkpoint(single_dir / "model.pt")
     assert two["step"] == one["step"] == 3 and two["finished"]
     np.testing.assert_allclose(two["losses"].numpy(), one["losses"].numpy(), rtol=1e-5)
+    # Adam divides each gradient element by its own magnitude, so an element whose per-sample terms nearly
+    # cancel turns the all-reduce's different summation order into a difference of a few % of one step (lr),
+    # not of float eps. A wrong gradient average or batch split would move most weights by ~lr.
+    tol = 0.05 * LR
     for name, p in one["model"].items():
-        assert torch.allclose(two["model"][name], p, atol=1e-5), name
+        assert torch.allclose(two["model"][name], p, atol=tol), (name, float((two["model"][name] - p).abs().max()))
