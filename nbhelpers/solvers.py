@@ -19,7 +19,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-__all__ = ["Solution", "euler", "heun", "euler_maruyama", "simulate_sde", "time_grid"]
+__all__ = ["Solution", "euler", "heun", "euler_maruyama", "simulate_sde", "time_grid", "sample_from_noise", "METHODS"]
+
+METHODS = ("euler", "heun", "euler_maruyama")
 
 Field = Callable[[Tensor, Tensor], Tensor]
 
@@ -169,3 +171,39 @@ def simulate_sde(sde: Any, x0: Tensor, t0: float, t1: float, n_steps: int,
         raise ValueError(f"sde must have drift(x, t) and diffusion(x, t) methods, got {sde!r}")
     return euler_maruyama(sde.drift, sde.diffusion, x0, t0, t1, n_steps,
                           generator=generator, return_trajectory=return_trajectory)
+
+
+def sample_from_noise(f: Field | Any, n: int, shape: tuple[int, ...], n_steps: int, *, method: str = "euler",
+                      t0: float = 0.0, t1: float = 1.0, device: torch.device | str = "cpu", seed: int = 0,
+                      chunk: int = 500, return_trajectory: bool = False) -> Solution:
+    """Integrate ``n`` starting points X_{t0} ~ N(0, I) of ``shape`` with ``method``, ``chunk`` at a time.
+
+    The starting noise comes from a CPU generator seeded with ``seed``, so the same seed gives the
+    same starting points on every device; the Euler–Maruyama noise from a generator on ``device``
+    seeded with ``seed + 1``. ``f`` is a field ``(x, t) → v`` for ``"euler"``/``"heun"`` and an SDE
+    object (``drift``/``diffusion``) for ``"euler_maruyama"``. The result (and the trajectory,
+    ``(n_steps + 1, n, *shape)``) is returned on the CPU; ``nfe`` counts evaluations per sample.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid choices: {', '.join(METHODS)}")
+    if method == "euler_maruyama" and not _is_sde(f):
+        raise ValueError(f"method 'euler_maruyama' needs an SDE object with drift(x, t) and diffusion(x, t), got {f!r}")
+    if method != "euler_maruyama":
+        _check_field(f, "f")
+    for label, v in (("n", n), ("chunk", chunk)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"{label} must be a positive integer, got {v!r}")
+    device = torch.device(device)
+    x0 = torch.randn(int(n), *shape, generator=torch.Generator().manual_seed(seed))
+    noise = torch.Generator(device).manual_seed(seed + 1) if method == "euler_maruyama" else None
+    outs, trajs, sol = [], [], None
+    for c in x0.split(int(chunk)):
+        c = c.to(device)
+        if method == "euler_maruyama":
+            sol = euler_maruyama(f, None, c, t0, t1, n_steps, generator=noise, return_trajectory=return_trajectory)
+        else:
+            sol = (euler if method == "euler" else heun)(f, c, t0, t1, n_steps, return_trajectory=return_trajectory)
+        outs.append(sol.x.cpu())
+        if return_trajectory:
+            trajs.append(sol.trajectory.cpu())
+    return Solution(torch.cat(outs), sol.ts.cpu(), torch.cat(trajs, dim=1) if return_trajectory else None, sol.nfe)

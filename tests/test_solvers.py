@@ -135,3 +135,42 @@ def test_bad_inputs():
         V.euler_maruyama(f, None, x0, 0.0, 1.0, 5)
     with pytest.raises(ValueError, match="drift"):
         V.simulate_sde(object(), x0, 0.0, 1.0, 5)
+
+
+def test_sample_from_noise_is_chunk_independent_and_matches_the_solvers():
+    f = lambda x, t: -x * t[:, None, None]  # noqa: E731
+    whole = V.sample_from_noise(f, 10, (2, 3), 8, method="heun", seed=3, chunk=10, return_trajectory=True)
+    parts = V.sample_from_noise(f, 10, (2, 3), 8, method="heun", seed=3, chunk=3, return_trajectory=True)
+    torch.testing.assert_close(whole.x, parts.x)
+    torch.testing.assert_close(whole.trajectory, parts.trajectory)
+    x0 = torch.randn(10, 2, 3, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(whole.trajectory[0], x0)
+    torch.testing.assert_close(whole.x, V.heun(f, x0, 0.0, 1.0, 8).x)
+    assert whole.trajectory.shape == (9, 10, 2, 3) and whole.nfe == 16
+
+
+def test_sample_from_noise_with_an_sde_reproduces_its_noise():
+    class OU:
+        def drift(self, x, t):
+            return -x
+
+        def diffusion(self, x, t):
+            return 0.5
+
+    a = V.sample_from_noise(OU(), 6, (2,), 20, method="euler_maruyama", seed=1)
+    b = V.sample_from_noise(OU(), 6, (2,), 20, method="euler_maruyama", seed=1)
+    x0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(1))
+    ref = V.euler_maruyama(OU(), x0, 0.0, 1.0, 20, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(a.x, b.x)
+    torch.testing.assert_close(a.x, ref.x)
+    assert a.nfe == 20
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"method": "rk4"}, "valid choices: euler, heun, euler_maruyama"),
+    ({"method": "euler_maruyama"}, "needs an SDE object"),
+    ({"chunk": 0}, "chunk must be a positive integer"),
+])
+def test_sample_from_noise_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        V.sample_from_noise(lambda x, t: x, 4, (2,), 3, **kwargs)
