@@ -39,6 +39,8 @@ from .runtime import atomic_write_bytes, checkpoints_dir
 
 CHECKPOINT_FORMAT = 1
 
+LR_DECAYS = ("none", "cosine")
+
 BatchFn = Callable[[torch.Generator], Any]
 LossFn = Callable[[nn.Module, Any, torch.Generator], torch.Tensor]
 
@@ -54,6 +56,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     ema_decay: float | None = None
     warmup_steps: int = 0
+    lr_decay: str = "none"
     amp: bool = False
     checkpoint_every: int = 0
     seed: int = 0
@@ -69,6 +72,17 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
         if self.warmup_steps < 0 or self.checkpoint_every < 0:
             raise ValueError("warmup_steps and checkpoint_every must be >= 0")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"unknown lr_decay {self.lr_decay!r}; valid choices: {', '.join(LR_DECAYS)}")
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimisation step ``step`` (1-based): linear warm-up over ``warmup_steps``, then
+        constant (``lr_decay="none"``) or a cosine decay to 0 at the last step (``"cosine"``)."""
+        factor = min(1.0, step / self.warmup_steps) if self.warmup_steps else 1.0
+        if self.lr_decay == "cosine" and step > self.warmup_steps:
+            progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+            factor *= 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return self.lr * factor
         self.betas = tuple(self.betas)  # type: ignore[assignment]
 
 
@@ -287,9 +301,9 @@ def train(
 
     try:
         for step in range(start_step + 1, config.steps + 1):
-            if config.warmup_steps:
+            if config.warmup_steps or config.lr_decay != "none":
                 for g in optimizer.param_groups:
-                    g["lr"] = config.lr * min(1.0, step / config.warmup_steps)
+                    g["lr"] = config.lr_at(step)
             batch = batch_fn(gen)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                 loss = loss_fn(train_model, batch, gen)

@@ -132,6 +132,27 @@ def test_bad_config_is_a_clear_error(bad):
         TrainConfig(**bad)
 
 
+def test_lr_schedule_boundary_values():
+    const = TrainConfig(steps=100, lr=0.2, warmup_steps=10)
+    assert [const.lr_at(s) for s in (1, 5, 10, 50, 100)] == pytest.approx([0.02, 0.1, 0.2, 0.2, 0.2])
+    cos = TrainConfig(steps=110, lr=0.2, warmup_steps=10, lr_decay="cosine")
+    assert cos.lr_at(5) == pytest.approx(0.1)  # warm-up unchanged
+    assert cos.lr_at(10) == pytest.approx(0.2)  # peak at the end of the warm-up
+    assert cos.lr_at(60) == pytest.approx(0.1)  # half-way through the decay: cos(π/2) → half the rate
+    assert cos.lr_at(110) == pytest.approx(0.0, abs=1e-12)  # zero at the last step
+    with pytest.raises(ValueError, match="valid choices: none, cosine"):
+        TrainConfig(steps=1, lr_decay="linear")
+
+
+def test_the_loop_applies_the_lr_schedule():
+    model, batch_fn, loss_fn = _problem()
+    cfg = TrainConfig(steps=20, lr=0.01, warmup_steps=4, lr_decay="cosine")
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    seen = []
+    train(model, loss_fn, batch_fn, cfg, progress=False, optimizer=opt, on_step=lambda step, loss: seen.append(opt.param_groups[0]["lr"]))
+    assert seen == pytest.approx([cfg.lr_at(s) for s in range(1, 21)])
+
+
 def test_kill_minus_nine_then_resume(tmp_path):
     """A training process killed with SIGKILL resumes from its last checkpoint."""
     ck = tmp_path / "k.pt"

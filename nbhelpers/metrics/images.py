@@ -20,7 +20,6 @@ The reference set is MNIST test images 0–4999; the floor draws N images from 5
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,17 +166,9 @@ def train_mnist_classifier(
     def loss_fn(m: nn.Module, batch: Any, generator: torch.Generator) -> torch.Tensor:
         return F.cross_entropy(m(batch.x), batch.y)
 
-    cfg = TrainConfig(steps=steps, lr=lr, weight_decay=1e-4, seed=0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-
-    def cosine_decay(step: int, loss: float) -> None:
-        # called after each step whose loss was read (every step on the CPU): set the next step's rate.
-        # The rate lives in the optimizer state, so a resumed run continues the same schedule.
-        for group in optimizer.param_groups:
-            group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
-
+    cfg = TrainConfig(steps=steps, lr=lr, weight_decay=1e-4, lr_decay="cosine", seed=0)
     return train(model, loss_fn, batcher, cfg, checkpoint=ckpt, key=key, retrain=retrain, progress=progress,
-                 desc="MNIST classifier", optimizer=optimizer, on_step=cosine_decay)
+                 desc="MNIST classifier")
 
 
 # --------------------------------------------------------------------------- results
