@@ -28,7 +28,7 @@ Shapes: ``x (B, C, H, W)``, ``t (B,)``, ``y (B,)`` int64 → ``(B, out_channels,
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -375,12 +375,13 @@ class MNISTRecipe:
     ema_decay: float | None = 0.999
     warmup_steps: int = 100
     checkpoint_every: int = 500
+    lr_decay: str = "none"
 
     def train_config(self, seed: int = 0):
         from ..training import TrainConfig
 
         return TrainConfig(steps=self.steps, lr=self.lr, ema_decay=self.ema_decay, warmup_steps=self.warmup_steps,
-                           checkpoint_every=self.checkpoint_every, seed=seed)
+                           lr_decay=self.lr_decay, checkpoint_every=self.checkpoint_every, seed=seed)
 
     def key(self, kind: str, schedule: str) -> dict[str, Any]:
         """Checkpoint key: everything that changes the trained model besides the TrainConfig."""
@@ -390,11 +391,15 @@ class MNISTRecipe:
 
 def mnist_recipe(profile: str, steps: int | None = None) -> MNISTRecipe:
     """Per-profile sizes: gpu = Figure 1 at 32/64/128 channels, batch 250, 5000 steps (seed 000 task 4b);
-    cpu = the same blocks at 16/32/32 channels; smoke = a few steps of a tiny one."""
+    cpu = the same blocks at 16/32/32 channels, 900 steps; smoke = a few steps of a tiny one.
+    cpu and gpu decay the learning rate to 0 along a cosine."""
     if profile == "gpu":
-        r = MNISTRecipe(UNetConfig(base_channels=32, channel_mults=(1, 2, 4)), steps=5000, batch_size=250)
+        r = MNISTRecipe(UNetConfig(base_channels=32, channel_mults=(1, 2, 4)), steps=5000, batch_size=250, lr_decay="cosine")
     elif profile == "cpu":
-        r = MNISTRecipe(UNetConfig(base_channels=16, channel_mults=(1, 2, 2)), steps=1500, batch_size=128, ema_decay=0.995)
+        # ~0.27 s a step on two cores. The cosine decay anneals the weights itself: at 900 steps an EMA (which still
+        # remembers the high-rate phase) samples worse than the final weights, so there is none.
+        r = MNISTRecipe(UNetConfig(base_channels=16, channel_mults=(1, 2, 2)), steps=900, batch_size=128, lr=6e-3,
+                        ema_decay=None, lr_decay="cosine")
     elif profile == "smoke":
         r = MNISTRecipe(UNetConfig(base_channels=4, channel_mults=(1, 2, 2), time_embed_dim=16), steps=8, batch_size=16,
                         ema_decay=0.9, warmup_steps=0, checkpoint_every=0)
@@ -403,7 +408,7 @@ def mnist_recipe(profile: str, steps: int | None = None) -> MNISTRecipe:
     if steps is not None:
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer or None, got {steps!r}")
-        r = MNISTRecipe(r.unet, steps, r.batch_size, r.lr, r.ema_decay, min(r.warmup_steps, steps // 4), r.checkpoint_every)
+        r = replace(r, steps=steps, warmup_steps=min(r.warmup_steps, steps // 4))
     return r
 
 
