@@ -9,8 +9,8 @@ with ``DDPMScheduler`` (``squaredcos_cap_v2``, same T), the same label dropout a
 width is searched so that its parameter count is within ±10 % of ours (as close as it gets).
 
 Both steps are otherwise identical: AdamW, gradient clipping at 1, an EMA update, the same batch of
-MNIST digits on the same device; bf16 autocast and channels_last for both when the preset uses them
-(CUDA). The two models alternate in rounds, in one process, so that both see the same machine load;
+MNIST digits on the same device; channels_last for both when the preset uses it, bf16 autocast for both
+when it does and the device is CUDA. The two models alternate in rounds, in one process, so that both see the same machine load;
 the per-step time is the median over rounds. Result: ``benchmarks/results/peer_diffusers__<machine>.json``.
 
 diffusers is an optional extra (``pip install -e .[peers]``); without it the peer is skipped with a
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     batch = args.batch or p.batch_size
     rounds = args.rounds or (10 if device.type == "cuda" else 6)
     per_round = args.steps_per_round or (20 if device.type == "cuda" else 3)
-    amp, cl = p.amp and device.type == "cuda", p.channels_last and device.type == "cuda"
+    amp, cl = p.amp and device.type == "cuda", p.channels_last
     fmt = torch.channels_last if cl else torch.contiguous_format
 
     torch.manual_seed(0)
@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     tag = machine_tag(info)
-    notes = (f"steps/s at batch {batch} on {device.type}{' (bf16, channels_last)' if amp else ''}; params ours {n_ours / 1e6:.3f} M, "
+    fmt_note = ", ".join(n for n, on in (("bf16", amp), ("channels_last", cl)) if on)
+    notes = (f"steps/s at batch {batch} on {device.type}{f' ({fmt_note})' if fmt_note else ''}; params ours {n_ours / 1e6:.3f} M, "
              f"peer {n_peer / 1e6:.3f} M ({100 * (n_peer / n_ours - 1):+.1f} %); peer 3 levels (diffusers cannot up-sample 7→4→7), "
              f"ours 4 + bottleneck; median of {rounds} alternating rounds × {per_round} steps")
     payload = {"kind": "peer", "name": NAME, "machine_tag": tag, "ours": 1 / mo, "peer": 1 / mp, "speedup": speedup,
