@@ -2,6 +2,7 @@
 pyproject.toml, and the notebook harness fails early and clearly on bad parameters."""
 import json
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -125,3 +126,13 @@ def test_papermill_unknown_profile_lists_choices(tmp_path, monkeypatch):
     monkeypatch.delenv("NBHELPERS_PROFILE", raising=False)
     err = _papermill_error(tmp_path, profile="fast")
     assert err.ename == "ValueError" and "smoke, cpu, gpu" in err.evalue
+
+
+def test_every_figure_the_readme_shows_is_in_the_repository():
+    readme = (ROOT / "README.md").read_text()
+    shown = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert shown, "the README shows no figures"
+    missing = [p for p in shown if not (ROOT / p).is_file()]
+    assert not missing, f"README figures missing from the checkout: {missing}"
+    ignored = subprocess.run(["git", "check-ignore", *shown], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    assert not ignored, f"README figures ignored by .gitignore (they would not be committed): {ignored}"
