@@ -74,6 +74,7 @@ class TrainConfig:
             raise ValueError("warmup_steps and checkpoint_every must be >= 0")
         if self.lr_decay not in LR_DECAYS:
             raise ValueError(f"unknown lr_decay {self.lr_decay!r}; valid choices: {', '.join(LR_DECAYS)}")
+        self.betas = tuple(self.betas)  # type: ignore[assignment]
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimisation step ``step`` (1-based): linear warm-up over ``warmup_steps``, then
@@ -83,7 +84,6 @@ class TrainConfig:
             progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
             factor *= 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
         return self.lr * factor
-        self.betas = tuple(self.betas)  # type: ignore[assignment]
 
 
 @dataclass

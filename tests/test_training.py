@@ -142,6 +142,7 @@ def test_lr_schedule_boundary_values():
     assert cos.lr_at(110) == pytest.approx(0.0, abs=1e-12)  # zero at the last step
     with pytest.raises(ValueError, match="valid choices: none, cosine"):
         TrainConfig(steps=1, lr_decay="linear")
+    assert TrainConfig(steps=1, betas=[0.9, 0.99]).betas == (0.9, 0.99)  # normalised, so keys and checkpoints agree
 
 
 def test_the_loop_applies_the_lr_schedule():
