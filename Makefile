@@ -11,12 +11,13 @@ DEVICE ?= auto
 NOTEBOOKS ?= all
 PYTEST_ARGS ?=
 
-.PHONY: notebooks test unit bench venv clean help
+.PHONY: notebooks test unit bench venv clean help readme-figures
 
 help:
 	@echo "make notebooks [PROFILE=auto|smoke|cpu|gpu] [NOTEBOOKS=01,02] [DEVICE=auto|cpu|cuda|mps]"
 	@echo "make test       unit tests and every notebook in the smoke profile"
 	@echo "make bench      benchmark runner (python -m benchmarks)"
+	@echo "make readme-figures [NOTEBOOKS=04,07]  copy the README's figures from the last run into figures/readme/"
 
 venv: $(VENV)/.installed
 
@@ -38,6 +39,10 @@ unit: venv
 
 bench: venv
 	$(PY) -m benchmarks --profile $(if $(filter auto,$(PROFILE)),cpu,$(PROFILE)) --device $(DEVICE) --notebooks $(NOTEBOOKS)
+
+# copy the README's gallery figures from the last run into figures/readme/ (committed), with their source
+readme-figures: venv
+	$(PY) -m tools.readme_figures --notebooks $(NOTEBOOKS)
 
 clean:
 	rm -rf build

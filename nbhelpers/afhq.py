@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ddpm import DDPM, SampleResult
-from .runtime import atomic_write_bytes, build_dir, data_dir, get_device, seed_everything
+from .runtime import atomic_write_bytes, build_dir, data_dir, get_device, save_figure, seed_everything
 from .training import (CHECKPOINT_FORMAT, TrainConfig, TrainResult, _key_json, load_checkpoint, save_checkpoint, train,
                        unwrap, world)
 
@@ -580,7 +580,7 @@ def _write_loss_log(out_dir: Path, losses: list[float]) -> None:
     if losses:
         ax.legend()
     fig.tight_layout()
-    fig.savefig(out_dir / "loss.png", dpi=100)
+    save_figure(fig, out_dir / "loss.png", dpi=100, bbox_inches=None)
 
 
 def _write_fid_log(out_dir: Path, history: dict[int, float | None], label: str) -> None:
@@ -598,7 +598,7 @@ def _write_fid_log(out_dir: Path, history: dict[int, float | None], label: str) 
         ax.plot(*zip(*pts), marker="o")
         ax.set_xlabel("training step"), ax.set_ylabel("FID"), ax.set_title(label, fontsize=8)
         fig.tight_layout()
-        fig.savefig(out_dir / "fid.png", dpi=100)
+        save_figure(fig, out_dir / "fid.png", dpi=100, bbox_inches=None)
 
 
 # =========================================================================== the CLI
@@ -927,13 +927,13 @@ def visualize(diffusion: Diffusion, data: AFHQImages, batch_size: int, out_dir: 
     paths = []
     fig = plot_process(fwd, labels, f"forward process q(x_k | x_0), T = {T}")
     paths.append(out_dir / "forward_process.png")
-    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    save_figure(fig, paths[-1], dpi=110)
     plt.close(fig)
     with _autocast(dev):
         bwd = backward_process(diffusion, fwd[-1], steps[-1], steps[::-1], gen).float()
     fig = plot_process(bwd, labels[::-1], f"backward process from the {labels[-1]} images")
     paths.append(out_dir / "backward_process.png")
-    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    save_figure(fig, paths[-1], dpi=110)
     plt.close(fig)
     return paths
 

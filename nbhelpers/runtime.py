@@ -4,6 +4,11 @@ Every notebook starts with ``run = nb.setup("01_sdes", device=device, profile=pr
 and then asks ``run`` for its device, its profile-dependent sizes (``run.pick``), where to
 save figures (``run.savefig``) and where to record headline numbers (``run.report``).
 
+Reproducibility: the same seed gives the same numbers (and byte-identical figures) on the same
+machine, library versions and thread count; another thread count splits float reductions
+differently and gives other, equally valid, numbers. Each run's metrics record the thread count
+and machine (``machine_info``) so two runs can be compared honestly.
+
 Paths are resolved from this package's location, never from the working directory, so a
 notebook gives the same result whether it is opened from ``notebooks/`` or run by papermill
 from the repository root.
@@ -169,6 +174,55 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def save_figure(fig: Any, path: Path, dpi: int = 110, **kwargs: Any) -> Path:
+    """Write a matplotlib figure as a byte-stable PNG (atomically; no varying metadata).
+
+    The same figure drawn with the same library versions gives the same bytes, so a re-run with
+    the same seed and thread count leaves an unchanged file (its modification time too: equal
+    bytes are not rewritten).
+    """
+    import io
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"figures are written as PNG; got the file name {path.name!r} (use a .png suffix)")
+    buf = io.BytesIO()
+    kwargs.setdefault("bbox_inches", "tight")
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None}, **kwargs)
+    data = buf.getvalue()
+    if path.is_file() and path.read_bytes() == data:
+        return path
+    atomic_write_bytes(path, data)
+    return path
+
+
+def machine_info() -> dict[str, Any]:
+    """What makes two runs comparable: the same seed gives the same numbers only on the same
+    machine, library versions and thread count (float reductions are split across threads)."""
+    import platform
+
+    return {
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "processor": _cpu_name(),
+        "platform": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
@@ -198,6 +252,7 @@ class NotebookRun:
     generator: torch.Generator
     metrics: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    machine: dict[str, Any] = field(default_factory=machine_info)
 
     # -- sizes ------------------------------------------------------------------
     def pick(self, smoke: T, cpu: T, gpu: T) -> T:
@@ -230,10 +285,7 @@ class NotebookRun:
         """Save a matplotlib figure as ``<figures>/<notebook>/<name>.png`` and return the path."""
         if not name or "/" in name or "\\" in name:
             raise ValueError(f"figure name must be a plain file name, got {name!r}")
-        path = self.figures_dir / f"{name}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
-        return path
+        return save_figure(fig, self.figures_dir / f"{name}.png", dpi=dpi)
 
     def report(self, key: str, value: Any) -> Any:
         """Record a headline number in ``build/metrics/<notebook>.json`` (rewritten atomically)."""
@@ -247,6 +299,7 @@ class NotebookRun:
             "device": str(self.device),
             "seed": self.seed,
             "elapsed_s": round(time.time() - self.started, 3),
+            "machine": self.machine,
             "metrics": self.metrics,
         }
         atomic_write_bytes(self.metrics_path, json.dumps(payload, indent=2, sort_keys=True).encode())
