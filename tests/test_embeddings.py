@@ -76,3 +76,18 @@ def test_get_time_embedding_and_errors():
         E.sinusoidal_encoding(torch.rand(3), 0)
     with pytest.raises(ValueError, match="shape"):
         E.sinusoidal_encoding(torch.rand(3, 2), 2)
+
+
+def test_sinusoidal_is_the_transformer_convention_not_ho_et_al():
+    """ω_k = 10000^(−k/half) (diffusers' downscale_freq_shift=0); Ho et al.'s code divides by half − 1."""
+    half = 32
+    k = torch.arange(1000, dtype=torch.float64)
+    emb = E.SinusoidalEmbedding(2 * half, scale=1.0).double()(k)
+
+    def table(shift):
+        omega = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64) / (half - shift))
+        x = k[:, None] * omega
+        return torch.cat([x.sin(), x.cos()], dim=1)
+
+    assert torch.allclose(emb, table(0), atol=1e-3)  # ω is stored in float32
+    assert float((emb - table(1)).abs().max()) > 1.9

@@ -1,7 +1,7 @@
 """Convert notebooks to and from a plain-text "percent" source, for editing and review.
 
-    python tools/nbsource.py to-ipynb notebooks/src/01_sdes.py notebooks/01_sdes.ipynb
-    python tools/nbsource.py to-py notebooks/01_sdes.ipynb /tmp/01_sdes.py
+    python tools/nbsource.py to-py notebooks/01_sdes.ipynb build/01_sdes.py
+    python tools/nbsource.py to-ipynb build/01_sdes.py notebooks/01_sdes.ipynb
 
 Cell markers: ``# %%`` (code), ``# %% [markdown]`` (markdown; each line starts with ``# ``),
 and ``# %% tags=["parameters"]`` for a tagged code cell. Outputs are never written.

@@ -378,7 +378,7 @@ def mnist_evaluator(
     progress: bool = True,
     root: str | Path | None = None,
 ) -> MNISTEvaluator:
-    """The offline MNIST evaluator, trained once (``steps``, default 2000) and then loaded from the cache.
+    """The offline MNIST evaluator, trained once (``steps``, default ``EVALUATOR_STEPS``) and then loaded from the cache.
 
     Its test accuracy on all 10 000 MNIST test images is in ``.test_accuracy`` (≥ 0.99 at the
     default steps). Kept in memory per (device, steps, profile) for the rest of the session.

@@ -4,9 +4,11 @@
   unit t) spaced geometrically from ``min_freq`` to ``max_freq``; 2·n_freqs features. The DDPM
   paper's recipe for t = k/T normalised to [0, 1]: 10 frequencies (20 features) up to the
   Nyquist frequency T/2 (500 for T = 1000), so that neighbouring steps stay distinguishable.
-* :class:`SinusoidalEmbedding` — the Transformer/DDPM embedding of ``scale·t`` (default
-  scale 1000, so t = k/T reproduces the integer-step embedding of Ho et al. for T = 1000):
-  [sin(ω_k·scale·t), cos(ω_k·scale·t)] with ω_k = max_period^{−k/half}, k < half = dim/2.
+* :class:`SinusoidalEmbedding` — the Transformer embedding (Vaswani et al. 2017; diffusers'
+  ``get_timestep_embedding`` with ``downscale_freq_shift=0``) of ``scale·t`` (default scale 1000,
+  so t = k/T gives the integer step k for T = 1000): [sin(ω_k·scale·t), cos(ω_k·scale·t)] with
+  ω_k = max_period^{−k/half}, k < half = dim/2. Ho et al.'s DDPM code divides by half − 1
+  instead (diffusers' ``downscale_freq_shift=1``); the two differ by up to 2.0 per feature.
 * :class:`GaussianFourierEmbedding` — random Fourier features [sin(2π W t), cos(2π W t)] with fixed
   W ~ N(0, scale²) (Tancik et al. 2020; Song et al. 2021 use scale 30 for the score SDE).
 
