@@ -221,6 +221,16 @@ def smooth_curve(values: Any, smooth: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
+def plain_log_ticks(axis: Any) -> None:
+    """Log-axis ticks at 1, 2, 5 × 10^k written as plain numbers, without minor labels (a loss
+    spanning less than a decade otherwise gets a clutter of mixed 10^k and m×10^k labels)."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def loss_curve(losses: Any, smooth: int = 50, ax: Axes | None = None, title: str = "training loss",
                logy: bool = True, label: str | None = None) -> Figure:
     """Raw loss (faint) and its moving average over ``smooth`` steps."""
@@ -235,6 +245,7 @@ def loss_curve(losses: Any, smooth: int = 50, ax: Axes | None = None, title: str
             label=label or (f"moving average ({smooth})" if smooth > 1 else None))
     if logy and len(v) and (v > 0).all():
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
