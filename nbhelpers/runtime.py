@@ -313,6 +313,29 @@ class NotebookRun:
         np.savez_compressed(path, **data)
         return path
 
+    def answer(self, template: str, claims: Any = (), **values: Any) -> None:
+        """Show a written answer whose numbers come from this run (:mod:`nbhelpers.answers`).
+
+        ``template`` cites recorded metrics as ``{name:format}`` (``values`` adds more); each
+        claim is recorded as ``claims/<text>`` and, when this run does not support it, shown
+        as a visible warning under the answer.
+        """
+        from . import answers
+
+        claims = list(claims)
+        for c in claims:
+            if not isinstance(c, answers.Claim):
+                raise ValueError(f"claims must be made with nb.answers.claim(text, holds, evidence); got {c!r}")
+        text = answers.render(template, {**self.metrics, **values}, claims)
+        for c in claims:
+            self.report(answers.claim_key(c.text), c.holds)
+        try:
+            from IPython.display import Markdown, display
+        except ImportError:  # pragma: no cover - plain Python
+            print(text)
+        else:
+            display(Markdown(text))
+
     def __repr__(self) -> str:
         return f"NotebookRun(name={self.name!r}, device={str(self.device)!r}, profile={self.profile!r}, seed={self.seed})"
 
