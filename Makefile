@@ -16,6 +16,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make notebooks [PROFILE=auto|smoke|cpu|gpu] [NOTEBOOKS=01,02] [DEVICE=auto|cpu|cuda|mps]"
 	@echo "make test       unit tests and every notebook in the smoke profile"
+	@echo "make unit       the fast unit tests (tests marked slow are left to make test)"
 	@echo "make bench      benchmark runner (python -m benchmarks)"
 	@echo "make readme-figures [NOTEBOOKS=04,07]  copy the README's figures from the last run into figures/readme/"
 
@@ -34,8 +35,9 @@ test: venv
 	NBHELPERS_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=900 -p no:cacheprovider $(PYTEST_ARGS)
 
+# the fast unit tests (< 1 min); `make test` runs every test and the notebooks
 unit: venv
-	$(PY) -m pytest tests -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) -m benchmarks --profile $(if $(filter auto,$(PROFILE)),cpu,$(PROFILE)) --device $(DEVICE) --notebooks $(NOTEBOOKS)

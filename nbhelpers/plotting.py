@@ -279,17 +279,24 @@ def sample_density(points: Any, lim: Limits = (-3.5, 3.5), bins: int = 80,
 def _density_backdrop(ax: Axes, log_prob_fn: Callable[[torch.Tensor], torch.Tensor], lim: Limits,
                       filled: bool = True, n: int = 150) -> None:
     xs, ys, dens = density_image(log_prob_fn, lim, n)
-    if filled:
-        ax.contourf(xs, ys, dens, levels=12, cmap="Greys")
+    if filled:  # log-density bands down to e^-8 of the peak: narrow modes stay visible as discs, not dots
+        with np.errstate(divide="ignore"):
+            logd = np.log(dens)
+        top = float(np.nanmax(logd))
+        ax.contourf(xs, ys, np.clip(logd, top - 8.0, None), levels=np.linspace(top - 8.0, top, 9),
+                    cmap="Greys", extend="neither")
     else:
         ax.contour(xs, ys, dens, levels=6, colors="w", linewidths=0.7, linestyles="--")
 
 
-def _square(ax: Axes, lim: Limits) -> None:
+def _square(ax: Axes, lim: Limits, pixel_labels: bool = False) -> None:
     ax.set_xlim(*lim)
     ax.set_ylim(*lim)
     ax.set_aspect("equal")
     ax.grid(False)
+    if pixel_labels:  # the two-pixel world of notebook 06: x = (left pixel, right pixel)
+        ax.set_xlabel("left pixel", fontsize=8)
+        ax.set_ylabel("right pixel", fontsize=8)
 
 
 def trajectory_density_panels(step_samples: dict[int, Any], path: dict[int, Any],
@@ -320,15 +327,15 @@ def trajectory_density_panels(step_samples: dict[int, Any], path: dict[int, Any]
             seg = pts[: upto[-1] + 1]
             ax.plot(seg[:, 0], seg[:, 1], color="w", lw=1.0)
             ax.plot(seg[-1, 0], seg[-1, 1], "o", color="tab:red", ms=5, mec="w")
-        _square(ax, lim)
+        _square(ax, lim, pixel_labels=True)
         ax.set_title(f"estimated p(x_k), k = {k}", fontsize=9)
     ax = axes[-1]
     _density_backdrop(ax, true_log_prob, lim)
     ax.plot(pts[:, 0], pts[:, 1], color="tab:blue", lw=1.0)
     ax.plot(pts[0, 0], pts[0, 1], "o", mfc="none", mec="tab:blue", ms=6)
     ax.plot(pts[-1, 0], pts[-1, 1], "o", color="tab:red", ms=5)
-    _square(ax, lim)
-    ax.set_title("whole path over the true p(x_0)", fontsize=9)
+    _square(ax, lim, pixel_labels=True)
+    ax.set_title("whole path over the true p(x_0)\n(grey: log-density, 8 bands)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -379,7 +386,7 @@ def paths_over_density(paths: Sequence[Any], log_prob_fn: Callable[[torch.Tensor
         ax.plot(p[:, 0], p[:, 1], color=c, lw=lw, label=labels[i] if labels is not None else None)
         ax.plot(p[0, 0], p[0, 1], "o", mfc="none", mec=c, ms=7)
         ax.plot(p[-1, 0], p[-1, 1], "o", color=c, ms=6, mec="k")
-    _square(ax, lim)
+    _square(ax, lim, pixel_labels=True)
     if labels is not None:
         ax.legend(fontsize=8, loc="lower left")
     return fig

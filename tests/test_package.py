@@ -1,5 +1,6 @@
 """The package's public surface: every listed submodule exists and ``import *`` works."""
 import importlib
+import re
 import subprocess
 import sys
 
@@ -22,3 +23,12 @@ def test_every_package_module_is_reachable_from_the_top():
     assert public <= set(nbhelpers.__all__), f"not listed in nbhelpers.__all__: {sorted(public - set(nbhelpers.__all__))}"
     for name in public:
         assert getattr(nbhelpers, name) is importlib.import_module(f"nbhelpers.{name}")
+
+
+def test_every_slow_entry_names_a_test():
+    from tests.conftest import SLOW
+
+    root = nbhelpers.runtime.ROOT
+    stale = [e for e in SLOW
+             if not re.search(rf"^def {re.escape(e.split('::')[1])}\(", (root / e.split("::")[0]).read_text(), re.M)]
+    assert not stale, f"tests/conftest.py SLOW names tests that do not exist: {stale}"
