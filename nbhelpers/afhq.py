@@ -1,10 +1,11 @@
 """AFHQ cats with DDPM (seed 004, sections 4–5): the data, the seed's ``Diffusion`` class, a trainer CLI.
 
-    python -m nbhelpers.afhq --data_path <data>/afhq/train --data_class cat --save_folder results \\
-        --time_steps 50 --train_steps 10000 --image_size 32 --batch_size 32 --learning_rate 1e-3 --unet_dim 16
+    python -m nbhelpers.afhq --data-path <data>/afhq/train --data-class cat --save-folder results \\
+        --time-steps 50 --train-steps 10000 --image-size 32 --batch-size 32 --learning-rate 1e-3 --unet-dim 16
     torchrun --nproc_per_node 4 -m nbhelpers.afhq <same flags>       # DistributedDataParallel
 
-(also installed as the console script ``nbhelpers-afhq``). Direction, as in :mod:`nbhelpers.ddpm`:
+(also installed as the console script ``nbhelpers-afhq``). The assignment's underscored spellings
+(``--image_size``, ``--fid True``) work too; an expected failure is one ``error:`` line and exit status 2. Direction, as in :mod:`nbhelpers.ddpm`:
 integer step k, k = 0 data and k = T noise; the network receives the float t = k / T.
 :class:`Diffusion` is a thin layer over :class:`nbhelpers.ddpm.DDPM` with the method names of the
 seed's starter code (``q_sample``, ``p_losses``, ``p_sample``, ``p_sample_loop``, ``sample``): the
@@ -27,6 +28,8 @@ import json
 import math
 import os
 import sys
+import tempfile
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -47,7 +50,7 @@ __all__ = [
     "AFHQ_CLASSES", "AFHQ_URLS", "AFHQNotFoundError", "AFHQImages", "afhq_folder", "download_afhq", "load_afhq",
     "Diffusion", "LOSS_TYPES", "afhq_unet_config", "make_diffusion", "make_batch_fn", "diffusion_loss",
     "PROCESS_FRACTIONS", "process_steps", "forward_process", "backward_process", "plot_process", "save_image_grid",
-    "AFHQConfig", "AFHQResult", "build_parser", "parse_args", "train_key", "train_config", "train_afhq", "main",
+    "AFHQConfig", "AFHQResult", "TABLE1_FLAGS", "build_parser", "table1", "parse_args", "check_save_folder", "train_key", "train_config", "train_afhq", "main",
     "SampleAndScore", "sample_images",
 ]
 
@@ -684,49 +687,149 @@ def _boolean(name: str) -> Callable[[str], bool]:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The CLI's parser: seed 004's Table 1 flags (same names and meanings) plus a few extras."""
+class _Switch(argparse.BooleanOptionalAction):
+    """``--fid`` / ``--no-fid`` (and ``--no_fid``); ``--fid True`` and ``--fid False`` also work, as in seed 004."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, default: bool = False, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, default=default, help=help)
+        self.help = help  # as written (Python < 3.14 would append "(default: False)")
+        self.option_strings += [s.replace("-", "_").replace("__", "--", 1) for s in self.option_strings
+                                if s.startswith("--no-")]
+        self.nargs = "?"
+        self.type = _boolean(dest)
+        self.metavar = "BOOL"
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        negative = option_string is not None and option_string[:5] in ("--no-", "--no_")
+        if negative and values is not None:
+            parser.error(f"{option_string} takes no value (use --{self.dest.replace('_', '-')} {values} instead)")
+        setattr(namespace, self.dest, False if negative else (True if values is None else values))
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows each flag by its dashed spelling only (the underscored twin is accepted, not listed)."""
+
+    @staticmethod
+    def _shown(action: argparse.Action) -> list[str]:
+        names = action.option_strings
+        return [s for s in names if "_" not in s or s.replace("_", "-") not in names]
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings:
+            return super()._format_action_invocation(action)
+        shown = self._shown(action)
+        if action.nargs == 0 or isinstance(action, _Switch):
+            return ", ".join(shown)
+        metavar = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return ", ".join(f"{s} {metavar}" for s in shown)
+
+    def _format_usage(self, usage, actions, groups, prefix):
+        # usage line with one spelling per flag: hide the twins by formatting copies of the actions
+        slim = []
+        for a in actions:
+            if a.option_strings:
+                switch = isinstance(a, _Switch)
+                a = copy.copy(a)
+                a.option_strings = self._shown(a)[:2 if switch else 1]
+                if switch:
+                    a.nargs = 0  # "[--fid | --no-fid]"
+                    a.format_usage = lambda names=a.option_strings: " | ".join(names)
+            slim.append(a)
+        return super()._format_usage(usage, slim, groups, prefix)
+
+
+def _prog() -> str:
+    """The name the CLI was started by: ``nbhelpers-afhq`` for the console script, else ``python -m nbhelpers.afhq``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if not name or name in ("afhq.py", "__main__.py", "-c", "-m") or name.startswith("python"):
+        return "python -m nbhelpers.afhq"
+    return name
+
+
+TABLE1_FLAGS: tuple[str, ...] = ("image_size", "batch_size", "data_class", "save_folder", "load_path", "data_path",
+                                 "train_steps", "time_steps", "unet_dim", "learning_rate", "save_and_sample_every",
+                                 "fid", "visualize")
+"""The assignment's thirteen flags (seed 004, Table 1), by destination name."""
+
+
+def _flag(group, name: str, **kwargs: Any) -> argparse.Action:
+    """Add ``--name-with-dashes`` and its ``--name_with_underscores`` twin as one flag."""
+    spellings = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+    return group.add_argument(*spellings, dest=name, **kwargs)
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser: the assignment's thirteen flags (same names and meanings) plus a few extras.
+
+    Every flag has a dashed spelling (shown in ``--help``) and, where it has an underscore, the
+    underscored one of the assignment (``--image_size``), which keeps working.
+    """
+    from . import __version__
+
     d = AFHQConfig()
     ap = argparse.ArgumentParser(
-        prog="python -m nbhelpers.afhq",
-        description="Train a DDPM on one AFHQ domain (seed 004). Runs unchanged under torchrun (DDP).",
+        prog=prog or _prog(), formatter_class=_HelpFormatter,
+        description="Train a DDPM on one AFHQ domain, sample from it and (optionally) score it by FID. "
+                    "Runs unchanged under torchrun (DistributedDataParallel).",
+        epilog="Flags may also be written with underscores (--image_size 32), as in the assignment.",
     )
-    t1 = ap.add_argument_group("seed 004, Table 1")
-    t1.add_argument("--image_size", type=_positive_int("image_size", 8), default=d.image_size, help="model image size (pixels) (default: %(default)s)")
-    t1.add_argument("--batch_size", type=_positive_int("batch_size"), default=d.batch_size,
-                    help="model batch size, global: split over torchrun processes (default: %(default)s)")
-    t1.add_argument("--data_class", choices=AFHQ_CLASSES, default=d.data_class, help="data domain of the AFHQ dataset (default: %(default)s)")
-    t1.add_argument("--save_folder", default=d.save_folder, help="directory where the model, samples and logs are stored (default: %(default)s)")
-    t1.add_argument("--load_path", default=None, help="path of a trained model (checkpoint) to resume from or visualise")
-    t1.add_argument("--data_path", default=None,
-                    help="directory from which to load the dataset: the split folder afhq/train holding cat/ dog/ wild/ "
-                         "(default: $NBHELPERS_DATA_DIR/afhq/train)")
-    t1.add_argument("--train_steps", type=_positive_int("train_steps", 0), default=d.train_steps,
-                    help="number of iterations to train the model (default: %(default)s)")
-    t1.add_argument("--time_steps", type=_positive_int("time_steps"), default=d.time_steps,
-                    help="number of steps of the diffusion process, T (default: %(default)s)")
-    t1.add_argument("--unet_dim", type=_positive_int("unet_dim"), default=d.unet_dim,
-                    help="number of output channels of the first layer in the U-Net (default: %(default)s)")
-    t1.add_argument("--learning_rate", type=_positive_float("learning_rate"), default=d.learning_rate,
-                    help="learning rate in the training (default: %(default)s)")
-    t1.add_argument("--save_and_sample_every", type=_positive_int("save_and_sample_every"), default=d.save_and_sample_every,
-                    help="frequency of periodic save, sample and (optionally) FID calculation (default: %(default)s)")
-    t1.add_argument("--fid", nargs="?", const=True, default=False, type=_boolean("fid"), metavar="BOOL",
-                    help="enable FID calculation (clean-fid; '--fid' or '--fid False')")
-    t1.add_argument("--visualize", nargs="?", const=True, default=False, type=_boolean("visualize"), metavar="BOOL",
-                    help="enable visualization: forward and backward diffusion figures of the (loaded or trained) model")
-    ex = ap.add_argument_group("extras")
-    ex.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps; under torchrun cuda means cuda:LOCAL_RANK (default: %(default)s)")
-    ex.add_argument("--seed", type=_positive_int("seed", 0), default=d.seed, help="random seed of the initial weights, the batches and the noise (default: %(default)s)")
-    ex.add_argument("--fid_samples", type=_positive_int("fid_samples", 2), default=d.fid_samples,
-                    help="number of generated samples per FID evaluation (default: %(default)s)")
-    ex.add_argument("--inception_weights", default=None,
-                    help=f"local {'inception-2015-12-05.pt'} for FID (or set $NBHELPERS_INCEPTION_WEIGHTS)")
-    ex.add_argument("--ema_decay", type=_positive_float("ema_decay"), default=d.ema_decay,
-                    help="decay of the EMA weights used for sampling (default: %(default)s)")
-    ex.add_argument("--download", action="store_true", help="download the public AFHQ archive to --data_path first (needs internet)")
-    ex.add_argument("--no_progress", dest="progress", action="store_false", help="hide the progress bar")
+    ap.add_argument("--version", action="version", version=f"%(prog)s (nbhelpers {__version__})")
+    data = ap.add_argument_group("data")
+    _flag(data, "data_path", default=None,
+          help="directory from which to load the dataset: the split folder afhq/train holding cat/ dog/ wild/ "
+               "(default: $NBHELPERS_DATA_DIR/afhq/train)")
+    _flag(data, "data_class", choices=AFHQ_CLASSES, default=d.data_class, help="data domain of the AFHQ dataset (default: %(default)s)")
+    _flag(data, "image_size", type=_positive_int("image_size", 8), default=d.image_size, help="model image size (pixels) (default: %(default)s)")
+    _flag(data, "download", action="store_true", help="download the public AFHQ archive to --data-path first (needs internet)")
+    model = ap.add_argument_group("model and training")
+    _flag(model, "unet_dim", type=_positive_int("unet_dim"), default=d.unet_dim,
+          help="number of output channels of the first layer in the U-Net (default: %(default)s)")
+    _flag(model, "time_steps", type=_positive_int("time_steps"), default=d.time_steps,
+          help="number of steps of the diffusion process, T (default: %(default)s)")
+    _flag(model, "train_steps", type=_positive_int("train_steps", 0), default=d.train_steps,
+          help="number of iterations to train the model (default: %(default)s)")
+    _flag(model, "batch_size", type=_positive_int("batch_size"), default=d.batch_size,
+          help="model batch size, global: split over torchrun processes (default: %(default)s)")
+    _flag(model, "learning_rate", type=_positive_float("learning_rate"), default=d.learning_rate,
+          help="learning rate in the training (default: %(default)s)")
+    _flag(model, "ema_decay", type=_positive_float("ema_decay"), default=d.ema_decay,
+          help="decay of the EMA weights used for sampling (default: %(default)s)")
+    _flag(model, "seed", type=_positive_int("seed", 0), default=d.seed,
+          help="random seed of the initial weights, the batches and the noise (default: %(default)s)")
+    _flag(model, "device", default=d.device,
+          help="auto, cpu, cuda, cuda:N or mps; under torchrun cuda means cuda:LOCAL_RANK (default: %(default)s)")
+    out = ap.add_argument_group("saving, sampling and evaluation")
+    _flag(out, "save_folder", default=d.save_folder, help="directory where the model, samples and logs are stored (default: %(default)s)")
+    _flag(out, "load_path", default=None, help="path of a trained model (checkpoint) to resume from or visualise")
+    _flag(out, "save_and_sample_every", type=_positive_int("save_and_sample_every"), default=d.save_and_sample_every,
+          help="frequency of periodic save, sample and (optionally) FID calculation (default: %(default)s)")
+    out.add_argument("--fid", action=_Switch, default=d.fid,
+                     help="enable FID calculation (clean-fid) (default: off; '--fid True/False' also works)")
+    _flag(out, "fid_samples", type=_positive_int("fid_samples", 2), default=d.fid_samples,
+          help="number of generated samples per FID evaluation (default: %(default)s)")
+    _flag(out, "inception_weights", default=None,
+          help="local inception-2015-12-05.pt for FID (or set $NBHELPERS_INCEPTION_WEIGHTS)")
+    out.add_argument("--visualize", action=_Switch, default=d.visualize,
+                     help="enable visualization: forward and backward diffusion figures of the (loaded or trained) model "
+                          "(default: off)")
+    out.add_argument("--progress", action=_Switch, default=d.progress, help="show the progress bar (default: on)")
     return ap
+
+
+def table1(parser: argparse.ArgumentParser | None = None) -> list[dict[str, str]]:
+    """The assignment's thirteen flags as rows ``{flag, underscored, default, help}``, read from the parser."""
+    parser = parser or build_parser("nbhelpers-afhq")
+    by_dest = {a.dest: a for a in parser._actions}
+    rows = []
+    for dest in TABLE1_FLAGS:
+        a = by_dest[dest]
+        dashed = next(s for s in a.option_strings if s.startswith("--") and "_" not in s)
+        underscored = next((s for s in a.option_strings if "_" in s and not s.startswith("--no")), "")
+        default = "off" if isinstance(a, _Switch) and not a.default else ("" if a.default is None else str(a.default))
+        text = (a.help or "").replace("%(default)s", str(a.default))
+        text = text.split(" (default")[0]
+        rows.append({"flag": dashed, "underscored": underscored, "default": default, "help": text})
+    return rows
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AFHQConfig:
@@ -764,10 +867,16 @@ def adopt_checkpoint(src: str | Path, dst: str | Path, key: dict[str, Any], conf
     """
     src, dst = Path(src), Path(dst)
     if not src.is_file():
-        raise ValueError(f"load_path {src} does not exist")
-    state = load_checkpoint(src)
-    if state.get("format") != CHECKPOINT_FORMAT or "key" not in state:
-        raise ValueError(f"{src} is not a checkpoint written by nbhelpers.training")
+        raise ValueError(f"load_path {src} does not exist or is not a file")
+    remedy = ("delete it to train from scratch" if src.resolve() == dst.resolve()
+              else "pass --load-path a model.pt written by this trainer")
+    try:
+        state = load_checkpoint(src)
+    except Exception as exc:  # truncated, empty, garbage or unreadable: one line naming the file and the remedy
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"cannot read the checkpoint {src} ({reason}); {remedy}") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "key" not in state:
+        raise ValueError(f"{src} is not a checkpoint written by nbhelpers.training; {remedy}")
     new_json = _key_json(key, config)
     old, new = json.loads(state["key"]), json.loads(new_json)
     diffs = []
@@ -818,9 +927,11 @@ class AFHQResult:
     save_folder: Path
     world_size: int
     fid: dict[int, float | None] = field(default_factory=dict)
+    sampling_seconds: float = 0.0
 
     @property
     def steps_per_s(self) -> float:
+        """Steps trained in this run per second of training (``seconds`` excludes sampling and FID)."""
         trained = self.steps - self.resumed_from
         return trained / self.seconds if self.seconds > 0 and trained > 0 else float("nan")
 
@@ -837,7 +948,8 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
                log: Callable[[str], None] = print) -> AFHQResult:
     """Train (or resume, or load) a DDPM on one AFHQ domain as the CLI does; see :func:`main`.
 
-    Outputs in ``save_folder``: ``model.pt`` (checkpoint, resumable), ``config.json``,
+    Outputs in ``save_folder``: ``model.pt`` (checkpoint, resumable), ``config.json`` (written when
+    training starts, so a run that fails before leaves none),
     ``sample-<step>.png`` every ``save_and_sample_every`` steps and at the end, ``losses.csv`` and
     ``loss.png``, with ``fid`` also ``fid.csv`` (and ``fid.png``), with ``visualize``
     ``forward_process.png`` and ``backward_process.png``.
@@ -852,13 +964,16 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
     save_folder = Path(cfg.save_folder).expanduser()
     ckpt = save_folder / "model.pt"
     if main_rank:
-        save_folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(save_folder / "config.json",
-                           json.dumps({**asdict(cfg), "world_size": world_size, "device": str(device)}, indent=2).encode())
+        check_save_folder(save_folder)
     if cfg.download and main_rank:
         root = Path(cfg.data_path).expanduser() if cfg.data_path else data_dir()
         say(f"downloading AFHQ to {root} …")
-        download_afhq(root)
+        try:
+            download_afhq(root)
+        except OSError as exc:  # offline, DNS, timeout, disk full
+            reason = getattr(exc, "reason", None) or exc.strerror or exc
+            raise ValueError(f"could not download AFHQ to {root} ({reason}); when offline, put the images at "
+                             f"{root}/afhq/train/<class>/ yourself and run without --download") from exc
     _barrier()
 
     if device.type == "cuda":
@@ -885,20 +1000,31 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
     hook = SampleAndScore(diffusion, ckpt, cfg.save_and_sample_every, out_dir=save_folder, fid=fid,
                           fid_samples=cfg.fid_samples, seed=cfg.seed, log=say)
 
+    sampling = [0.0]  # seconds spent in the periodic sampling / FID hook: not training time
+
     def on_step_all(step: int, loss: float) -> None:
+        t0 = time.perf_counter()
         hook(step, loss)
+        sampling[0] += time.perf_counter() - t0
         if on_step is not None:
             on_step(step, loss)
 
-    res = train(diffusion, diffusion_loss, make_batch_fn(data, diffusion, cfg.batch_size), tconfig, checkpoint=ckpt,
+    batch_fn = make_batch_fn(data, diffusion, cfg.batch_size)
+    if main_rank:  # training starts now: record how it was started
+        atomic_write_bytes(save_folder / "config.json",
+                           json.dumps({**asdict(cfg), "world_size": world_size, "device": str(device)}, indent=2).encode())
+    started = time.perf_counter()
+    res = train(diffusion, diffusion_loss, batch_fn, tconfig, checkpoint=ckpt,
                 key=key, progress=cfg.progress, desc=f"AFHQ {cfg.data_class}", on_step=on_step_all)
+    train_seconds = max(time.perf_counter() - started - sampling[0], 0.0)
     trained = res.steps - res.resumed_from
     if main_rank:
         if res.loaded_from_cache or trained == 0:
             say(f"model at {ckpt} has finished {res.steps} steps; nothing to train")
         else:
-            say(f"trained steps {res.resumed_from + 1}–{res.steps} in {res.seconds:.1f} s "
-                f"({trained / max(res.seconds, 1e-9):.2f} steps/s); final loss {res.losses[-1]:.4f}")
+            extra = f", plus {sampling[0]:.1f} s sampling" if sampling[0] >= 0.05 else ""
+            say(f"trained steps {res.resumed_from + 1}–{res.steps} in {train_seconds:.1f} s{extra} "
+                f"({trained / max(train_seconds, 1e-9):.2f} steps/s of training); final loss {res.losses[-1]:.4f}")
         hook.finish(res)
         say(f"samples: {save_folder / f'sample-{res.steps:06d}.png'}")
         if cfg.visualize:
@@ -906,8 +1032,8 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
                 say(f"figure: {path}")
     _barrier()
     sampler = hook.sampler
-    return AFHQResult(cfg, sampler, res.losses, res.steps, res.seconds, res.resumed_from, ckpt, save_folder, world_size,
-                      dict(hook.fid_history))
+    return AFHQResult(cfg, sampler, res.losses, res.steps, train_seconds, res.resumed_from, ckpt, save_folder, world_size,
+                      dict(hook.fid_history), sampling[0])
 
 
 def visualize(diffusion: Diffusion, data: AFHQImages, batch_size: int, out_dir: str | Path, seed: int = 0,
@@ -938,18 +1064,42 @@ def visualize(diffusion: Diffusion, data: AFHQImages, batch_size: int, out_dir: 
     return paths
 
 
+def check_save_folder(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove it writable (a probe file), before any work is done.
+
+    A path that is a file, lies under a file, or cannot be written is one ``ValueError`` naming it.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"save_folder {folder} is a file, not a folder; pass --save-folder <a folder>")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"save_folder {folder} cannot be written ({exc.strerror or exc}); "
+                         f"pass --save-folder <a writable folder>") from exc
+    return folder
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m nbhelpers.afhq [flags]`` (see ``--help``); returns the exit status."""
+    """``python -m nbhelpers.afhq [flags]`` (see ``--help``); returns the exit status.
+
+    Expected failures (missing or unreadable data, a save folder that cannot be written, an unreadable
+    checkpoint, a download without internet) print one ``error:`` line on stderr and return 2.
+    """
     cfg = parse_args(argv)
     started_group = False
     try:
         started_group = "WORLD_SIZE" in os.environ and not torch.distributed.is_initialized()
         train_afhq(cfg)
-    except AFHQNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:  # AFHQNotFoundError is an OSError; bad images raise PIL's OSError
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     finally:
         if started_group and torch.distributed.is_initialized():
