@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cli import HelpFormatter, Switch, flag, int_at_least, invoked_name, positive_float
 from .ddpm import DDPM, SampleResult
 from .runtime import atomic_write_bytes, build_dir, data_dir, get_device, seed_everything
 from .training import (CHECKPOINT_FORMAT, TrainConfig, TrainResult, _key_json, load_checkpoint, save_checkpoint, train,
@@ -646,116 +647,10 @@ class AFHQConfig:
             raise ValueError(f"ema_decay must lie in (0, 1), got {self.ema_decay!r}")
 
 
-def _positive_int(name: str, minimum: int = 1) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _positive_float(name: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text!r}") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text!r}")
-        return value
-
-    return parse
-
-
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-
-
-def _boolean(name: str) -> Callable[[str], bool]:
-    def parse(text: str) -> bool:
-        key = text.strip().lower()
-        if key in _TRUE:
-            return True
-        if key in _FALSE:
-            return False
-        raise argparse.ArgumentTypeError(f"{name} takes no value or one of {', '.join(_TRUE + _FALSE)}; got {text!r}")
-
-    return parse
-
-
-class _Switch(argparse.BooleanOptionalAction):
-    """``--fid`` / ``--no-fid`` (and ``--no_fid``); ``--fid True`` and ``--fid False`` also work, as in seed 004."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, default: bool = False, help: str | None = None) -> None:
-        super().__init__(option_strings, dest, default=default, help=help)
-        self.help = help  # as written (Python < 3.14 would append "(default: False)")
-        self.option_strings += [s.replace("-", "_").replace("__", "--", 1) for s in self.option_strings
-                                if s.startswith("--no-")]
-        self.nargs = "?"
-        self.type = _boolean(dest)
-        self.metavar = "BOOL"
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        negative = option_string is not None and option_string[:5] in ("--no-", "--no_")
-        if negative and values is not None:
-            parser.error(f"{option_string} takes no value (use --{self.dest.replace('_', '-')} {values} instead)")
-        setattr(namespace, self.dest, False if negative else (True if values is None else values))
-
-
-class _HelpFormatter(argparse.HelpFormatter):
-    """Shows each flag by its dashed spelling only (the underscored twin is accepted, not listed)."""
-
-    @staticmethod
-    def _shown(action: argparse.Action) -> list[str]:
-        names = action.option_strings
-        return [s for s in names if "_" not in s or s.replace("_", "-") not in names]
-
-    def _format_action_invocation(self, action: argparse.Action) -> str:
-        if not action.option_strings:
-            return super()._format_action_invocation(action)
-        shown = self._shown(action)
-        if action.nargs == 0 or isinstance(action, _Switch):
-            return ", ".join(shown)
-        metavar = self._format_args(action, self._get_default_metavar_for_optional(action))
-        return ", ".join(f"{s} {metavar}" for s in shown)
-
-    def _format_usage(self, usage, actions, groups, prefix):
-        # usage line with one spelling per flag: hide the twins by formatting copies of the actions
-        slim = []
-        for a in actions:
-            if a.option_strings:
-                switch = isinstance(a, _Switch)
-                a = copy.copy(a)
-                a.option_strings = self._shown(a)[:2 if switch else 1]
-                if switch:
-                    a.nargs = 0  # "[--fid | --no-fid]"
-                    a.format_usage = lambda names=a.option_strings: " | ".join(names)
-            slim.append(a)
-        return super()._format_usage(usage, slim, groups, prefix)
-
-
-def _prog() -> str:
-    """The name the CLI was started by: ``nbhelpers-afhq`` for the console script, else ``python -m nbhelpers.afhq``."""
-    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
-    if not name or name in ("afhq.py", "__main__.py", "-c", "-m") or name.startswith("python"):
-        return "python -m nbhelpers.afhq"
-    return name
-
-
 TABLE1_FLAGS: tuple[str, ...] = ("image_size", "batch_size", "data_class", "save_folder", "load_path", "data_path",
                                  "train_steps", "time_steps", "unet_dim", "learning_rate", "save_and_sample_every",
                                  "fid", "visualize")
 """The assignment's thirteen flags (seed 004, Table 1), by destination name."""
-
-
-def _flag(group, name: str, **kwargs: Any) -> argparse.Action:
-    """Add ``--name-with-dashes`` and its ``--name_with_underscores`` twin as one flag."""
-    spellings = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
-    return group.add_argument(*spellings, dest=name, **kwargs)
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -768,51 +663,51 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
     d = AFHQConfig()
     ap = argparse.ArgumentParser(
-        prog=prog or _prog(), formatter_class=_HelpFormatter,
+        prog=prog or invoked_name("nbhelpers.afhq"), formatter_class=HelpFormatter,
         description="Train a DDPM on one AFHQ domain, sample from it and (optionally) score it by FID. "
                     "Runs unchanged under torchrun (DistributedDataParallel).",
         epilog="Flags may also be written with underscores (--image_size 32), as in the assignment.",
     )
     ap.add_argument("--version", action="version", version=f"%(prog)s (nbhelpers {__version__})")
     data = ap.add_argument_group("data")
-    _flag(data, "data_path", default=None,
+    flag(data, "data_path", default=None,
           help="directory from which to load the dataset: the split folder afhq/train holding cat/ dog/ wild/ "
                "(default: $NBHELPERS_DATA_DIR/afhq/train)")
-    _flag(data, "data_class", choices=AFHQ_CLASSES, default=d.data_class, help="data domain of the AFHQ dataset (default: %(default)s)")
-    _flag(data, "image_size", type=_positive_int("image_size", 8), default=d.image_size, help="model image size (pixels) (default: %(default)s)")
-    _flag(data, "download", action="store_true", help="download the public AFHQ archive to --data-path first (needs internet)")
+    flag(data, "data_class", choices=AFHQ_CLASSES, default=d.data_class, help="data domain of the AFHQ dataset (default: %(default)s)")
+    flag(data, "image_size", type=int_at_least("image_size", 8), default=d.image_size, help="model image size (pixels) (default: %(default)s)")
+    flag(data, "download", action="store_true", help="download the public AFHQ archive to --data-path first (needs internet)")
     model = ap.add_argument_group("model and training")
-    _flag(model, "unet_dim", type=_positive_int("unet_dim"), default=d.unet_dim,
+    flag(model, "unet_dim", type=int_at_least("unet_dim"), default=d.unet_dim,
           help="number of output channels of the first layer in the U-Net (default: %(default)s)")
-    _flag(model, "time_steps", type=_positive_int("time_steps"), default=d.time_steps,
+    flag(model, "time_steps", type=int_at_least("time_steps"), default=d.time_steps,
           help="number of steps of the diffusion process, T (default: %(default)s)")
-    _flag(model, "train_steps", type=_positive_int("train_steps", 0), default=d.train_steps,
+    flag(model, "train_steps", type=int_at_least("train_steps", 0), default=d.train_steps,
           help="number of iterations to train the model (default: %(default)s)")
-    _flag(model, "batch_size", type=_positive_int("batch_size"), default=d.batch_size,
+    flag(model, "batch_size", type=int_at_least("batch_size"), default=d.batch_size,
           help="model batch size, global: split over torchrun processes (default: %(default)s)")
-    _flag(model, "learning_rate", type=_positive_float("learning_rate"), default=d.learning_rate,
+    flag(model, "learning_rate", type=positive_float("learning_rate"), default=d.learning_rate,
           help="learning rate in the training (default: %(default)s)")
-    _flag(model, "ema_decay", type=_positive_float("ema_decay"), default=d.ema_decay,
+    flag(model, "ema_decay", type=positive_float("ema_decay"), default=d.ema_decay,
           help="decay of the EMA weights used for sampling (default: %(default)s)")
-    _flag(model, "seed", type=_positive_int("seed", 0), default=d.seed,
+    flag(model, "seed", type=int_at_least("seed", 0), default=d.seed,
           help="random seed of the initial weights, the batches and the noise (default: %(default)s)")
-    _flag(model, "device", default=d.device,
+    flag(model, "device", default=d.device,
           help="auto, cpu, cuda, cuda:N or mps; under torchrun cuda means cuda:LOCAL_RANK (default: %(default)s)")
     out = ap.add_argument_group("saving, sampling and evaluation")
-    _flag(out, "save_folder", default=d.save_folder, help="directory where the model, samples and logs are stored (default: %(default)s)")
-    _flag(out, "load_path", default=None, help="path of a trained model (checkpoint) to resume from or visualise")
-    _flag(out, "save_and_sample_every", type=_positive_int("save_and_sample_every"), default=d.save_and_sample_every,
+    flag(out, "save_folder", default=d.save_folder, help="directory where the model, samples and logs are stored (default: %(default)s)")
+    flag(out, "load_path", default=None, help="path of a trained model (checkpoint) to resume from or visualise")
+    flag(out, "save_and_sample_every", type=int_at_least("save_and_sample_every"), default=d.save_and_sample_every,
           help="frequency of periodic save, sample and (optionally) FID calculation (default: %(default)s)")
-    out.add_argument("--fid", action=_Switch, default=d.fid,
-                     help="enable FID calculation (clean-fid) (default: off; '--fid True/False' also works)")
-    _flag(out, "fid_samples", type=_positive_int("fid_samples", 2), default=d.fid_samples,
+    out.add_argument("--fid", action=Switch, default=d.fid,
+                     help="enable FID calculation (clean-fid); '--fid True' / '--fid False' work too (default: off)")
+    flag(out, "fid_samples", type=int_at_least("fid_samples", 2), default=d.fid_samples,
           help="number of generated samples per FID evaluation (default: %(default)s)")
-    _flag(out, "inception_weights", default=None,
+    flag(out, "inception_weights", default=None,
           help="local inception-2015-12-05.pt for FID (or set $NBHELPERS_INCEPTION_WEIGHTS)")
-    out.add_argument("--visualize", action=_Switch, default=d.visualize,
+    out.add_argument("--visualize", action=Switch, default=d.visualize,
                      help="enable visualization: forward and backward diffusion figures of the (loaded or trained) model "
                           "(default: off)")
-    out.add_argument("--progress", action=_Switch, default=d.progress, help="show the progress bar (default: on)")
+    out.add_argument("--progress", action=Switch, default=d.progress, help="show the progress bar (default: on)")
     return ap
 
 
@@ -825,7 +720,7 @@ def table1(parser: argparse.ArgumentParser | None = None) -> list[dict[str, str]
         a = by_dest[dest]
         dashed = next(s for s in a.option_strings if s.startswith("--") and "_" not in s)
         underscored = next((s for s in a.option_strings if "_" in s and not s.startswith("--no")), "")
-        default = "off" if isinstance(a, _Switch) and not a.default else ("" if a.default is None else str(a.default))
+        default = "off" if isinstance(a, Switch) and not a.default else ("" if a.default is None else str(a.default))
         text = (a.help or "").replace("%(default)s", str(a.default))
         text = text.split(" (default")[0]
         rows.append({"flag": dashed, "underscored": underscored, "default": default, "help": text})
@@ -1022,7 +917,7 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
         if res.loaded_from_cache or trained == 0:
             say(f"model at {ckpt} has finished {res.steps} steps; nothing to train")
         else:
-            extra = f", plus {sampling[0]:.1f} s sampling" if sampling[0] >= 0.05 else ""
+            extra = f", plus {sampling[0]:.1f} s sampling" if sampling[0] > 0 else ""
             say(f"trained steps {res.resumed_from + 1}–{res.steps} in {train_seconds:.1f} s{extra} "
                 f"({trained / max(train_seconds, 1e-9):.2f} steps/s of training); final loss {res.losses[-1]:.4f}")
         hook.finish(res)
