@@ -48,7 +48,7 @@ from .training import (CHECKPOINT_FORMAT, TrainConfig, TrainResult, _key_json, l
                        unwrap, world)
 
 __all__ = [
-    "AFHQ_CLASSES", "AFHQ_URLS", "AFHQNotFoundError", "AFHQImages", "afhq_folder", "download_afhq", "load_afhq",
+    "AFHQ_CLASSES", "AFHQ_URLS", "AFHQNotFoundError", "AFHQImages", "afhq_folder", "download_afhq", "count_images", "load_afhq",
     "Diffusion", "LOSS_TYPES", "afhq_unet_config", "make_diffusion", "make_batch_fn", "diffusion_loss",
     "PROCESS_FRACTIONS", "process_steps", "forward_process", "backward_process", "plot_process", "save_image_grid",
     "AFHQConfig", "AFHQResult", "TABLE1_FLAGS", "build_parser", "table1", "parse_args", "check_save_folder", "train_key", "train_config", "train_afhq", "main",
@@ -247,6 +247,12 @@ class AFHQImages:
     def first_batch(self, batch_size: int) -> torch.Tensor:
         """The first ``batch_size`` images in file order, unflipped (seed 004's "initial batch")."""
         return self.scale(self.images[:batch_size])
+
+
+def count_images(data_path: str | Path | None = None, data_class: str = "cat", limit: int | None = None) -> int:
+    """How many images :func:`load_afhq` with the same arguments would load, without decoding any."""
+    n = len(_image_files(afhq_folder(data_path, data_class)))
+    return n if limit is None else min(n, limit)
 
 
 def load_afhq(
@@ -712,18 +718,22 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def table1(parser: argparse.ArgumentParser | None = None) -> list[dict[str, str]]:
-    """The assignment's thirteen flags as rows ``{flag, underscored, default, help}``, read from the parser."""
+    """The assignment's thirteen flags as rows ``{flag, also, default, help}`` read from the parser
+    (``also``: the other accepted spellings), so a table of them cannot drift from the code."""
     parser = parser or build_parser("nbhelpers-afhq")
     by_dest = {a.dest: a for a in parser._actions}
     rows = []
     for dest in TABLE1_FLAGS:
         a = by_dest[dest]
         dashed = next(s for s in a.option_strings if s.startswith("--") and "_" not in s)
-        underscored = next((s for s in a.option_strings if "_" in s and not s.startswith("--no")), "")
-        default = "off" if isinstance(a, Switch) and not a.default else ("" if a.default is None else str(a.default))
-        text = (a.help or "").replace("%(default)s", str(a.default))
-        text = text.split(" (default")[0]
-        rows.append({"flag": dashed, "underscored": underscored, "default": default, "help": text})
+        if isinstance(a, Switch):
+            also = f"--no-{dest.replace('_', '-')}, {dashed} True/False"
+            default = "on" if a.default else "off"
+        else:
+            also = ", ".join(s for s in a.option_strings if s != dashed)
+            default = "" if a.default is None else str(a.default)
+        text = (a.help or "").replace("%(default)s", str(a.default)).split(" (default")[0]
+        rows.append({"flag": dashed, "also": also, "default": default, "help": text})
     return rows
 
 

@@ -132,7 +132,8 @@ def test_afhq_table1_has_the_thirteen_flags_with_their_defaults():
     assert len(rows) == 13
     d = afhq.AFHQConfig()
     by_flag = {r["flag"]: r for r in rows}
-    assert by_flag["--image-size"]["default"] == str(d.image_size) and by_flag["--image-size"]["underscored"] == "--image_size"
+    assert by_flag["--image-size"]["default"] == str(d.image_size) and by_flag["--image-size"]["also"] == "--image_size"
+    assert by_flag["--fid"]["also"] == "--no-fid, --fid True/False"
     assert by_flag["--learning-rate"]["default"] == str(d.learning_rate) and by_flag["--fid"]["default"] == "off"
     assert all(r["help"] and "%(" not in r["help"] for r in rows)
 
