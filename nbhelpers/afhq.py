@@ -672,7 +672,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         prog=prog or invoked_name("nbhelpers.afhq"), formatter_class=HelpFormatter,
         description="Train a DDPM on one AFHQ domain, sample from it and (optionally) score it by FID. "
                     "Runs unchanged under torchrun (DistributedDataParallel).",
-        epilog="Flags may also be written with underscores (--image_size 32), as in the assignment.",
+        epilog="Flags may also be written with underscores (--image_size 32), and switches with a value "
+               "(--fid True, --visualize False), as in the assignment.",
     )
     ap.add_argument("--version", action="version", version=f"%(prog)s (nbhelpers {__version__})")
     data = ap.add_argument_group("data")
@@ -705,7 +706,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     flag(out, "save_and_sample_every", type=int_at_least("save_and_sample_every"), default=d.save_and_sample_every,
           help="frequency of periodic save, sample and (optionally) FID calculation (default: %(default)s)")
     out.add_argument("--fid", action=Switch, default=d.fid,
-                     help="enable FID calculation (clean-fid); '--fid True' / '--fid False' work too (default: off)")
+                     help="enable FID calculation (clean-fid) (default: off)")
     flag(out, "fid_samples", type=int_at_least("fid_samples", 2), default=d.fid_samples,
           help="number of generated samples per FID evaluation (default: %(default)s)")
     flag(out, "inception_weights", default=None,
@@ -905,14 +906,16 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
     hook = SampleAndScore(diffusion, ckpt, cfg.save_and_sample_every, out_dir=save_folder, fid=fid,
                           fid_samples=cfg.fid_samples, seed=cfg.seed, log=say)
 
-    sampling = [0.0]  # seconds spent in the periodic sampling / FID hook: not training time
+    sampling = [0.0]  # seconds in the periodic sampling / FID hook and the caller's on_step: not training time
 
     def on_step_all(step: int, loss: float) -> None:
         t0 = time.perf_counter()
-        hook(step, loss)
-        sampling[0] += time.perf_counter() - t0
-        if on_step is not None:
-            on_step(step, loss)
+        try:
+            hook(step, loss)
+            if on_step is not None:
+                on_step(step, loss)
+        finally:
+            sampling[0] += time.perf_counter() - t0
 
     batch_fn = make_batch_fn(data, diffusion, cfg.batch_size)
     if main_rank:  # training starts now: record how it was started
@@ -927,7 +930,7 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
         if res.loaded_from_cache or trained == 0:
             say(f"model at {ckpt} has finished {res.steps} steps; nothing to train")
         else:
-            extra = f", plus {sampling[0]:.1f} s sampling" if sampling[0] > 0 else ""
+            extra = f", plus {sampling[0]:.1f} s sampling" if sampling[0] >= 0.05 else ""
             say(f"trained steps {res.resumed_from + 1}–{res.steps} in {train_seconds:.1f} s{extra} "
                 f"({trained / max(train_seconds, 1e-9):.2f} steps/s of training); final loss {res.losses[-1]:.4f}")
         hook.finish(res)
