@@ -536,7 +536,11 @@ class SampleAndScore:
         self.fid_path = self.checkpoint.with_name(self.checkpoint.stem + ".fid.json")
         self.fid_history: dict[int, float | None] = {}
         if self.fid_path.exists():
-            self.fid_history = {int(k): v for k, v in json.loads(self.fid_path.read_text()).items()}
+            try:
+                self.fid_history = {int(k): v for k, v in json.loads(self.fid_path.read_text()).items()}
+            except (ValueError, AttributeError) as exc:
+                raise ValueError(f"cannot read the FID history {self.fid_path} ({exc}); delete it "
+                                 f"(the FID values are computed again)") from exc
 
     def __call__(self, step: int, loss: float) -> None:
         if self.every <= 0 or step % self.every:
@@ -880,6 +884,9 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
             reason = getattr(exc, "reason", None) or exc.strerror or exc
             raise ValueError(f"could not download AFHQ to {root} ({reason}); when offline, put the images at "
                              f"{root}/afhq/train/<class>/ yourself and run without --download") from exc
+        except zipfile.BadZipFile as exc:  # a truncated or foreign archive from an earlier attempt
+            raise ValueError(f"the AFHQ archive under {root} is not a valid zip file ({exc}); delete "
+                             f"{root}/afhq_v1.zip and run again with --download") from exc
     _barrier()
 
     if device.type == "cuda":

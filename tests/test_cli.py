@@ -206,7 +206,30 @@ def _offline_download(tmp: Path, monkeypatch) -> list[str]:
     return ["--download", "--data-path", str(tmp / "dl")]
 
 
+def _read_only_save_folder(tmp: Path, monkeypatch) -> list[str]:
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")  # what a read-only folder gives (root ignores chmod)
+
+    monkeypatch.setattr(afhq.tempfile, "TemporaryFile", refuse)
+    return []
+
+
+def _garbage_archive(tmp: Path, monkeypatch) -> list[str]:
+    (tmp / "dl").mkdir()
+    (tmp / "dl" / "afhq_v1.zip").write_bytes(b"half a download")  # present: no network needed
+    return ["--download", "--data-path", str(tmp / "dl")]
+
+
+def _garbage_fid_history(tmp: Path) -> list[str]:
+    (tmp / "out").mkdir()
+    (tmp / "out" / "model.fid.json").write_text("{not json")
+    return []
+
+
 FAILURES = {
+    "read-only save folder": (_read_only_save_folder, ["cannot be written", "Permission denied", "--save-folder"]),
+    "garbage AFHQ archive": (_garbage_archive, ["afhq_v1.zip", "not a valid zip", "delete"]),
+    "garbage FID history": (_garbage_fid_history, ["model.fid.json", "delete it"]),
     "missing data folder": (lambda tmp: ["--data-path", str(tmp / "nothing")], ["--data_path", "nothing"]),
     "unreadable image": (_garbage_images, ["0.png"]),
     "save folder is a file": (_file_as_save_folder, ["is a file", "--save-folder"]),
@@ -223,7 +246,8 @@ FAILURES = {
 @pytest.mark.parametrize("case", sorted(FAILURES))
 def test_afhq_expected_failure_is_one_line_and_exit_2(case, cats, tmp_path, capsys, monkeypatch):
     make, words = FAILURES[case]
-    extra = make(tmp_path, monkeypatch) if make is _offline_download else make(tmp_path)
+    needs_patch = make in (_offline_download, _read_only_save_folder, _garbage_archive)
+    extra = make(tmp_path, monkeypatch) if needs_patch else make(tmp_path)
     argv = ["--data-path", str(cats), "--save-folder", str(tmp_path / "out"), *TINY, *extra]
     assert afhq.main(argv) == 2
     err = capsys.readouterr().err
