@@ -5,9 +5,10 @@
     torchrun --nproc_per_node 4 -m nbhelpers.afhq <same flags>       # DistributedDataParallel
 
 (also installed as the console script ``nbhelpers-afhq``). The assignment's underscored spellings
-(``--image_size``, ``--fid True``) work too; an expected failure is one ``error:`` line and exit status 2. Direction, as in :mod:`nbhelpers.ddpm`:
-integer step k, k = 0 data and k = T noise; the network receives the float t = k / T.
-:class:`Diffusion` is a thin layer over :class:`nbhelpers.ddpm.DDPM` with the method names of the
+(``--image_size``, ``--fid True``) work too; an expected failure is one ``error:`` line and exit status 2.
+
+Direction, as in :mod:`nbhelpers.ddpm`: integer step k, k = 0 data and k = T noise; the network
+receives the float t = k / T. :class:`Diffusion` is a thin layer over :class:`nbhelpers.ddpm.DDPM` with the method names of the
 seed's starter code (``q_sample``, ``p_losses``, ``p_sample``, ``p_sample_loop``, ``sample``): the
 buffers, the forward process and the reverse step are ``nb.ddpm``'s.
 
@@ -48,10 +49,12 @@ from .training import (CHECKPOINT_FORMAT, TrainConfig, TrainResult, _key_json, l
                        unwrap, world)
 
 __all__ = [
-    "AFHQ_CLASSES", "AFHQ_URLS", "AFHQNotFoundError", "AFHQImages", "afhq_folder", "download_afhq", "count_images", "load_afhq",
+    "AFHQ_CLASSES", "AFHQ_URLS", "AFHQNotFoundError", "AFHQImages", "afhq_folder", "download_afhq", "count_images",
+    "load_afhq",
     "Diffusion", "LOSS_TYPES", "afhq_unet_config", "make_diffusion", "make_batch_fn", "diffusion_loss",
     "PROCESS_FRACTIONS", "process_steps", "forward_process", "backward_process", "plot_process", "save_image_grid",
-    "AFHQConfig", "AFHQResult", "TABLE1_FLAGS", "build_parser", "table1", "parse_args", "check_save_folder", "train_key", "train_config", "train_afhq", "main",
+    "AFHQConfig", "AFHQResult", "TABLE1_FLAGS", "build_parser", "table1", "parse_args", "check_save_folder",
+    "train_key", "train_config", "train_afhq", "main",
     "SampleAndScore", "sample_images",
 ]
 
