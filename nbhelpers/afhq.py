@@ -929,6 +929,7 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
 
     batch_fn = make_batch_fn(data, diffusion, cfg.batch_size)
     if main_rank:  # training starts now: record how it was started
+        save_folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(save_folder / "config.json",
                            json.dumps({**asdict(cfg), "world_size": world_size, "device": str(device)}, indent=2).encode())
     started = time.perf_counter()
@@ -983,19 +984,24 @@ def visualize(diffusion: Diffusion, data: AFHQImages, batch_size: int, out_dir: 
 
 
 def check_save_folder(folder: str | Path) -> Path:
-    """Create ``folder`` if needed and prove it writable (a probe file), before any work is done.
+    """Prove, before any work is done, that ``folder`` can be created and written: a probe file in
+    ``folder``, or in its nearest existing parent when it does not exist yet (nothing is created, so
+    a run that fails early leaves no folder behind).
 
     A path that is a file, lies under a file, or cannot be written is one ``ValueError`` naming it.
     """
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"save_folder {folder} is a file, not a folder; pass --save-folder <a folder>")
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"lies under the file {existing}"
+        raise ValueError(f"save_folder {folder} {where}, not a folder; pass --save-folder <a folder>")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder, prefix=".write-test-"):
+        with tempfile.TemporaryFile(dir=existing, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise ValueError(f"save_folder {folder} cannot be written ({exc.strerror or exc}); "
+        raise ValueError(f"save_folder {folder} cannot be written ({exc.strerror or exc} in {existing}); "
                          f"pass --save-folder <a writable folder>") from exc
     return folder
 

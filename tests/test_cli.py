@@ -233,7 +233,7 @@ FAILURES = {
     "missing data folder": (lambda tmp: ["--data-path", str(tmp / "nothing")], ["--data_path", "nothing"]),
     "unreadable image": (_garbage_images, ["0.png"]),
     "save folder is a file": (_file_as_save_folder, ["is a file", "--save-folder"]),
-    "save folder under a file": (_save_folder_under_a_file, ["blocker", "--save-folder"]),
+    "save folder under a file": (_save_folder_under_a_file, ["lies under the file", "blocker", "--save-folder"]),
     "garbage checkpoint on auto-resume": (_garbage_checkpoint_resumed, ["model.pt", "delete it"]),
     "truncated --load-path": (_truncated_load_path, ["m.pt", "--load-path"]),
     "empty --load-path": (_empty_load_path, ["m.pt", "--load-path"]),
@@ -248,6 +248,7 @@ def test_afhq_expected_failure_is_one_line_and_exit_2(case, cats, tmp_path, caps
     make, words = FAILURES[case]
     needs_patch = make in (_offline_download, _read_only_save_folder, _garbage_archive)
     extra = make(tmp_path, monkeypatch) if needs_patch else make(tmp_path)
+    out_existed = (tmp_path / "out").exists()
     argv = ["--data-path", str(cats), "--save-folder", str(tmp_path / "out"), *TINY, *extra]
     assert afhq.main(argv) == 2
     err = capsys.readouterr().err
@@ -257,6 +258,8 @@ def test_afhq_expected_failure_is_one_line_and_exit_2(case, cats, tmp_path, caps
         assert w in err, (w, err)
     leftovers = list(tmp_path.rglob("config.json"))
     assert leftovers == [], leftovers  # failed before training: no config.json
+    if not out_existed:
+        assert not (tmp_path / "out").exists()  # nor an empty save folder
 
 
 def test_afhq_success_writes_config_and_reports_training_speed(cats, tmp_path, capsys):
