@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from nbhelpers.cli import HelpFormatter, flag, invoked_name
 from nbhelpers.runner import run_notebook, select_notebooks
 from nbhelpers.runtime import PROFILES, atomic_write_bytes
 
@@ -103,12 +104,19 @@ def summarise() -> str:
     return block
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks`` (dashed flags, see :mod:`nbhelpers.cli`)."""
+    ap = argparse.ArgumentParser(prog=invoked_name("benchmarks"), description=__doc__.splitlines()[0],
+                                 formatter_class=HelpFormatter)
+    flag(ap, "profile", default="cpu", choices=PROFILES, help="profile to run the notebooks in (default: %(default)s)")
+    flag(ap, "device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
+    flag(ap, "notebooks", default="all", help="'all' or a comma list such as 01,02 (default: %(default)s)")
+    flag(ap, "summarise", action="store_true", help="only rebuild the tables in benchmarks/README.md")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="cpu", choices=PROFILES)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--notebooks", default="all")
-    ap.add_argument("--summarise", action="store_true", help="only rebuild the tables in benchmarks/README.md")
+    ap = build_parser()
     args = ap.parse_args(argv)
     if not args.summarise:
         try:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from nbhelpers import cfg_mnist
+from nbhelpers.cli import HelpFormatter, flag, int_at_least, invoked_name
 from nbhelpers.guidance import drop_labels
 from nbhelpers.runtime import get_device
 from nbhelpers.training import EMA
@@ -106,20 +107,31 @@ def _timed(step: Callable, batches: list, gen: torch.Generator, device: torch.de
     return (time.perf_counter() - t0) / len(batches)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.peer_diffusers`` (dashed flags, see :mod:`nbhelpers.cli`)."""
+    ap = argparse.ArgumentParser(prog=invoked_name("benchmarks.peer_diffusers"), description=__doc__.splitlines()[0],
+                                 formatter_class=HelpFormatter)
+    flag(ap, "profile", default="auto", choices=("auto", "cpu", "gpu"), help="model preset (auto: gpu on CUDA)")
+    flag(ap, "device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
+    flag(ap, "batch", type=int_at_least("batch"), default=None, help="batch size (default: the preset's)")
+    flag(ap, "rounds", type=int_at_least("rounds"), default=None, help="alternating timing rounds (default 6 on CPU, 10 on CUDA)")
+    flag(ap, "steps_per_round", type=int_at_least("steps_per_round"), default=None,
+         help="timed steps per round and side (default 3 on CPU, 20 on CUDA)")
+    flag(ap, "threads", type=int_at_least("threads"), default=None, help="torch CPU threads (default: torch's choice)")
+    flag(ap, "no_write", action="store_true", help="print only, write no result file")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="auto", choices=("auto", "cpu", "gpu"), help="model preset (auto: gpu on CUDA)")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
-    ap.add_argument("--rounds", type=int, default=None, help="alternating timing rounds (default 6 on CPU, 10 on CUDA)")
-    ap.add_argument("--steps-per-round", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--no-write", action="store_true", help="print only, write no result file")
+    ap = build_parser()
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    device = get_device(args.device)
+    try:
+        device = get_device(args.device)
+    except ValueError as exc:
+        ap.error(str(exc))
     profile = args.profile if args.profile != "auto" else ("gpu" if device.type == "cuda" else "cpu")
     p = cfg_mnist.preset("cosine", profile)
     batch = args.batch or p.batch_size

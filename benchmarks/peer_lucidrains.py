@@ -1,6 +1,6 @@
 """Training steps/s: our AFHQ trainer against lucidrains' denoising-diffusion-pytorch, in one run.
 
-    python -m benchmarks.peer_lucidrains [--device auto|cpu|cuda] [--steps 10] [--rounds 3]
+    python -m benchmarks.peer_lucidrains [--device auto|cpu|cuda] [--steps 10] [--rounds 3] [--no-write]
 
 Seed-004 settings on both sides: 32×32 RGB, batch 32, T = 50, cosine schedule, learning rate 1e-3,
 first-layer width 16. Ours is the whole trainer (``nbhelpers.training.train`` with the AFHQ
@@ -24,6 +24,7 @@ import time
 import torch
 
 from nbhelpers import afhq
+from nbhelpers.cli import HelpFormatter, flag, int_at_least, invoked_name
 from nbhelpers.runtime import get_device
 from nbhelpers.training import TrainConfig, train
 
@@ -87,13 +88,20 @@ def peer_runner(device: torch.device):
     return run, sum(p.numel() for p in unet.parameters())
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.peer_lucidrains`` (dashed flags, see :mod:`nbhelpers.cli`)."""
+    ap = argparse.ArgumentParser(prog=invoked_name("benchmarks.peer_lucidrains"), description=__doc__.splitlines()[0],
+                                 formatter_class=HelpFormatter)
+    flag(ap, "device", default="auto", help="auto, cpu, cuda, cuda:N")
+    flag(ap, "steps", type=int_at_least("steps"), default=None, help="steps per timed block (default 10 on CPU, 200 on CUDA)")
+    flag(ap, "rounds", type=int_at_least("rounds"), default=3, help="timed blocks per side, alternating (default: %(default)s)")
+    flag(ap, "warmup", type=int_at_least("warmup", 0), default=None, help="untimed steps first (default 3 on CPU, 50 on CUDA)")
+    flag(ap, "no_write", action="store_true", help="print only; do not write benchmarks/results/")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    ap.add_argument("--steps", type=int, default=None, help="steps per timed block (default 10 on CPU, 200 on CUDA)")
-    ap.add_argument("--rounds", type=int, default=3, help="timed blocks per side, alternating")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3 on CPU, 50 on CUDA)")
-    ap.add_argument("--no_write", action="store_true", help="print only; do not write benchmarks/results/")
+    ap = build_parser()
     args = ap.parse_args(argv)
     try:
         device = get_device(args.device)

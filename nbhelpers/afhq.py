@@ -1,12 +1,14 @@
 """AFHQ cats with DDPM (seed 004, sections 4–5): the data, the seed's ``Diffusion`` class, a trainer CLI.
 
-    python -m nbhelpers.afhq --data_path <data>/afhq/train --data_class cat --save_folder results \\
-        --time_steps 50 --train_steps 10000 --image_size 32 --batch_size 32 --learning_rate 1e-3 --unet_dim 16
+    python -m nbhelpers.afhq --data-path <data>/afhq/train --data-class cat --save-folder results \\
+        --time-steps 50 --train-steps 10000 --image-size 32 --batch-size 32 --learning-rate 1e-3 --unet-dim 16
     torchrun --nproc_per_node 4 -m nbhelpers.afhq <same flags>       # DistributedDataParallel
 
-(also installed as the console script ``nbhelpers-afhq``). Direction, as in :mod:`nbhelpers.ddpm`:
-integer step k, k = 0 data and k = T noise; the network receives the float t = k / T.
-:class:`Diffusion` is a thin layer over :class:`nbhelpers.ddpm.DDPM` with the method names of the
+(also installed as the console script ``nbhelpers-afhq``). The assignment's underscored spellings
+(``--image_size``, ``--fid True``) work too; an expected failure is one ``error:`` line and exit status 2.
+
+Direction, as in :mod:`nbhelpers.ddpm`: integer step k, k = 0 data and k = T noise; the network
+receives the float t = k / T. :class:`Diffusion` is a thin layer over :class:`nbhelpers.ddpm.DDPM` with the method names of the
 seed's starter code (``q_sample``, ``p_losses``, ``p_sample``, ``p_sample_loop``, ``sample``): the
 buffers, the forward process and the reverse step are ``nb.ddpm``'s.
 
@@ -27,6 +29,8 @@ import json
 import math
 import os
 import sys
+import tempfile
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -38,16 +42,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cli import HelpFormatter, Switch, flag, int_at_least, invoked_name, positive_float
 from .ddpm import DDPM, SampleResult
 from .runtime import atomic_write_bytes, build_dir, data_dir, get_device, save_figure, seed_everything
 from .training import (CHECKPOINT_FORMAT, TrainConfig, TrainResult, _key_json, load_checkpoint, save_checkpoint, train,
                        unwrap, world)
 
 __all__ = [
-    "AFHQ_CLASSES", "AFHQ_URLS", "AFHQNotFoundError", "AFHQImages", "afhq_folder", "download_afhq", "load_afhq",
+    "AFHQ_CLASSES", "AFHQ_URLS", "AFHQNotFoundError", "AFHQImages", "afhq_folder", "download_afhq", "count_images",
+    "load_afhq",
     "Diffusion", "LOSS_TYPES", "afhq_unet_config", "make_diffusion", "make_batch_fn", "diffusion_loss",
     "PROCESS_FRACTIONS", "process_steps", "forward_process", "backward_process", "plot_process", "save_image_grid",
-    "AFHQConfig", "AFHQResult", "build_parser", "parse_args", "train_key", "train_config", "train_afhq", "main",
+    "AFHQConfig", "AFHQResult", "TABLE1_FLAGS", "build_parser", "table1", "parse_args", "check_save_folder",
+    "train_key", "train_config", "train_afhq", "main",
     "SampleAndScore", "sample_images",
 ]
 
@@ -243,6 +250,12 @@ class AFHQImages:
     def first_batch(self, batch_size: int) -> torch.Tensor:
         """The first ``batch_size`` images in file order, unflipped (seed 004's "initial batch")."""
         return self.scale(self.images[:batch_size])
+
+
+def count_images(data_path: str | Path | None = None, data_class: str = "cat", limit: int | None = None) -> int:
+    """How many images :func:`load_afhq` with the same arguments would load, without decoding any."""
+    n = len(_image_files(afhq_folder(data_path, data_class)))
+    return n if limit is None else min(n, limit)
 
 
 def load_afhq(
@@ -526,7 +539,11 @@ class SampleAndScore:
         self.fid_path = self.checkpoint.with_name(self.checkpoint.stem + ".fid.json")
         self.fid_history: dict[int, float | None] = {}
         if self.fid_path.exists():
-            self.fid_history = {int(k): v for k, v in json.loads(self.fid_path.read_text()).items()}
+            try:
+                self.fid_history = {int(k): v for k, v in json.loads(self.fid_path.read_text()).items()}
+            except (ValueError, AttributeError) as exc:
+                raise ValueError(f"cannot read the FID history {self.fid_path} ({exc}); delete it "
+                                 f"(the FID values are computed again)") from exc
 
     def __call__(self, step: int, loss: float) -> None:
         if self.every <= 0 or step % self.every:
@@ -643,90 +660,89 @@ class AFHQConfig:
             raise ValueError(f"ema_decay must lie in (0, 1), got {self.ema_decay!r}")
 
 
-def _positive_int(name: str, minimum: int = 1) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= {minimum}, got {value}")
-        return value
-
-    return parse
+TABLE1_FLAGS: tuple[str, ...] = ("image_size", "batch_size", "data_class", "save_folder", "load_path", "data_path",
+                                 "train_steps", "time_steps", "unet_dim", "learning_rate", "save_and_sample_every",
+                                 "fid", "visualize")
+"""The assignment's thirteen flags (seed 004, Table 1), by destination name."""
 
 
-def _positive_float(name: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text!r}") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text!r}")
-        return value
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser: the assignment's thirteen flags (same names and meanings) plus a few extras.
 
-    return parse
+    Every flag has a dashed spelling (shown in ``--help``) and, where it has an underscore, the
+    underscored one of the assignment (``--image_size``), which keeps working.
+    """
+    from . import __version__
 
-
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-
-
-def _boolean(name: str) -> Callable[[str], bool]:
-    def parse(text: str) -> bool:
-        key = text.strip().lower()
-        if key in _TRUE:
-            return True
-        if key in _FALSE:
-            return False
-        raise argparse.ArgumentTypeError(f"{name} takes no value or one of {', '.join(_TRUE + _FALSE)}; got {text!r}")
-
-    return parse
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The CLI's parser: seed 004's Table 1 flags (same names and meanings) plus a few extras."""
     d = AFHQConfig()
     ap = argparse.ArgumentParser(
-        prog="python -m nbhelpers.afhq",
-        description="Train a DDPM on one AFHQ domain (seed 004). Runs unchanged under torchrun (DDP).",
+        prog=prog or invoked_name("nbhelpers.afhq"), formatter_class=HelpFormatter,
+        description="Train a DDPM on one AFHQ domain, sample from it and (optionally) score it by FID. "
+                    "Runs unchanged under torchrun (DistributedDataParallel).",
+        epilog="Flags may also be written with underscores (--image_size 32), and switches with a value "
+               "(--fid True, --visualize False), as in the assignment.",
     )
-    t1 = ap.add_argument_group("seed 004, Table 1")
-    t1.add_argument("--image_size", type=_positive_int("image_size", 8), default=d.image_size, help="model image size (pixels) (default: %(default)s)")
-    t1.add_argument("--batch_size", type=_positive_int("batch_size"), default=d.batch_size,
-                    help="model batch size, global: split over torchrun processes (default: %(default)s)")
-    t1.add_argument("--data_class", choices=AFHQ_CLASSES, default=d.data_class, help="data domain of the AFHQ dataset (default: %(default)s)")
-    t1.add_argument("--save_folder", default=d.save_folder, help="directory where the model, samples and logs are stored (default: %(default)s)")
-    t1.add_argument("--load_path", default=None, help="path of a trained model (checkpoint) to resume from or visualise")
-    t1.add_argument("--data_path", default=None,
-                    help="directory from which to load the dataset: the split folder afhq/train holding cat/ dog/ wild/ "
-                         "(default: $NBHELPERS_DATA_DIR/afhq/train)")
-    t1.add_argument("--train_steps", type=_positive_int("train_steps", 0), default=d.train_steps,
-                    help="number of iterations to train the model (default: %(default)s)")
-    t1.add_argument("--time_steps", type=_positive_int("time_steps"), default=d.time_steps,
-                    help="number of steps of the diffusion process, T (default: %(default)s)")
-    t1.add_argument("--unet_dim", type=_positive_int("unet_dim"), default=d.unet_dim,
-                    help="number of output channels of the first layer in the U-Net (default: %(default)s)")
-    t1.add_argument("--learning_rate", type=_positive_float("learning_rate"), default=d.learning_rate,
-                    help="learning rate in the training (default: %(default)s)")
-    t1.add_argument("--save_and_sample_every", type=_positive_int("save_and_sample_every"), default=d.save_and_sample_every,
-                    help="frequency of periodic save, sample and (optionally) FID calculation (default: %(default)s)")
-    t1.add_argument("--fid", nargs="?", const=True, default=False, type=_boolean("fid"), metavar="BOOL",
-                    help="enable FID calculation (clean-fid; '--fid' or '--fid False')")
-    t1.add_argument("--visualize", nargs="?", const=True, default=False, type=_boolean("visualize"), metavar="BOOL",
-                    help="enable visualization: forward and backward diffusion figures of the (loaded or trained) model")
-    ex = ap.add_argument_group("extras")
-    ex.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps; under torchrun cuda means cuda:LOCAL_RANK (default: %(default)s)")
-    ex.add_argument("--seed", type=_positive_int("seed", 0), default=d.seed, help="random seed of the initial weights, the batches and the noise (default: %(default)s)")
-    ex.add_argument("--fid_samples", type=_positive_int("fid_samples", 2), default=d.fid_samples,
-                    help="number of generated samples per FID evaluation (default: %(default)s)")
-    ex.add_argument("--inception_weights", default=None,
-                    help=f"local {'inception-2015-12-05.pt'} for FID (or set $NBHELPERS_INCEPTION_WEIGHTS)")
-    ex.add_argument("--ema_decay", type=_positive_float("ema_decay"), default=d.ema_decay,
-                    help="decay of the EMA weights used for sampling (default: %(default)s)")
-    ex.add_argument("--download", action="store_true", help="download the public AFHQ archive to --data_path first (needs internet)")
-    ex.add_argument("--no_progress", dest="progress", action="store_false", help="hide the progress bar")
+    ap.add_argument("--version", action="version", version=f"%(prog)s (nbhelpers {__version__})")
+    data = ap.add_argument_group("data")
+    flag(data, "data_path", default=None,
+          help="directory from which to load the dataset: the split folder afhq/train holding cat/ dog/ wild/ "
+               "(default: $NBHELPERS_DATA_DIR/afhq/train)")
+    flag(data, "data_class", choices=AFHQ_CLASSES, default=d.data_class, help="data domain of the AFHQ dataset (default: %(default)s)")
+    flag(data, "image_size", type=int_at_least("image_size", 8), default=d.image_size, help="model image size (pixels) (default: %(default)s)")
+    flag(data, "download", action="store_true", help="download the public AFHQ archive to --data-path first (needs internet)")
+    model = ap.add_argument_group("model and training")
+    flag(model, "unet_dim", type=int_at_least("unet_dim"), default=d.unet_dim,
+          help="number of output channels of the first layer in the U-Net (default: %(default)s)")
+    flag(model, "time_steps", type=int_at_least("time_steps"), default=d.time_steps,
+          help="number of steps of the diffusion process, T (default: %(default)s)")
+    flag(model, "train_steps", type=int_at_least("train_steps", 0), default=d.train_steps,
+          help="number of iterations to train the model (default: %(default)s)")
+    flag(model, "batch_size", type=int_at_least("batch_size"), default=d.batch_size,
+          help="model batch size, global: split over torchrun processes (default: %(default)s)")
+    flag(model, "learning_rate", type=positive_float("learning_rate"), default=d.learning_rate,
+          help="learning rate in the training (default: %(default)s)")
+    flag(model, "ema_decay", type=positive_float("ema_decay"), default=d.ema_decay,
+          help="decay of the EMA weights used for sampling (default: %(default)s)")
+    flag(model, "seed", type=int_at_least("seed", 0), default=d.seed,
+          help="random seed of the initial weights, the batches and the noise (default: %(default)s)")
+    flag(model, "device", default=d.device,
+          help="auto, cpu, cuda, cuda:N or mps; under torchrun cuda means cuda:LOCAL_RANK (default: %(default)s)")
+    out = ap.add_argument_group("saving, sampling and evaluation")
+    flag(out, "save_folder", default=d.save_folder, help="directory where the model, samples and logs are stored (default: %(default)s)")
+    flag(out, "load_path", default=None, help="path of a trained model (checkpoint) to resume from or visualise")
+    flag(out, "save_and_sample_every", type=int_at_least("save_and_sample_every"), default=d.save_and_sample_every,
+          help="frequency of periodic save, sample and (optionally) FID calculation (default: %(default)s)")
+    out.add_argument("--fid", action=Switch, default=d.fid,
+                     help="enable FID calculation (clean-fid) (default: off)")
+    flag(out, "fid_samples", type=int_at_least("fid_samples", 2), default=d.fid_samples,
+          help="number of generated samples per FID evaluation (default: %(default)s)")
+    flag(out, "inception_weights", default=None,
+          help="local inception-2015-12-05.pt for FID (or set $NBHELPERS_INCEPTION_WEIGHTS)")
+    out.add_argument("--visualize", action=Switch, default=d.visualize,
+                     help="enable visualization: forward and backward diffusion figures of the (loaded or trained) model "
+                          "(default: off)")
+    out.add_argument("--progress", action=Switch, default=d.progress, help="show the progress bar (default: on)")
     return ap
+
+
+def table1(parser: argparse.ArgumentParser | None = None) -> list[dict[str, str]]:
+    """The assignment's thirteen flags as rows ``{flag, also, default, help}`` read from the parser
+    (``also``: the other accepted spellings), so a table of them cannot drift from the code."""
+    parser = parser or build_parser("nbhelpers-afhq")
+    by_dest = {a.dest: a for a in parser._actions}
+    rows = []
+    for dest in TABLE1_FLAGS:
+        a = by_dest[dest]
+        dashed = next(s for s in a.option_strings if s.startswith("--") and "_" not in s)
+        if isinstance(a, Switch):
+            also = f"--no-{dest.replace('_', '-')}, {dashed} True/False"
+            default = "on" if a.default else "off"
+        else:
+            also = ", ".join(s for s in a.option_strings if s != dashed)
+            default = "" if a.default is None else str(a.default)
+        text = (a.help or "").replace("%(default)s", str(a.default)).split(" (default")[0]
+        rows.append({"flag": dashed, "also": also, "default": default, "help": text})
+    return rows
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AFHQConfig:
@@ -764,10 +780,16 @@ def adopt_checkpoint(src: str | Path, dst: str | Path, key: dict[str, Any], conf
     """
     src, dst = Path(src), Path(dst)
     if not src.is_file():
-        raise ValueError(f"load_path {src} does not exist")
-    state = load_checkpoint(src)
-    if state.get("format") != CHECKPOINT_FORMAT or "key" not in state:
-        raise ValueError(f"{src} is not a checkpoint written by nbhelpers.training")
+        raise ValueError(f"load_path {src} does not exist or is not a file")
+    remedy = ("delete it to train from scratch" if src.resolve() == dst.resolve()
+              else "pass --load-path a model.pt written by this trainer")
+    try:
+        state = load_checkpoint(src)
+    except Exception as exc:  # truncated, empty, garbage or unreadable: one line naming the file and the remedy
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"cannot read the checkpoint {src} ({reason}); {remedy}") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "key" not in state:
+        raise ValueError(f"{src} is not a checkpoint written by nbhelpers.training; {remedy}")
     new_json = _key_json(key, config)
     old, new = json.loads(state["key"]), json.loads(new_json)
     diffs = []
@@ -818,9 +840,11 @@ class AFHQResult:
     save_folder: Path
     world_size: int
     fid: dict[int, float | None] = field(default_factory=dict)
+    sampling_seconds: float = 0.0
 
     @property
     def steps_per_s(self) -> float:
+        """Steps trained in this run per second of training (``seconds`` excludes sampling and FID)."""
         trained = self.steps - self.resumed_from
         return trained / self.seconds if self.seconds > 0 and trained > 0 else float("nan")
 
@@ -837,7 +861,8 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
                log: Callable[[str], None] = print) -> AFHQResult:
     """Train (or resume, or load) a DDPM on one AFHQ domain as the CLI does; see :func:`main`.
 
-    Outputs in ``save_folder``: ``model.pt`` (checkpoint, resumable), ``config.json``,
+    Outputs in ``save_folder``: ``model.pt`` (checkpoint, resumable), ``config.json`` (written when
+    training starts, so a run that fails before leaves none),
     ``sample-<step>.png`` every ``save_and_sample_every`` steps and at the end, ``losses.csv`` and
     ``loss.png``, with ``fid`` also ``fid.csv`` (and ``fid.png``), with ``visualize``
     ``forward_process.png`` and ``backward_process.png``.
@@ -852,13 +877,19 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
     save_folder = Path(cfg.save_folder).expanduser()
     ckpt = save_folder / "model.pt"
     if main_rank:
-        save_folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(save_folder / "config.json",
-                           json.dumps({**asdict(cfg), "world_size": world_size, "device": str(device)}, indent=2).encode())
+        check_save_folder(save_folder)
     if cfg.download and main_rank:
         root = Path(cfg.data_path).expanduser() if cfg.data_path else data_dir()
         say(f"downloading AFHQ to {root} …")
-        download_afhq(root)
+        try:
+            download_afhq(root)
+        except OSError as exc:  # offline, DNS, timeout, disk full
+            reason = getattr(exc, "reason", None) or exc.strerror or exc
+            raise ValueError(f"could not download AFHQ to {root} ({reason}); when offline, put the images at "
+                             f"{root}/afhq/train/<class>/ yourself and run without --download") from exc
+        except zipfile.BadZipFile as exc:  # a truncated or foreign archive from an earlier attempt
+            raise ValueError(f"the AFHQ archive under {root} is not a valid zip file ({exc}); delete "
+                             f"{root}/afhq_v1.zip and run again with --download") from exc
     _barrier()
 
     if device.type == "cuda":
@@ -885,20 +916,34 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
     hook = SampleAndScore(diffusion, ckpt, cfg.save_and_sample_every, out_dir=save_folder, fid=fid,
                           fid_samples=cfg.fid_samples, seed=cfg.seed, log=say)
 
-    def on_step_all(step: int, loss: float) -> None:
-        hook(step, loss)
-        if on_step is not None:
-            on_step(step, loss)
+    sampling = [0.0]  # seconds in the periodic sampling / FID hook and the caller's on_step: not training time
 
-    res = train(diffusion, diffusion_loss, make_batch_fn(data, diffusion, cfg.batch_size), tconfig, checkpoint=ckpt,
+    def on_step_all(step: int, loss: float) -> None:
+        t0 = time.perf_counter()
+        try:
+            hook(step, loss)
+            if on_step is not None:
+                on_step(step, loss)
+        finally:
+            sampling[0] += time.perf_counter() - t0
+
+    batch_fn = make_batch_fn(data, diffusion, cfg.batch_size)
+    if main_rank:  # training starts now: record how it was started
+        save_folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(save_folder / "config.json",
+                           json.dumps({**asdict(cfg), "world_size": world_size, "device": str(device)}, indent=2).encode())
+    started = time.perf_counter()
+    res = train(diffusion, diffusion_loss, batch_fn, tconfig, checkpoint=ckpt,
                 key=key, progress=cfg.progress, desc=f"AFHQ {cfg.data_class}", on_step=on_step_all)
+    train_seconds = max(time.perf_counter() - started - sampling[0], 0.0)
     trained = res.steps - res.resumed_from
     if main_rank:
         if res.loaded_from_cache or trained == 0:
             say(f"model at {ckpt} has finished {res.steps} steps; nothing to train")
         else:
-            say(f"trained steps {res.resumed_from + 1}–{res.steps} in {res.seconds:.1f} s "
-                f"({trained / max(res.seconds, 1e-9):.2f} steps/s); final loss {res.losses[-1]:.4f}")
+            extra = f", plus {sampling[0]:.1f} s sampling" if sampling[0] >= 0.05 else ""
+            say(f"trained steps {res.resumed_from + 1}–{res.steps} in {train_seconds:.1f} s{extra} "
+                f"({trained / max(train_seconds, 1e-9):.2f} steps/s of training); final loss {res.losses[-1]:.4f}")
         hook.finish(res)
         say(f"samples: {save_folder / f'sample-{res.steps:06d}.png'}")
         if cfg.visualize:
@@ -906,8 +951,8 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
                 say(f"figure: {path}")
     _barrier()
     sampler = hook.sampler
-    return AFHQResult(cfg, sampler, res.losses, res.steps, res.seconds, res.resumed_from, ckpt, save_folder, world_size,
-                      dict(hook.fid_history))
+    return AFHQResult(cfg, sampler, res.losses, res.steps, train_seconds, res.resumed_from, ckpt, save_folder, world_size,
+                      dict(hook.fid_history), sampling[0])
 
 
 def visualize(diffusion: Diffusion, data: AFHQImages, batch_size: int, out_dir: str | Path, seed: int = 0,
@@ -938,18 +983,47 @@ def visualize(diffusion: Diffusion, data: AFHQImages, batch_size: int, out_dir: 
     return paths
 
 
+def check_save_folder(folder: str | Path) -> Path:
+    """Prove, before any work is done, that ``folder`` can be created and written: a probe file in
+    ``folder``, or in its nearest existing parent when it does not exist yet (nothing is created, so
+    a run that fails early leaves no folder behind).
+
+    A path that is a file, lies under a file, or cannot be written is one ``ValueError`` naming it.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"lies under the file {existing}"
+        raise ValueError(f"save_folder {folder} {where}, not a folder; pass --save-folder <a folder>")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"save_folder {folder} cannot be written ({exc.strerror or exc} in {existing}); "
+                         f"pass --save-folder <a writable folder>") from exc
+    return folder
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m nbhelpers.afhq [flags]`` (see ``--help``); returns the exit status."""
+    """``python -m nbhelpers.afhq [flags]`` (see ``--help``); returns the exit status.
+
+    Expected failures (missing or unreadable data, a save folder that cannot be written, an unreadable
+    checkpoint, a download without internet) print one ``error:`` line on stderr and return 2.
+    """
     cfg = parse_args(argv)
     started_group = False
     try:
         started_group = "WORLD_SIZE" in os.environ and not torch.distributed.is_initialized()
         train_afhq(cfg)
-    except AFHQNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:  # AFHQNotFoundError is an OSError; bad images raise PIL's OSError
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     finally:
         if started_group and torch.distributed.is_initialized():

@@ -16,13 +16,15 @@ from the repository root.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import random
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
@@ -240,6 +242,73 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# --------------------------------------------------------------------------- notebook parameters
+_KIND_WORDS = {int: "an integer", float: "a number", bool: "True or False", str: "a string"}
+
+
+def _range_text(kind: type, min: float | None, max: float | None, min_exclusive: bool) -> str:
+    word = _KIND_WORDS.get(kind, kind.__name__)
+    if kind in (bool, str) or (min is None and max is None):
+        return word
+    if min is not None and max is not None:
+        return f"{word} in {'(' if min_exclusive else '['}{min}, {max}]"
+    if min is not None:
+        return f"{word} {'>' if min_exclusive else '>='} {min}"
+    return f"{word} <= {max}"
+
+
+def check_param(name: str, value: Any, kind: type = int, min: float | None = 1, max: float | None = None,
+                min_exclusive: bool = False, none: str | None = None) -> Any:
+    """Check a notebook parameter (as papermill passes it) and return it, else one ``ValueError``
+    naming the parameter, the valid range and what was given.
+
+    ``kind=int`` refuses ``True``/``False`` and floats (``2.5``, ``3.0``: a silent ``int()`` would
+    hide the mistake); ``kind=float`` takes ints and finite floats, not bools; ``kind=bool`` only
+    ``True``/``False`` (papermill's ``-p retrain yes`` arrives as the string ``"yes"``). ``none``
+    says what ``None`` would have meant, for the message (e.g. "the profile default").
+    """
+    or_none = f", or None for {none}" if none else ""
+    expected = _range_text(kind, min, max, min_exclusive)
+
+    def bad() -> ValueError:
+        return ValueError(f"parameter {name} must be {expected}{or_none}; got {value!r}")
+
+    if kind is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise bad()
+        return bool(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        raise bad()
+    if kind is int:
+        if not isinstance(value, numbers.Integral):
+            raise bad()
+        value = int(value)
+    elif kind is float:
+        if not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+            raise bad()
+    else:
+        raise ValueError(f"check_param: unsupported kind {kind!r}; valid choices: int, float, bool, str")
+    if min is not None and (value <= min if min_exclusive else value < min):
+        raise bad()
+    if max is not None and value > max:
+        raise bad()
+    return value
+
+
+def steps_for_epochs(epochs: float, n_examples: int, batch_size: int) -> int:
+    """Training steps for ``epochs`` passes over ``n_examples`` at ``batch_size``: ⌈epochs · n / batch⌉
+    (at least 1), e.g. 3 epochs of 60,000 images at batch 128 → 1,407 steps."""
+    epochs = check_param("epochs", epochs, kind=float, min=0, min_exclusive=True)
+    n_examples = check_param("n_examples", n_examples, kind=int, min=1)
+    batch_size = check_param("batch_size", batch_size, kind=int, min=1)
+    # round first so that 3 × 60000 / 128 = 1406.25 is not pushed up by float noise in e.g. 0.1 × 30
+    return max(1, math.ceil(round(epochs * n_examples / batch_size, 9)))
+
+
 # --------------------------------------------------------------------------- notebook run
 @dataclass
 class NotebookRun:
@@ -258,6 +327,38 @@ class NotebookRun:
     def pick(self, smoke: T, cpu: T, gpu: T) -> T:
         """The value for the profile in force."""
         return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[self.profile]
+
+    def param(self, name: str, value: Any, *, smoke: T, cpu: T, gpu: T, kind: type = int,
+              min: float | None = 1, max: float | None = None) -> T:
+        """A notebook parameter that may be left ``None``: ``None`` → the profile's value
+        (:meth:`pick`); anything else is checked by :func:`check_param` (``kind``, ``min``, ``max``)."""
+        if value is None:
+            return self.pick(smoke=smoke, cpu=cpu, gpu=gpu)
+        return check_param(name, value, kind=kind, min=min, max=max,
+                           none=f"the profile default ({self.pick(smoke=smoke, cpu=cpu, gpu=gpu)} in {self.profile})")
+
+    def train_steps(self, steps: int | None, epochs: float | None, *, default: int,
+                    n_examples: int | Callable[[], int], batch_size: int, name: str = "steps",
+                    log: Callable[[str], None] | None = print) -> int:
+        """Training steps from the parameters ``steps`` or ``epochs`` (at most one of them given).
+
+        ``steps`` is used as given; ``epochs`` becomes :func:`steps_for_epochs` of ``n_examples``
+        (an int, or a function counting them, called only when needed) at ``batch_size``, and the
+        conversion is printed; neither → ``default`` (the profile's). ``name`` is the steps parameter's name.
+        """
+        if steps is not None and epochs is not None:
+            raise ValueError(f"parameters {name} and epochs were both given ({name}={steps!r}, epochs={epochs!r}); "
+                             f"give one of them and leave the other None")
+        if epochs is not None:
+            check_param("epochs", epochs, kind=float, min=0, min_exclusive=True, none="the profile default")
+            n = n_examples() if callable(n_examples) else n_examples
+            result = steps_for_epochs(epochs, n, batch_size)
+            if log is not None:
+                log(f"epochs={epochs} → {result:,} steps at batch {batch_size} ({n:,} training examples)")
+            return result
+        if steps is None:
+            return default
+        return check_param(name, steps, kind=int, min=1, none=f"the profile default ({default} in {self.profile})")
 
     @property
     def smoke(self) -> bool:

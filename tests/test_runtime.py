@@ -3,6 +3,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,3 +135,100 @@ def test_atomic_write_gives_a_new_file_the_umask_permissions(tmp_path):
         assert [p.name for p in target.parent.iterdir()] == ["metrics.json"]  # no temporary file left behind
     finally:
         os.umask(old)
+
+
+# --------------------------------------------------------------------------- notebook parameters
+def _run(profile="cpu"):
+    return runtime.NotebookRun("params", torch.device("cpu"), profile, 0, torch.Generator())
+
+
+@pytest.mark.parametrize("profile, expected", [("smoke", 2), ("cpu", 30), ("gpu", 400)])
+def test_param_none_means_the_profile_default(profile, expected):
+    assert _run(profile).param("n_paths", None, smoke=2, cpu=30, gpu=400) == expected
+
+
+@pytest.mark.parametrize("value", [1, 7, 10**6, np.int64(5)])
+def test_param_keeps_a_valid_value(value):
+    out = _run().param("steps", value, smoke=2, cpu=30, gpu=400)
+    assert out == value and type(out) is int
+
+
+@pytest.mark.parametrize("value", [0, -1, -100, 2.5, 3.0, float("nan"), float("inf"), True, False, np.bool_(True),
+                                   "3", [3], 1j])
+def test_param_refuses_what_would_run_silently_wrong(value):
+    with pytest.raises(ValueError) as info:
+        _run().param("steps", value, smoke=2, cpu=30, gpu=400)
+    msg = str(info.value)
+    assert "\n" not in msg and "steps" in msg and ">= 1" in msg and repr(value) in msg
+    assert "None for the profile default (30 in cpu)" in msg
+
+
+@pytest.mark.parametrize("value, kind, kwargs, ok", [
+    (0.5, float, dict(min=0, min_exclusive=True), True),
+    (2, float, dict(min=0, min_exclusive=True), True),
+    (0, float, dict(min=0, min_exclusive=True), False),
+    (-0.5, float, dict(min=0, min_exclusive=True), False),
+    (True, float, dict(min=0, min_exclusive=True), False),
+    (5, int, dict(min=1, max=4), False),
+    (4, int, dict(min=1, max=4), True),
+    (True, bool, {}, True),
+    ("yes", bool, {}, False),  # papermill's -p retrain yes
+    (1, bool, {}, False),
+    ("cosine", str, {}, True),
+])
+def test_check_param_kinds_and_ranges(value, kind, kwargs, ok):
+    if ok:
+        assert runtime.check_param("x", value, kind=kind, **kwargs) == value
+    else:
+        with pytest.raises(ValueError, match=r"^parameter x must be "):
+            runtime.check_param("x", value, kind=kind, **kwargs)
+
+
+@pytest.mark.parametrize("epochs, n, batch, steps", [
+    (3, 60_000, 128, 1407),   # 1406.25 → a last, partial batch
+    (1, 60_000, 250, 240),    # exact
+    (0.1, 30, 3, 1),          # 1.0000000000000002 in floats: not 2
+    (0.001, 10, 32, 1),       # at least one step
+    (2, 5_153, 32, 323),      # AFHQ cats: 322.06
+])
+def test_steps_for_epochs_is_the_ceiling_of_epochs_times_batches(epochs, n, batch, steps):
+    assert runtime.steps_for_epochs(epochs, n, batch) == steps
+
+
+@pytest.mark.parametrize("args", [(0, 100, 10), (-1, 100, 10), (True, 100, 10), (1, 0, 10), (1, 100, 0), (1, 100, 2.0)])
+def test_steps_for_epochs_refuses_bad_inputs(args):
+    with pytest.raises(ValueError, match="must be"):
+        runtime.steps_for_epochs(*args)
+
+
+def test_train_steps_from_steps_epochs_or_the_default(capsys):
+    run = _run("cpu")
+    kw = dict(default=900, n_examples=60_000, batch_size=128)
+    assert run.train_steps(None, None, **kw) == 900
+    assert run.train_steps(50, None, **kw) == 50
+    assert capsys.readouterr().out == ""
+    assert run.train_steps(None, 3, **kw) == 1407
+    assert capsys.readouterr().out.strip() == "epochs=3 → 1,407 steps at batch 128 (60,000 training examples)"
+    counted = []
+    assert run.train_steps(None, None, default=9, n_examples=lambda: counted.append(1) or 10, batch_size=2) == 9
+    assert counted == []  # the data set is only counted when epochs are given
+    assert run.train_steps(None, 1, default=9, n_examples=lambda: 10, batch_size=2, log=None) == 5
+
+
+@pytest.mark.parametrize("steps, epochs, words", [
+    (100, 2, ["steps", "epochs", "both", "None"]),
+    (0, None, ["steps", ">= 1", "900"]),
+    (2.5, None, ["steps", "integer"]),
+    (None, 0, ["epochs", "> 0"]),
+    (None, "3", ["epochs", "number"]),
+    (None, True, ["epochs", "number"]),
+])
+def test_train_steps_errors_name_the_parameter(steps, epochs, words):
+    with pytest.raises(ValueError) as info:
+        _run().train_steps(steps, epochs, default=900, n_examples=60_000, batch_size=128, log=None)
+    assert all(w in str(info.value) for w in words) and "\n" not in str(info.value)
+
+
+def test_train_steps_names_another_steps_parameter():
+    with pytest.raises(ValueError, match="image_steps and epochs"):
+        _run().train_steps(5, 1, default=900, n_examples=10, batch_size=2, name="image_steps")
