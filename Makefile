@@ -11,19 +11,20 @@ DEVICE ?= auto
 NOTEBOOKS ?= all
 PYTEST_ARGS ?=
 
-.PHONY: notebooks test unit bench venv clean help
+.PHONY: notebooks test unit bench venv clean help colab-badges
 
 help:
 	@echo "make notebooks [PROFILE=auto|smoke|cpu|gpu] [NOTEBOOKS=01,02] [DEVICE=auto|cpu|cuda|mps]"
 	@echo "make test       unit tests and every notebook in the smoke profile"
 	@echo "make bench      benchmark runner (python -m benchmarks)"
+	@echo "make colab-badges  re-stamp Colab badges, install cells and run costs from pyproject's [project.urls]"
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[lab,dev,fid]"
 	@touch $@
 
 notebooks: venv
@@ -38,6 +39,9 @@ unit: venv
 
 bench: venv
 	$(PY) -m benchmarks --profile $(if $(filter auto,$(PROFILE)),cpu,$(PROFILE)) --device $(DEVICE) --notebooks $(NOTEBOOKS)
+
+colab-badges: venv
+	$(PY) -m tools.stamp_colab
 
 clean:
 	rm -rf build

@@ -73,7 +73,8 @@ def test_select_notebooks():
 
 def _requirements_from_pyproject():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    reqs = list(data["project"]["dependencies"]) + list(data["project"]["optional-dependencies"]["dev"])
+    extras = data["project"]["optional-dependencies"]
+    reqs = list(data["project"]["dependencies"]) + [r for key in ("lab", "dev", "fid") for r in extras[key]]
     return {re.split(r"[<>=!~ ]", r, maxsplit=1)[0].lower(): r[len(re.split(r'[<>=!~ ]', r, maxsplit=1)[0]):].strip() for r in reqs}
 
 
@@ -90,6 +91,9 @@ def test_environment_yml_matches_pyproject():
         assert rename.get(name, name) in conda, f"{name} missing from environment.yml"
         assert conda[rename.get(name, name)] == spec, f"{name}: pyproject {spec!r} vs environment.yml {conda[rename.get(name, name)]!r}"
     assert conda["python"] == ">=" + tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"][2:]
+    # conda-forge alone: its pytorch selects the CUDA build itself; the pytorch channel is deprecated
+    assert env["channels"] == ["conda-forge"]
+    assert not any(isinstance(d, str) and d.startswith("pytorch-cuda") for d in env["dependencies"])
 
 
 def test_ci_runs_the_readme_test_command():
