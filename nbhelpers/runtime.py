@@ -31,8 +31,12 @@ PROFILE_ENV = "NBHELPERS_PROFILE"
 DEVICE_ENV = "NBHELPERS_DEVICE"
 DATA_ENV = "NBHELPERS_DATA_DIR"
 
-ROOT = Path(__file__).resolve().parent.parent
-"""Repository root (the folder holding ``nbhelpers/``)."""
+_CHECKOUT = Path(__file__).resolve().parent.parent
+ROOT = (_CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file()
+        else Path(os.environ.get("NBHELPERS_HOME", "").strip() or os.getcwd()).expanduser().resolve())
+"""Repository root (the folder holding ``nbhelpers/``). A package installed from a wheel or a URL (as a
+notebook's first cell does on Colab) has no checkout around it: then ``$NBHELPERS_HOME``, else the working
+folder at import, holds ``data/``, ``figures/`` and ``build/`` rather than site-packages."""
 
 
 # --------------------------------------------------------------------------- devices

@@ -42,8 +42,10 @@ def test_notebook_shape(path):
     params = "".join(tagged[0]["source"])
     for name in ("device", "profile", "seed"):
         assert re.search(rf"^{name}\s*=", params, re.M), f"parameters cell lacks {name}"
-    assert code[0] is tagged[0], "the parameters cell is the first code cell"
-    setup = "".join(code[1]["source"])
+    assert code[0].get("id") == "cell-install" and "%pip install" in "".join(code[0]["source"]), \
+        "the first code cell installs nbhelpers where it is missing (make colab-badges writes it)"
+    assert code[1] is tagged[0], "the parameters cell follows the install cell"
+    setup = "".join(code[2]["source"])
     assert f'nb.setup("{path.stem}"' in setup, "the cell after the parameters resolves device and profile"
     src = "".join("".join(c["source"]) for c in code)
     assert "import *" not in src
@@ -122,8 +124,8 @@ def test_papermill_missing_device_stops_at_setup(tmp_path, monkeypatch):
     out = json.loads((tmp_path / "out.ipynb").read_text())
     code = [c for c in out["cells"] if c["cell_type"] == "code"]
     failed = [i for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
-    # parameters, injected parameters, then the setup cell: nothing after it ran
-    assert failed == [2] and all(c.get("execution_count") is None for c in code[3:])
+    # install, parameters, injected parameters, then the setup cell: nothing after it ran
+    assert failed == [3] and all(c.get("execution_count") is None for c in code[4:])
 
 
 def test_papermill_unknown_profile_lists_choices(tmp_path, monkeypatch):
@@ -134,7 +136,7 @@ def test_papermill_unknown_profile_lists_choices(tmp_path, monkeypatch):
 
 def test_every_figure_the_readme_shows_is_in_the_repository():
     readme = (ROOT / "README.md").read_text()
-    shown = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    shown = [p for p in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme) if not p.startswith("https://")]  # badges
     assert shown, "the README shows no figures"
     missing = [p for p in shown if not (ROOT / p).is_file()]
     assert not missing, f"README figures missing from the checkout: {missing}"
