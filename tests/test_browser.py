@@ -46,14 +46,20 @@ def lab(tmp_path):
     shutil.copy(ROOT / "notebooks" / "02_paths_schedules.ipynb", work / "02.ipynb")
     app_settings = tmp_path / "app-settings"
     app_settings.mkdir()
-    shutil.copy(OVERRIDES, app_settings / "overrides.json")  # the project's setting: widget state saved with the notebook
+    settings = json.loads(OVERRIDES.read_text())  # the project's setting: widget state saved with the notebook
+    settings.update({  # for the test alone: every cell rendered (no windowing), no news pop-up over the page
+        "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none", "autoStartDefaultKernel": True},
+        "@jupyterlab/apputils-extension:notification": {"fetchNews": "false"},
+    })
+    (app_settings / "overrides.json").write_text(json.dumps(settings))
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "NBHELPERS_PROFILE": "smoke", "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "user-settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     log = open(tmp_path / "lab.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                              f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
-                             f"--LabApp.app_settings_dir={app_settings}", "--ServerApp.port_retries=0"],
+                             f"--LabApp.app_settings_dir={app_settings}", "--ServerApp.port_retries=0", "--allow-root",
+                             "--LabApp.extension_manager=readonly"],
                             cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -79,6 +85,12 @@ def lab(tmp_path):
 def _open(page, base, token):
     page.goto(f"{base}/lab/tree/02.ipynb?token={token}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    select = page.locator(".jp-Dialog button", has_text="Select")
+    try:  # a kernel-choice dialog where the preferred kernel does not start by itself
+        select.wait_for(timeout=5_000)
+        select.click()
+    except Exception:  # noqa: BLE001 - no dialog: the kernel started
+        pass
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
 
 
@@ -108,6 +120,7 @@ def _wait_for_change(page, before: str, timeout: float = 60.0) -> str:
 def test_explorer_redraws_and_survives_save_and_reopen(lab, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright missing: pip install -e '.[dev]'")
     base, token, work = lab
+    page = None
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
@@ -124,6 +137,7 @@ def test_explorer_redraws_and_survives_save_and_reopen(lab, tmp_path):
             first = _figure_src(page)
             assert first and first.startswith("data:image/png"), first
 
+            slider.scroll_into_view_if_needed()
             box = slider.bounding_box()
             page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             page.mouse.down()
@@ -152,6 +166,10 @@ def test_explorer_redraws_and_survives_save_and_reopen(lab, tmp_path):
             assert "model not found" not in text and "Error displaying widget" not in text
             assert _figure_src(page) == third  # the last figure, from the saved notebook
             assert _explorer(page).locator(".widget-slider").count() == 1
+        except Exception:
+            if page is not None and not page.is_closed():
+                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            raise
         finally:
             browser.close()
     assert not [e for e in errors if "widget" in e.lower()], errors
