@@ -95,7 +95,8 @@ def test_auto_profile_picks_gpu_on_a_cuda_runtime(monkeypatch):
 # --------------------------------------------------------------------------- a wheel, a bare kernel
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    """nbhelpers built as a wheel from a copy of the sources (offline: no build isolation)."""
+    """nbhelpers built as a wheel from a copy of the sources (offline: no build isolation, so the [dev]
+    extra's setuptools builds it)."""
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     src.mkdir()
