@@ -19,22 +19,22 @@ def test_declared_parameters_come_from_the_parameters_cell():
 def test_undeclared_parameter_is_refused_naming_the_declared_ones():
     name = list_notebooks()[0]
     with pytest.raises(ValueError) as err:
-        check_parameters(name, {"epochs": 3, "seed": 1})
+        check_parameters(name, {"epoch": 3, "seed": 1})
     msg = str(err.value)
-    assert "'epochs'" in msg and "'seed'" not in msg.split(";")[0]
+    assert "'epoch'" in msg and "'seed'" not in msg.split(";")[0]
     assert all(p in msg for p in declared_parameters(name)) and "\n" not in msg
 
 
 def test_runner_refuses_before_executing_anything(monkeypatch, capsys):
     ran = []
     monkeypatch.setattr(runner, "run_notebook", lambda *a, **k: ran.append(a))
-    # 01 would run first and take the parameter's absence badly only at the end: nothing may start
+    # checked for every chosen notebook first: a typo must not cost the runs before the notebook that lacks it
     with pytest.raises(SystemExit) as exit_:
-        runner.main(["--notebooks", "01,02", "-p", "epochs", "3"])
+        runner.main(["--notebooks", "01,02", "-p", "epoch", "3"])
     assert exit_.value.code == 2 and ran == []
     err = capsys.readouterr().err
     first = list_notebooks()[0]
-    assert f"{first} declares no parameter 'epochs'; its parameters are: {', '.join(declared_parameters(first))}" in err
+    assert f"{first} declares no parameter 'epoch'; its parameters are: {', '.join(declared_parameters(first))}" in err
 
 
 def test_flags_are_dashed():
