@@ -102,6 +102,8 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "NBHELPERS_DATA_DIR" in ci and re.search(r"^make test$", ci, re.M)
     assert "MPLBACKEND" not in ci
+    # the real-browser test needs Debian's chromium: CI installs it where it is missing, before the tests
+    assert re.search(r"apt-get install -y -q chromium", ci) and ci.index("chromium") < ci.index("\nmake test")
     readme = (ROOT / "README.md").read_text()
     assert "make notebooks" in readme and "make test" in readme
 
