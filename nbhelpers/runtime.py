@@ -30,10 +30,11 @@ PROFILES: tuple[str, ...] = ("smoke", "cpu", "gpu")
 PROFILE_ENV = "NBHELPERS_PROFILE"
 DEVICE_ENV = "NBHELPERS_DEVICE"
 DATA_ENV = "NBHELPERS_DATA_DIR"
+HOME_ENV = "NBHELPERS_HOME"
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 ROOT = (_CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file()
-        else Path(os.environ.get("NBHELPERS_HOME", "").strip() or os.getcwd()).expanduser().resolve())
+        else Path(os.environ.get(HOME_ENV, "").strip() or os.getcwd()).expanduser().resolve())
 """Repository root (the folder holding ``nbhelpers/``). A package installed from a wheel or a URL (as a
 notebook's first cell does on Colab) has no checkout around it: then ``$NBHELPERS_HOME``, else the working
 folder at import, holds ``data/``, ``figures/`` and ``build/`` rather than site-packages."""
