@@ -11,7 +11,7 @@ DEVICE ?= auto
 NOTEBOOKS ?= all
 PYTEST_ARGS ?=
 
-.PHONY: notebooks test unit bench venv clean help readme-figures
+.PHONY: notebooks test unit bench venv clean help readme-figures colab-badges
 
 help:
 	@echo "make notebooks [PROFILE=auto|smoke|cpu|gpu] [NOTEBOOKS=01,02] [DEVICE=auto|cpu|cuda|mps]"
@@ -19,13 +19,17 @@ help:
 	@echo "make unit       the fast unit tests (tests marked slow are left to make test)"
 	@echo "make bench      benchmark runner (python -m benchmarks)"
 	@echo "make readme-figures [NOTEBOOKS=04,07]  copy the README's figures from the last run into figures/readme/"
+	@echo "make colab-badges  re-stamp Colab badges, install cells and run costs from pyproject's [project.urls]"
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml tools/jupyterlab-overrides.json
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[lab,dev,fid]"
+	@# JupyterLab from this venv saves widget state with a notebook, so a saved explorer reopens intact
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp tools/jupyterlab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $@
 
 notebooks: venv
@@ -45,6 +49,9 @@ bench: venv
 # copy the README's gallery figures from the last run into figures/readme/ (committed), with their source
 readme-figures: venv
 	$(PY) -m tools.readme_figures --notebooks $(NOTEBOOKS)
+
+colab-badges: venv
+	$(PY) -m tools.stamp_colab
 
 clean:
 	rm -rf build

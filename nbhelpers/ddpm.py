@@ -355,9 +355,9 @@ class DDPM:
             traj[k0] = x.clone()
         steps = range(k0, 0, -1)
         if progress:
-            from tqdm.auto import tqdm
+            from .runtime import progress_bar
 
-            steps = tqdm(steps, desc="DDPM", leave=False)
+            steps = progress_bar(steps, desc="DDPM", leave=False)
         nfe = 0
         for k in steps:
             out = self.p_step(model, x, k, y, generator, clip_x0, sigma, guidance_w, num_classes)
@@ -421,9 +421,9 @@ class DDPM:
         abar = self._table(x)["alphas_cumprod"]
         pairs = list(zip(ks, ks[1:] + [0]))
         if progress:
-            from tqdm.auto import tqdm
+            from .runtime import progress_bar
 
-            pairs = tqdm(pairs, desc="DDIM", leave=False)
+            pairs = progress_bar(pairs, desc="DDIM", leave=False)
         nfe = 0
         for k, k_next in pairs:
             kk = self._steps(k, x)

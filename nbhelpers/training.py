@@ -192,9 +192,9 @@ def _set_rng_state(state: dict[str, torch.Tensor], gen: torch.Generator, device:
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from .runtime import progress_bar
 
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, mininterval=0.5, dynamic_ncols=True)
+    return progress_bar(total=total, initial=initial, desc=desc, disable=not enabled, mininterval=0.5, dynamic_ncols=True)
 
 
 # --------------------------------------------------------------------------- the loop

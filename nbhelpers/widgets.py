@@ -11,7 +11,6 @@ papermill/nbclient run cells), or the environment variable ``NBHELPERS_HEADLESS=
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 import matplotlib.pyplot as plt
@@ -21,36 +20,19 @@ from matplotlib.figure import Figure
 
 from . import schedules as _schedules
 from .paths import GaussianPath
+from .runtime import HEADLESS_ENV, in_interactive_frontend
 
 __all__ = ["in_interactive_frontend", "show_explorer", "draw_path_explorer", "path_explorer"]
-
-HEADLESS_ENV = "NBHELPERS_HEADLESS"
-
-
-def in_interactive_frontend() -> bool:
-    """True when cells run in a live Jupyter frontend that can display widgets."""
-    if os.environ.get(HEADLESS_ENV, "").strip() not in ("", "0"):
-        return False
-    try:
-        from IPython import get_ipython
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return False
-    shell = get_ipython()
-    kernel = getattr(shell, "kernel", None)
-    if kernel is None:
-        return False
-    # nbclient (papermill, nbval) executes with allow_stdin=False; live frontends allow input()
-    return bool(getattr(kernel, "_allow_stdin", False))
-
 
 def show_explorer(draw: Callable[..., Figure], initial: dict[str, Any],
                   make_controls: Callable[[], dict[str, Any]], interactive: bool | None = None) -> Figure:
     """Draw ``draw(**initial)``; in a live frontend also display widgets that redraw on change.
 
     ``make_controls()`` returns ``{name: ipywidget}`` for some of ``draw``'s keyword arguments
-    (imported lazily so headless runs never build widgets). Returns the figure at ``initial``;
-    in a live frontend it is detached from pyplot so it is not shown twice.
+    (imported lazily so headless runs never build widgets). The figure is shown as a plain image output
+    that each change replaces (``update_display``), not inside an Output widget, so a saved notebook
+    reopened without a kernel (or on GitHub) still shows the last figure. Returns the figure at ``initial``,
+    detached from pyplot so it is not shown twice.
     """
     fig = draw(**initial)
     if interactive is None:
@@ -60,19 +42,21 @@ def show_explorer(draw: Callable[..., Figure], initial: dict[str, Any],
     import ipywidgets as w
     from IPython.display import display
 
-    plt.close(fig)
     controls = make_controls()
-    out = w.Output()
+    errors = w.Output()  # a failing redraw shows its traceback here instead of vanishing into the kernel log
+    display(w.VBox([w.HBox(list(controls.values())), errors]))
+    handle = display(fig, display_id=True)
+    plt.close(fig)
 
-    def redraw(**values: Any) -> None:
-        with out:
-            out.clear_output(wait=True)
-            f = draw(**{**initial, **values})
-            display(f)
+    def redraw(change: Any = None) -> None:
+        with errors:
+            errors.clear_output()
+            f = draw(**{**initial, **{k: c.value for k, c in controls.items()}})
+            handle.update(f)
             plt.close(f)
 
-    ui = w.interactive_output(redraw, controls)
-    display(w.VBox([w.HBox(list(controls.values())), out, ui]))
+    for control in controls.values():
+        control.observe(redraw, names="value")
     return fig
 
 

@@ -42,8 +42,10 @@ def test_notebook_shape(path):
     params = "".join(tagged[0]["source"])
     for name in ("device", "profile", "seed"):
         assert re.search(rf"^{name}\s*=", params, re.M), f"parameters cell lacks {name}"
-    assert code[0] is tagged[0], "the parameters cell is the first code cell"
-    setup = "".join(code[1]["source"])
+    assert code[0].get("id") == "cell-install" and "%pip install" in "".join(code[0]["source"]), \
+        "the first code cell installs nbhelpers where it is missing (make colab-badges writes it)"
+    assert code[1] is tagged[0], "the parameters cell follows the install cell"
+    setup = "".join(code[2]["source"])
     assert f'nb.setup("{path.stem}"' in setup, "the cell after the parameters resolves device and profile"
     src = "".join("".join(c["source"]) for c in code)
     assert "import *" not in src
@@ -73,7 +75,8 @@ def test_select_notebooks():
 
 def _requirements_from_pyproject():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    reqs = list(data["project"]["dependencies"]) + list(data["project"]["optional-dependencies"]["dev"])
+    extras = data["project"]["optional-dependencies"]
+    reqs = list(data["project"]["dependencies"]) + [r for key in ("lab", "dev", "fid") for r in extras[key]]
     return {re.split(r"[<>=!~ ]", r, maxsplit=1)[0].lower(): r[len(re.split(r'[<>=!~ ]', r, maxsplit=1)[0]):].strip() for r in reqs}
 
 
@@ -90,12 +93,17 @@ def test_environment_yml_matches_pyproject():
         assert rename.get(name, name) in conda, f"{name} missing from environment.yml"
         assert conda[rename.get(name, name)] == spec, f"{name}: pyproject {spec!r} vs environment.yml {conda[rename.get(name, name)]!r}"
     assert conda["python"] == ">=" + tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"][2:]
+    # conda-forge alone: its pytorch selects the CUDA build itself; the pytorch channel is deprecated
+    assert env["channels"] == ["conda-forge"]
+    assert not any(isinstance(d, str) and d.startswith("pytorch-cuda") for d in env["dependencies"])
 
 
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "NBHELPERS_DATA_DIR" in ci and re.search(r"^make test$", ci, re.M)
     assert "MPLBACKEND" not in ci
+    # the real-browser test needs Debian's chromium: CI installs it where it is missing, before the tests
+    assert re.search(r"apt-get install -y -q chromium", ci) and ci.index("chromium") < ci.index("\nmake test")
     readme = (ROOT / "README.md").read_text()
     assert "make notebooks" in readme and "make test" in readme
 
@@ -118,8 +126,8 @@ def test_papermill_missing_device_stops_at_setup(tmp_path, monkeypatch):
     out = json.loads((tmp_path / "out.ipynb").read_text())
     code = [c for c in out["cells"] if c["cell_type"] == "code"]
     failed = [i for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
-    # parameters, injected parameters, then the setup cell: nothing after it ran
-    assert failed == [2] and all(c.get("execution_count") is None for c in code[3:])
+    # install, parameters, injected parameters, then the setup cell: nothing after it ran
+    assert failed == [3] and all(c.get("execution_count") is None for c in code[4:])
 
 
 def test_papermill_unknown_profile_lists_choices(tmp_path, monkeypatch):
@@ -130,7 +138,7 @@ def test_papermill_unknown_profile_lists_choices(tmp_path, monkeypatch):
 
 def test_every_figure_the_readme_shows_is_in_the_repository():
     readme = (ROOT / "README.md").read_text()
-    shown = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    shown = [p for p in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme) if not p.startswith("https://")]  # badges
     assert shown, "the README shows no figures"
     missing = [p for p in shown if not (ROOT / p).is_file()]
     assert not missing, f"README figures missing from the checkout: {missing}"

@@ -4,6 +4,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -92,25 +93,94 @@ def test_plotting_helpers_shapes():
 
 
 def test_path_explorer_interactive_builds_widgets(monkeypatch):
-    """The live branch builds a t slider and a schedule dropdown wired to the tested drawing function."""
+    """The live branch builds a t slider and a schedule dropdown wired to the tested drawing function; the
+    figure is a plain display output each change replaces, so a saved notebook keeps it without a kernel."""
     w = pytest.importorskip("ipywidgets")
     import IPython.display
+    from matplotlib.figure import Figure
 
-    shown = []
-    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    shown, updates = [], []
+
+    class Handle:
+        def update(self, obj):
+            updates.append(obj)
+
+    def fake_display(obj, display_id=None):
+        shown.append((obj, display_id))
+        return Handle() if display_id else None
+
+    monkeypatch.setattr(IPython.display, "display", fake_display)
     calls = []
     real_draw = W.draw_path_explorer
     monkeypatch.setattr(W, "draw_path_explorer", lambda **kw: calls.append(kw) or real_draw(**kw))
     fig = W.path_explorer(_z(100), t=0.3, schedule_name="linear", interactive=True)
-    assert len(fig.axes) == 2
-    assert not plt.fignum_exists(fig.number)  # detached: the widget shows its own live copy
-    box = [o for o in shown if isinstance(o, w.VBox)][0]
+    assert len(fig.axes) == 2 and len(calls) == 1  # drawn once, not again by a widget's first refresh
+    assert not plt.fignum_exists(fig.number)  # detached: shown once, by display
+    box = [o for o, _ in shown if isinstance(o, w.VBox)][0]
+    assert [(o, d) for o, d in shown if isinstance(o, Figure)] == [(fig, True)]  # a static output, not a widget's
     controls = box.children[0].children
     slider = [c for c in controls if isinstance(c, w.FloatSlider)][0]
     dropdown = [c for c in controls if isinstance(c, w.Dropdown)][0]
     assert slider.value == 0.3 and (slider.min, slider.max) == (0.0, 1.0)
     assert list(dropdown.options) == ["linear", "cosine", "polynomial"]
-    n = len(calls)
     slider.value = 0.8
     dropdown.value = "cosine"
-    assert calls[-1]["t"] == 0.8 and calls[-1]["schedule_name"] == "cosine" and len(calls) >= n + 2
+    assert calls[-1]["t"] == 0.8 and calls[-1]["schedule_name"] == "cosine" and len(calls) == 3
+    assert len(updates) == 2 and all(isinstance(f, Figure) and not plt.fignum_exists(f.number) for f in updates)
+    assert "cosine: t = 0.80" in updates[-1].axes[0].get_title()
+
+
+# --------------------------------------------------------------------------- executed copies keep what they show
+def _execute(nb, tmp_path, **env):
+    from nbclient import NotebookClient
+
+    NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return nb
+
+
+def test_final_line_keeps_only_a_bars_last_state():
+    import io
+
+    from nbhelpers.runtime import _FinalLine
+
+    out = io.StringIO()
+    f = _FinalLine(out)
+    f.write("\rtrain:   0%|          | 0/50")
+    f.write("\rtrain:  40%|####      | 20/50")
+    f.write("\rtrain: 100%|##########| 50/50\n")
+    f.write("\rDDPM:   0%|   | 0/9")
+    f.write("\r" + " " * 20 + "\r")  # leave=False clears its line and never ends it
+    assert out.getvalue() == "train: 100%|##########| 50/50\n"
+
+
+def test_headless_kernel_progress_bars_leave_no_zero_percent(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from nbhelpers.runtime import progress_bar\n"
+        "for _ in progress_bar(range(50), desc='train', mininterval=0):\n    pass\n"
+        "for _ in progress_bar(range(9), desc='DDPM', leave=False, mininterval=0):\n    pass")]
+    _execute(nb, tmp_path)
+    outputs = nb.cells[0].outputs
+    assert all(o.output_type == "stream" for o in outputs), [o.output_type for o in outputs]  # no widget fallback
+    text = "".join(o.text for o in outputs)
+    assert text.startswith("train: 100%") and "50/50" in text and text.count("\n") == 1
+    assert " 0%" not in text and "DDPM" not in text
+
+
+@pytest.mark.slow
+def test_executed_smoke_copy_of_02_keeps_the_explorer_figure(tmp_path, monkeypatch):
+    from nbhelpers.runtime import ROOT
+
+    monkeypatch.setenv("NBHELPERS_PROFILE", "smoke")
+    nb = _execute(nbformat.read(str(ROOT / "notebooks" / "02_paths_schedules.ipynb"), as_version=4), tmp_path)
+    saved = tmp_path / "02.ipynb"
+    nbformat.write(nb, str(saved))
+    nb = nbformat.read(str(saved), as_version=4)  # reopened: no kernel, no widget state
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "path_explorer(" in c.source)
+    kinds = [set(o.get("data", {})) for o in cell.outputs]
+    assert any("image/png" in k for k in kinds), f"the explorer cell shows no figure: {kinds}"
+    assert not any("application/vnd.jupyter.widget-view+json" in k for k in kinds)
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            text = o.get("text", "") + o.get("data", {}).get("text/plain", "")
+            assert "  0%|" not in text and "application/vnd.jupyter.widget-view+json" not in o.get("data", {}), o
