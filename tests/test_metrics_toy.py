@@ -198,7 +198,7 @@ def _rice_mean(shift, s2):
 
 
 def _floor(n, seed=0):
-    return toy.energy_noise_floor(StdNormal2D(), n, generator=_gen(seed), repeats=2, n_pairs=400_000)
+    return toy.energy_noise_floor(StdNormal2D(), n, generator=_gen(seed), repeats=12, n_pairs=400_000)
 
 
 def test_energy_se_matches_the_spread_of_independent_repeats():

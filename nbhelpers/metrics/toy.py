@@ -300,12 +300,18 @@ class SampleScore:
 
     @property
     def energy_se(self) -> float:
-        """Standard error of ``energy``: std of the K per-set values / √K (NaN when K = 1).
+        """Standard error of ``energy``: s/√K over the K per-set values (NaN when K = 1).
 
         Each per-set value compares its own slice of the samples with its own fresh reference
         draw, so the K values are independent and their spread holds every source of noise.
+        s is the larger of their own spread and the floor's (true against true sets of the same
+        size): near the floor the two describe the same, skewed distribution (for a mixture,
+        close to a scaled χ²₁ driven by the mode counts), whose spread a few values often
+        underestimate; far from the floor the sample's own spread is the larger.
         """
-        return self.energy_std / math.sqrt(self.n_sets) if self.n_sets > 1 else math.nan
+        if self.n_sets < 2:
+            return math.nan
+        return max(self.energy_std, self.floor.std) / math.sqrt(self.n_sets)
 
     @property
     def energy_ratio_se(self) -> float:
@@ -375,8 +381,8 @@ def score_against_truth(
       over several sets shrinks the spread of the estimate (a single 2000-vs-2000 value fluctuates
       by roughly its own size), not its expectation.
     * Its standard error from those K independent values (several sample sets, each against its
-      own reference draw — no bootstrap): ``energy_se`` = std/√K, so it shrinks like 1/√N at a
-      fixed ``n``; ``energy_ratio_se`` adds the floor's own uncertainty. It needs K ≥ 2 (NaN
+      own reference draw — no bootstrap): ``energy_se`` = s/√K with s the larger of their spread
+      and the floor's, so it shrinks like 1/√N at a fixed ``n``; ``energy_ratio_se`` adds the floor's own uncertainty. It needs K ≥ 2 (NaN
       otherwise). The ratio's *expectation* depends on ``n`` (≈ 1 + n·D²/(2 E|X − X'|)), so keep
       ``n`` fixed and raise N to tighten a comparison.
     * Its noise floor: :func:`energy_noise_floor` at the same ``n``, unless given.
