@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 import torch
 
@@ -186,3 +187,95 @@ def test_bad_inputs_raise_value_error():
         toy.energy_distance(torch.zeros(0, 2), x)
     with pytest.raises(ValueError, match="repeats"):
         toy.noise_floor(toy.energy_distance, StdNormal2D(), 10, repeats=0)
+
+
+# --------------------------------------------------------------------------- standard errors
+def _rice_mean(shift, s2):
+    """E|Z| for Z ~ N(μ, s²·I_2) with |μ| = shift: s·√(π/2)·L_{1/2}(−|μ|²/(2s²)) (the Rice mean)."""
+    x = -shift**2 / (2 * s2)
+    laguerre = (1 - x) * scipy.special.i0e(-x / 2) - x * scipy.special.i1e(-x / 2)  # e^{x/2} folded into i0e, i1e
+    return math.sqrt(s2) * math.sqrt(math.pi / 2) * laguerre
+
+
+def _floor(n, seed=0):
+    return toy.energy_noise_floor(StdNormal2D(), n, generator=_gen(seed), repeats=12, n_pairs=400_000)
+
+
+def test_energy_se_matches_the_spread_of_independent_repeats():
+    # the stated s.e. of one score must agree with the actual spread of the score over repeats
+    dist, n, sets, repeats = StdNormal2D(), 100, 8, 40
+    floor = _floor(n)
+    scores = [toy.score_against_truth(dist.sample(n * sets, generator=_gen(100 + r)), dist, generator=_gen(500 + r),
+                                      n=n, floor=floor) for r in range(repeats)]
+    actual = torch.tensor([s.energy for s in scores], dtype=torch.float64).std().item()
+    stated = sum(s.energy_se for s in scores) / repeats
+    assert stated == pytest.approx(actual, rel=0.3)
+    assert all(s.n_sets == sets for s in scores)
+
+
+def test_energy_se_shrinks_like_one_over_sqrt_n():
+    # fixed set size n, N = n·K samples: s.e. ∝ 1/√K = 1/√(N/n); fit the slope over K = 4 … 64
+    dist, n = StdNormal2D(), 50
+    floor = _floor(n)
+    ks = (4, 16, 64)
+    mean_se = []
+    for k in ks:
+        ses = [toy.score_against_truth(dist.sample(n * k, generator=_gen(10 * k + r)), dist, generator=_gen(7 + r),
+                                       n=n, floor=floor).energy_ratio_se for r in range(12)]
+        mean_se.append(sum(ses) / len(ses))
+    slope = np.polyfit(np.log(ks), np.log(mean_se), 1)[0]
+    assert slope == pytest.approx(-0.5, abs=0.12)
+
+
+def test_shifted_sampler_is_beyond_two_se_and_matches_the_closed_form():
+    # x = y + δ·e₁ with y ~ N(0, I_2): D² = 2(E|N(δe₁, 2I)| − E|N(0, 2I)|) and
+    # E[ratio] = 1 + n·D²/(2·E|X − X'|) with E|X − X'| = √π
+    dist, n, sets, delta = StdNormal2D(), 200, 10, 0.25
+    floor = _floor(n)
+    d2 = 2 * (_rice_mean(delta, 2.0) - _rice_mean(0.0, 2.0))
+    expected = 1 + n * d2 / (2 * math.sqrt(math.pi))
+    x = dist.sample(n * sets, generator=_gen(1)) + torch.tensor([delta, 0.0])
+    shifted = toy.score_against_truth(x, dist, generator=_gen(2), n=n, floor=floor)
+    true = toy.score_against_truth(dist.sample(n * sets, generator=_gen(3)), dist, generator=_gen(4), n=n, floor=floor)
+    assert toy.ratio_separation(shifted, 1.0) >= 2
+    assert toy.ratio_separation(shifted, true) >= 2
+    assert abs(toy.ratio_separation(true, 1.0)) < 2
+    assert abs(shifted.energy_ratio - expected) < 3 * shifted.energy_ratio_se
+    d = shifted.as_dict()
+    assert d["energy_ratio_se"] == shifted.energy_ratio_se and d["n_sets"] == sets
+    assert "±" in shifted.summary()
+
+
+def test_rice_mean_reference():
+    # the closed form used above against Monte Carlo, and E|N(0, 2I)| = √π
+    assert _rice_mean(0.0, 2.0) == pytest.approx(math.sqrt(math.pi), rel=1e-12)
+    z = torch.randn(2_000_000, 2, generator=_gen(9), dtype=torch.float64) * math.sqrt(2.0) + torch.tensor([0.7, 0.0], dtype=torch.float64)
+    assert z.norm(dim=1).mean().item() == pytest.approx(_rice_mean(0.7, 2.0), rel=2e-3)
+
+
+def test_one_set_has_no_se_and_the_floor_has_its_own():
+    dist = StdNormal2D()
+    floor = _floor(300)
+    # E|X − X'| = √π estimated from 400 000 pairs: within a few of its stated s.e.
+    assert floor.mean_se > 0 and abs(floor.mean - 2 / 300 * math.sqrt(math.pi)) < 4 * floor.mean_se
+    one = toy.score_against_truth(dist.sample(300, generator=_gen(1)), dist, generator=_gen(2), floor=floor)
+    assert one.n_sets == 1 and math.isnan(one.energy_se) and math.isnan(one.energy_ratio_se)
+    assert math.isnan(toy.ratio_separation(one, 1.0))
+    assert "no s.e." in one.summary()
+    mc = toy.noise_floor(toy.energy_distance, dist, 50, generator=_gen(3), repeats=9)
+    assert mc.mean_se == pytest.approx(mc.std / 3)
+
+
+def test_ratio_separation_identity_and_bad_inputs():
+    dist, n = StdNormal2D(), 100
+    floor = _floor(n)
+    s = toy.score_against_truth(dist.sample(400, generator=_gen(1)), dist, generator=_gen(2), n=n, floor=floor)
+    assert toy.ratio_separation(s, s) == 0.0
+    assert toy.ratio_separation(s, s.energy_ratio) == 0.0
+    other = toy.score_against_truth(dist.sample(400, generator=_gen(3)), dist, generator=_gen(4), n=200, floor=_floor(200))
+    with pytest.raises(ValueError, match="n=100 and n=200"):
+        toy.ratio_separation(s, other)
+    with pytest.raises(ValueError, match="SampleScore or a number"):
+        toy.ratio_separation(s, "floor")
+    with pytest.raises(ValueError, match="must be a SampleScore"):
+        toy.ratio_separation(1.0, s)

@@ -11,7 +11,10 @@ On toy data the true distribution is known exactly, so "the sampler works" becom
 * :func:`noise_floor` — the same metric between two independent true sample sets of the same
   size: what a perfect sampler would score. Always report a metric next to its floor.
   :func:`energy_noise_floor` gives the energy distance's floor with its mean in closed form.
-* :func:`score_against_truth` — all of the above for one sample set, as a :class:`SampleScore`.
+* :func:`score_against_truth` — all of the above for one sample set, as a :class:`SampleScore`,
+  with the standard error of its energy ratio (from independent sets, see there).
+* :func:`ratio_separation` — how many standard errors apart two energy ratios (or a ratio and
+  a number, e.g. the floor's 1) are: a comparison needs ≥ 2 before text may rank the two.
 
 Shapes: sample sets are ``(N, d)``; a 1D set ``(N,)`` is treated as ``(N, 1)``.
 """
@@ -34,9 +37,11 @@ __all__ = [
     "energy_noise_floor",
     "SampleScore",
     "score_against_truth",
+    "ratio_separation",
 ]
 
-_CHUNK = 2048  # rows per block of pairwise distances: bounded memory for large sets
+_CHUNK = 256  # rows per block of pairwise distances: bounded memory, and blocks that stay in cache
+_MEDIAN_POOL = 2048  # points whose pairwise distances give the median-heuristic bandwidth
 
 
 class _Sampleable(Protocol):
@@ -60,12 +65,25 @@ def _pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _mean_kernel(x: torch.Tensor, y: torch.Tensor, kernel: Callable[[torch.Tensor], torch.Tensor]) -> float:
-    """mean_{i,j} kernel(|x_i − y_j|), computed in row blocks."""
+    """mean_{i,j} kernel(|x_i − y_j|), computed in row blocks.
+
+    For ``y is x`` only the blocks on and above the diagonal are computed (the matrix is
+    symmetric): half the work for the within-set means.
+    """
     total = 0.0
-    for i in range(0, x.shape[0], _CHUNK):
+    n = x.shape[0]
+    for i in range(0, n, _CHUNK):
         # exact differences (no |a|² + |b|² − 2ab shortcut): |x_i − x_i| must be exactly 0
-        d = torch.cdist(x[i : i + _CHUNK], y, compute_mode="donot_use_mm_for_euclid_dist")
-        total += float(kernel(d).sum())
+        if y is x:
+            rows = x[i : i + _CHUNK]
+            diag = kernel(torch.cdist(rows, rows, compute_mode="donot_use_mm_for_euclid_dist"))
+            total += float(diag.sum())
+            if i + _CHUNK < n:
+                rest = torch.cdist(rows, x[i + _CHUNK :], compute_mode="donot_use_mm_for_euclid_dist")
+                total += 2.0 * float(kernel(rest).sum())
+        else:
+            d = torch.cdist(x[i : i + _CHUNK], y, compute_mode="donot_use_mm_for_euclid_dist")
+            total += float(kernel(d).sum())
     return total / (x.shape[0] * y.shape[0])
 
 
@@ -91,7 +109,7 @@ def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> flo
     """
     x, y = _pair(x, y)
     if bandwidth is None:
-        pooled = torch.cat([x, y])[:_CHUNK]
+        pooled = torch.cat([x, y])[:_MEDIAN_POOL]
         d = torch.pdist(pooled)
         bandwidth = float(d.median()) if d.numel() else 1.0
         bandwidth = bandwidth if bandwidth > 0 else 1.0
@@ -180,12 +198,16 @@ def gmm_log_likelihood(x: torch.Tensor, gmm: Any) -> float:
 
 @dataclass
 class NoiseFloor:
-    """A metric between independent true sample sets: ``mean`` ± ``std`` over ``values``."""
+    """A metric between independent true sample sets: ``mean`` ± ``std`` over ``values``.
+
+    ``std`` is the spread of single values; ``mean_se`` the standard error of ``mean`` itself.
+    """
 
     mean: float
     std: float
     values: list[float]
     n: int
+    mean_se: float = 0.0
 
     def ratio(self, value: float) -> float:
         """``value`` in units of the floor's mean (1 ≈ indistinguishable from true samples)."""
@@ -215,7 +237,7 @@ def noise_floor(
         values.append(float(metric(a, b)))
     t = torch.tensor(values, dtype=torch.float64)
     std = float(t.std()) if repeats > 1 else 0.0
-    return NoiseFloor(mean=float(t.mean()), std=std, values=values, n=n)
+    return NoiseFloor(mean=float(t.mean()), std=std, values=values, n=n, mean_se=std / math.sqrt(repeats))
 
 
 def energy_noise_floor(
@@ -229,16 +251,19 @@ def energy_noise_floor(
 
         E[D²_V(X_{1:n}, Y_{1:n})] = (2/n) · E|X − X'|     (X, X', Y i.i.d. from ``dist``),
 
-    E|X − X'| estimated from ``n_pairs`` independent pairs (relative error ~1/√n_pairs), and its
-    spread (``std``, ``values``) from ``repeats`` pairs of true sets as in :func:`noise_floor`.
+    E|X − X'| estimated from ``n_pairs`` independent pairs (its standard error, ``mean_se``, is
+    (2/n)·std|X − X'|/√n_pairs), and its spread (``std``, ``values``) from ``repeats`` pairs of
+    true sets as in :func:`noise_floor`.
     A single 2000-vs-2000 value fluctuates by about its own size, so the Monte-Carlo mean of a
     few repeats is a poor yardstick; this one is accurate to a fraction of a percent.
     """
     empirical = noise_floor(energy_distance, dist, n, generator=generator, repeats=repeats)
     a = _as_2d(dist.sample(n_pairs, generator=generator), "samples")
     b = _as_2d(dist.sample(n_pairs, generator=generator), "samples")
-    mean = 2.0 / n * float((a - b).norm(dim=1).mean())
-    return NoiseFloor(mean=mean, std=empirical.std, values=empirical.values, n=n)
+    gaps = (a - b).norm(dim=1)
+    mean = 2.0 / n * float(gaps.mean())
+    mean_se = 2.0 / n * float(gaps.std()) / math.sqrt(gaps.numel()) if gaps.numel() > 1 else 0.0
+    return NoiseFloor(mean=mean, std=empirical.std, values=empirical.values, n=n, mean_se=mean_se)
 
 
 @dataclass
@@ -255,6 +280,12 @@ class SampleScore:
     n: int
     n_total: int
     reference: torch.Tensor = field(repr=False)
+    log_likelihood_se: float = math.nan
+
+    @property
+    def n_sets(self) -> int:
+        """Number of independent (sample set, reference set) pairs behind ``energy``."""
+        return len(self.energy_values)
 
     @property
     def energy_ratio(self) -> float:
@@ -266,6 +297,29 @@ class SampleScore:
         """Spread of the per-set energy distances (0 with a single set)."""
         v = torch.tensor(self.energy_values, dtype=torch.float64)
         return float(v.std()) if v.numel() > 1 else 0.0
+
+    @property
+    def energy_se(self) -> float:
+        """Standard error of ``energy``: s/√K over the K per-set values (NaN when K = 1).
+
+        Each per-set value compares its own slice of the samples with its own fresh reference
+        draw, so the K values are independent and their spread holds every source of noise.
+        s is the larger of their own spread and the floor's (true against true sets of the same
+        size): near the floor the two describe the same, skewed distribution (for a mixture,
+        close to a scaled χ²₁ driven by the mode counts), whose spread a few values often
+        underestimate; far from the floor the sample's own spread is the larger.
+        """
+        if self.n_sets < 2:
+            return math.nan
+        return max(self.energy_std, self.floor.std) / math.sqrt(self.n_sets)
+
+    @property
+    def energy_ratio_se(self) -> float:
+        """Standard error of ``energy_ratio`` (``energy_se`` and the floor's ``mean_se`` combined)."""
+        f = self.floor.mean
+        if not f > 0:
+            return math.nan
+        return math.hypot(self.energy_se / f, self.energy * self.floor.mean_se / f**2)
 
     @property
     def weight_errors(self) -> torch.Tensor:
@@ -285,20 +339,27 @@ class SampleScore:
             "energy_floor": self.floor.mean,
             "energy_floor_std": self.floor.std,
             "energy_ratio": self.energy_ratio,
+            "energy_se": self.energy_se,
+            "energy_ratio_se": self.energy_ratio_se,
+            "n_sets": self.n_sets,
             "mode_weights": [round(float(w), 4) for w in self.mode_weights],
             "true_weights": [round(float(w), 4) for w in self.true_weights],
             "max_weight_error": self.max_weight_error,
             "log_likelihood": self.log_likelihood,
+            "log_likelihood_se": self.log_likelihood_se,
             "true_log_likelihood": self.true_log_likelihood,
             "n": self.n,
             "n_total": self.n_total,
         }
 
     def summary(self) -> str:
-        sets = f" (mean of {len(self.energy_values)} sets of {self.n})" if len(self.energy_values) > 1 else f" ({self.n} vs {self.n})"
+        if self.n_sets > 1:
+            ratio = f"{self.energy_ratio:.2f} ± {self.energy_ratio_se:.2f}x floor (± 1 s.e. over {self.n_sets} sets of {self.n})"
+        else:
+            ratio = f"{self.energy_ratio:.2f}x floor ({self.n} vs {self.n}, one set: no s.e.)"
         return (
-            f"energy {self.energy:.2e}{sets} = {self.energy_ratio:.2f}x floor "
-            f"({self.floor.mean:.2e} ± {self.floor.std:.1e}); "
+            f"energy {self.energy:.2e} = {ratio} "
+            f"(floor {self.floor.mean:.2e}, single values ± {self.floor.std:.1e}); "
             f"max |weight error| {self.max_weight_error:.3f} (n={self.n_total}); "
             f"log-lik {self.log_likelihood:.3f} (true {self.true_log_likelihood:.3f})"
         )
@@ -315,10 +376,15 @@ def score_against_truth(
     """Score samples ``x (N, d)`` against a mixture with ``sample``, ``log_prob``, ``means`` and
     ``weights``.
 
-    * Energy distance at set size ``n`` (default N): ``x`` is cut into N // n sets of ``n``, each
-      compared with a fresh set of ``n`` true samples; ``energy`` is their mean. Averaging over
-      several sets shrinks the spread of the estimate (a single 2000-vs-2000 value fluctuates by
-      roughly its own size), not its expectation.
+    * Energy distance at set size ``n`` (default N): ``x`` is cut into K = N // n sets of ``n``,
+      each compared with a fresh set of ``n`` true samples; ``energy`` is their mean. Averaging
+      over several sets shrinks the spread of the estimate (a single 2000-vs-2000 value fluctuates
+      by roughly its own size), not its expectation.
+    * Its standard error from those K independent values (several sample sets, each against its
+      own reference draw — no bootstrap): ``energy_se`` = s/√K with s the larger of their spread
+      and the floor's, so it shrinks like 1/√N at a fixed ``n``; ``energy_ratio_se`` adds the floor's own uncertainty. It needs K ≥ 2 (NaN
+      otherwise). The ratio's *expectation* depends on ``n`` (≈ 1 + n·D²/(2 E|X − X'|)), so keep
+      ``n`` fixed and raise N to tighten a comparison.
     * Its noise floor: :func:`energy_noise_floor` at the same ``n``, unless given.
     * Nearest-mode weights against the true weights, and the mean log-likelihood against that of
       the true reference samples, both over all N samples.
@@ -339,15 +405,51 @@ def score_against_truth(
     values = [energy_distance(x[i * n : (i + 1) * n], ref[i * n : (i + 1) * n]) for i in range(sets)]
     means = torch.as_tensor(gmm.means)
     weights = torch.as_tensor(gmm.weights).detach().to(torch.float64).cpu()
+    with torch.no_grad():
+        lp = gmm.log_prob(x).double()
     return SampleScore(
         energy=float(sum(values) / sets),
         energy_values=values,
         floor=floor,
         mode_weights=mode_weights(x, means).cpu(),
         true_weights=weights / weights.sum(),
-        log_likelihood=gmm_log_likelihood(x, gmm),
+        log_likelihood=float(lp.mean()),
+        log_likelihood_se=float(lp.std()) / math.sqrt(total) if total > 1 else math.nan,
         true_log_likelihood=gmm_log_likelihood(ref, gmm),
         n=n,
         n_total=total,
         reference=ref,
     )
+
+
+def ratio_separation(a: SampleScore, b: SampleScore | float) -> float:
+    """(a.energy_ratio − b) in standard errors; ``b`` another score or a number (1 = the floor).
+
+    For two scores on the same floor the floor's own uncertainty enters only through the
+    difference. Scores whose sample sets share noise or reference draws are positively
+    correlated, so treating them as independent, as here, overstates the error of their
+    difference: a separation ≥ 2 is then a safe "the two differ". NaN when a s.e. is unknown.
+    """
+    if not isinstance(a, SampleScore):
+        raise ValueError(f"a must be a SampleScore, got {type(a).__name__}")
+    if isinstance(b, SampleScore):
+        if b.floor.n != a.floor.n:
+            raise ValueError(f"the two scores use different set sizes (n={a.floor.n} and n={b.floor.n}); "
+                             "their ratios are on different scales: score both at the same n")
+        diff = a.energy_ratio - b.energy_ratio
+        if a.floor is b.floor:
+            f = a.floor.mean
+            se = math.hypot(math.hypot(a.energy_se, b.energy_se) / f, (a.energy - b.energy) * a.floor.mean_se / f**2)
+        else:
+            se = math.hypot(a.energy_ratio_se, b.energy_ratio_se)
+    else:
+        try:
+            b = float(b)
+        except (TypeError, ValueError):
+            raise ValueError(f"b must be a SampleScore or a number, got {b!r}") from None
+        diff, se = a.energy_ratio - b, a.energy_ratio_se
+    if math.isnan(se):
+        return math.nan
+    if se == 0:
+        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
+    return diff / se
