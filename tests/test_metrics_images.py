@@ -68,6 +68,19 @@ def test_eval_result_checks_each_bar():
     assert result(0.8, hist, 151.0).fd_ratio == pytest.approx(15.1)
 
 
+def test_eval_result_states_its_uncertainty():
+    hist = np.array([0.5, 0.5] + [0.0] * 8)
+    r = EvalResult(400, hist, 0.75, 30.0, 20.0, 0.9, torch.zeros(400), torch.zeros(400), fd_floor_std=4.0)
+    assert r.recognised_se == pytest.approx(np.sqrt(0.75 * 0.25 / 400))  # binomial s.e.
+    assert r.fd_ratio_se == pytest.approx(0.2)
+    assert r.class_se[0] == pytest.approx(0.025) and r.class_se[2] == 0.0
+    d = r.as_dict()
+    old = {"n", "recognised", "class_histogram", "class_min", "class_max", "fd", "fd_floor", "fd_ratio", "mean_confidence"}
+    assert old | {"recognised_se", "fd_floor_std", "fd_ratio_se"} == set(d)
+    assert d["fd_ratio"] == pytest.approx(1.5) and d["recognised_se"] == pytest.approx(r.recognised_se)
+    assert "± 2.2 %" in r.summary() and "± 0.20×" in r.summary()
+
+
 # --------------------------------------------------------------------------- the evaluator on MNIST
 needs_mnist = pytest.mark.skipif(not data.has_mnist(), reason="MNIST not under the data root (set NBHELPERS_DATA_DIR)")
 
@@ -115,6 +128,29 @@ def test_real_digits_pass_and_noise_or_an_untrained_network_fail(tiny_evaluator)
     untrained = ev.evaluate(x.clamp(-1, 1))
     assert not untrained.passes(CPU_BARS), untrained.summary()
     assert not untrained.checks()["fd"]
+
+
+@needs_mnist
+def test_floor_is_the_mean_and_spread_over_disjoint_real_splits(tiny_evaluator):
+    ev, test = tiny_evaluator
+    held = ev.held_out_features.shape[0]
+    mean, std = ev.floor(300)
+    order = torch.randperm(held, generator=torch.Generator().manual_seed(1234))
+    f = ev.held_out_features[order]
+    by_hand = [frechet_distance(*feature_statistics(f[i * 300:(i + 1) * 300]), *ev.reference_stats) for i in range(held // 300)]
+    assert mean == pytest.approx(np.mean(by_hand)) and std == pytest.approx(np.std(by_hand, ddof=1))
+    assert ev.fd_floor(300) == mean and ev.fd_floor_std(300) == std
+    # FD's bias and fluctuation both fall like 1/n: a 4x larger set has a clearly smaller spread
+    assert ev.floor(75)[1] > 2 * ev.floor(300)[1] > 0
+    # more than half the held-out images: one set for the mean, the spread scaled from half-size splits
+    big_mean, big_std = ev.floor(held)
+    assert big_mean < mean and 0 < big_std < std
+    # a real set that the floor did not see scores a ratio within a few of its s.e. of 1
+    real = ev.evaluate(test.images[8000:8300])
+    assert abs(real.fd_ratio - 1) < 3 * real.fd_ratio_se
+    assert real.fd_floor_std == std
+    with pytest.raises(ValueError, match="at least 2"):
+        ev.floor(1)
 
 
 @needs_mnist

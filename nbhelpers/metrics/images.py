@@ -12,11 +12,20 @@ Generated digits are scored by a CNN trained once on MNIST train (cached like an
 * ``fd_floor`` — the same distance for real held-out MNIST test images of the same sample size:
   what a perfect generator would score (FD has a positive bias that grows as N shrinks).
 
+Each score states its uncertainty (``EvalResult``): the recognised fraction its binomial standard
+error √(p(1 − p)/N); the FD the spread of the floor — the standard deviation of the FD of disjoint
+splits of the held-out real images, each of N images, to the reference — so ``fd_ratio_se`` is how
+far the ratio of a perfect generator's N samples scatters around 1. Two FD ratios (scored against
+the same reference) closer than about 2·√2·``fd_ratio_se`` cannot be told apart.
+
 Read the three together: a classifier is over-confident off the data — a CNN at 99 % test
 accuracy calls most uniform-noise images one digit with confidence ≥ 0.9 — so "recognised"
 alone says little; the FD and the class histogram catch what it misses.
 
-The reference set is MNIST test images 0–4999; the floor draws N images from 5000–9999.
+The reference set is MNIST test images 0–4999; the floor uses N-image splits of 5000–9999, drawn
+from one fixed shuffle: the test set is ordered by groups of writers, so a contiguous block of it is
+less varied than a generator's independent samples and scores above the floor (on the cpu
+evaluator, test images 5000–5499 score about 1.6× the floor, a random 500 of 5000–9999 about 1×).
 """
 from __future__ import annotations
 
@@ -202,11 +211,29 @@ class EvalResult:
     mean_confidence: float
     predicted: torch.Tensor = field(repr=False)
     confidence: torch.Tensor = field(repr=False)
+    fd_floor_std: float = float("nan")  # spread of a real N-image set's FD (see MNISTEvaluator.floor)
 
     @property
     def fd_ratio(self) -> float:
         """FD in units of the real-vs-real floor."""
         return self.fd / self.fd_floor if self.fd_floor > 0 else float("inf")
+
+    @property
+    def recognised_se(self) -> float:
+        """Binomial standard error of the recognised fraction, √(p(1 − p)/N)."""
+        p = self.recognised_fraction
+        return float(np.sqrt(p * (1.0 - p) / self.n)) if self.n > 0 else float("nan")
+
+    @property
+    def fd_ratio_se(self) -> float:
+        """The FD ratio's uncertainty: the spread of a real N-image set's ratio, ``fd_floor_std / fd_floor``."""
+        return self.fd_floor_std / self.fd_floor if self.fd_floor > 0 else float("nan")
+
+    @property
+    def class_se(self) -> np.ndarray:
+        """Binomial standard error of each class share, √(h(1 − h)/N)."""
+        h = np.asarray(self.class_histogram, dtype=np.float64)
+        return np.sqrt(h * (1.0 - h) / max(self.n, 1))
 
     @property
     def class_min(self) -> float:
@@ -229,13 +256,16 @@ class EvalResult:
         return all(self.checks(bars).values())
 
     def summary(self) -> str:
-        return (f"recognised {100 * self.recognised_fraction:5.1f} % | classes {100 * self.class_min:4.1f}–"
-                f"{100 * self.class_max:4.1f} % | FD {self.fd:7.2f} = {self.fd_ratio:5.1f}× floor ({self.fd_floor:.2f}), n={self.n}")
+        return (f"recognised {100 * self.recognised_fraction:5.1f} ± {100 * self.recognised_se:.1f} % | classes "
+                f"{100 * self.class_min:4.1f}–{100 * self.class_max:4.1f} % | FD {self.fd:7.2f} = {self.fd_ratio:5.2f} ± "
+                f"{self.fd_ratio_se:.2f}× floor ({self.fd_floor:.2f}), n={self.n}")
 
     def as_dict(self) -> dict[str, Any]:
+        """Plain numbers; ``recognised_se``, ``fd_floor_std`` and ``fd_ratio_se`` state the uncertainty."""
         return {"n": self.n, "recognised": self.recognised_fraction, "class_histogram": self.class_histogram.tolist(),
                 "class_min": self.class_min, "class_max": self.class_max, "fd": self.fd, "fd_floor": self.fd_floor,
-                "fd_ratio": self.fd_ratio, "mean_confidence": self.mean_confidence}
+                "fd_ratio": self.fd_ratio, "mean_confidence": self.mean_confidence,
+                "recognised_se": self.recognised_se, "fd_floor_std": self.fd_floor_std, "fd_ratio_se": self.fd_ratio_se}
 
     def report(self, run: Any, prefix: str, bars: QualityBars | None = None) -> dict[str, Any]:
         """Record every number as ``<prefix>/<name>`` with ``run.report`` (plus pass/fail against ``bars``)."""
@@ -266,7 +296,7 @@ class MNISTEvaluator:
         self.reference_stats = feature_statistics(self.reference_features)
         self.held_out_features = self.features(held_out)
         self.held_out_labels = held_out_labels.cpu() if held_out_labels is not None else None
-        self._floors: dict[int, float] = {}
+        self._floors: dict[int, tuple[float, float]] = {}
 
     # -- raw outputs --------------------------------------------------------------
     def _check(self, images: torch.Tensor) -> torch.Tensor:
@@ -297,19 +327,43 @@ class MNISTEvaluator:
         return float((self.probabilities(images).argmax(-1) == labels.cpu()).double().mean())
 
     # -- metrics -------------------------------------------------------------------
-    def fd_floor(self, n: int, repeats: int = 3) -> float:
-        """Mean FD of ``n`` held-out real images to the reference statistics (``repeats`` draws)."""
+    def floor(self, n: int) -> tuple[float, float]:
+        """Mean and standard deviation of the FD of ``n`` real held-out images to the reference.
+
+        The held-out images (one fixed shuffle) are cut into k = ⌊H / n⌋ disjoint splits of ``n``
+        (H held-out images); the mean and spread are over the splits' FDs. When k < 2 the mean comes
+        from the first ``min(n, H)`` images and the spread from splits of ⌊H / 2⌋ images, scaled by
+        ⌊H / 2⌋ / n: at distance zero both the FD's bias and its fluctuation fall like 1/n.
+        """
         if n < 2:
             raise ValueError(f"need at least 2 images for a Fréchet distance, got {n}")
-        n_eff = min(n, self.held_out_features.shape[0])
+        held = self.held_out_features.shape[0]
+        n_eff = min(n, held)
         if n_eff not in self._floors:
-            gen = torch.Generator().manual_seed(1234 + n_eff)
-            vals = []
-            for _ in range(repeats if n_eff < self.held_out_features.shape[0] else 1):
-                idx = torch.randperm(self.held_out_features.shape[0], generator=gen)[:n_eff]
-                vals.append(frechet_distance(*feature_statistics(self.held_out_features[idx]), *self.reference_stats))
-            self._floors[n_eff] = float(np.mean(vals))
+            order = torch.randperm(held, generator=torch.Generator().manual_seed(1234))
+            feats = self.held_out_features[order]
+
+            def split_fds(m: int) -> np.ndarray:
+                return np.array([frechet_distance(*feature_statistics(feats[i * m:(i + 1) * m]), *self.reference_stats)
+                                 for i in range(held // m)])
+
+            if held // n_eff >= 2:
+                vals = split_fds(n_eff)
+                mean, std = float(vals.mean()), float(vals.std(ddof=1))
+            else:
+                half = held // 2
+                mean = frechet_distance(*feature_statistics(feats[:n_eff]), *self.reference_stats)
+                std = float(split_fds(half).std(ddof=1)) * half / n_eff if half >= 2 else float("nan")
+            self._floors[n_eff] = (float(mean), std)
         return self._floors[n_eff]
+
+    def fd_floor(self, n: int) -> float:
+        """The real-vs-real floor: mean FD of ``n``-image splits of the held-out real images (:meth:`floor`)."""
+        return self.floor(n)[0]
+
+    def fd_floor_std(self, n: int) -> float:
+        """Spread (standard deviation) of a real ``n``-image set's FD around the floor (:meth:`floor`)."""
+        return self.floor(n)[1]
 
     def fd(self, images: torch.Tensor) -> float:
         """Fréchet distance of ``images`` to the reference set in feature space."""
@@ -320,20 +374,22 @@ class MNISTEvaluator:
         return frechet_distance(*feature_statistics(self.features(a)), *feature_statistics(self.features(b)))
 
     def evaluate(self, images: torch.Tensor) -> EvalResult:
-        """Class histogram, recognised fraction (max prob ≥ 0.9), FD to the reference and its floor."""
+        """Class histogram, recognised fraction (max prob ≥ 0.9), FD to the reference, its floor and spread."""
         feats, probs = self._run(images)
         conf, pred = probs.max(dim=-1)
         hist = torch.bincount(pred, minlength=probs.shape[1]).double() / len(pred)
         fd = frechet_distance(*feature_statistics(feats), *self.reference_stats)
+        floor_mean, floor_std = self.floor(len(pred))
         return EvalResult(
             n=len(pred),
             class_histogram=hist.numpy(),
             recognised_fraction=float((conf >= RECOGNISED_THRESHOLD).double().mean()),
             fd=fd,
-            fd_floor=self.fd_floor(len(pred)),
+            fd_floor=floor_mean,
             mean_confidence=float(conf.double().mean()),
             predicted=pred,
             confidence=conf,
+            fd_floor_std=floor_std,
         )
 
     def class_accuracy(self, images: torch.Tensor, requested_labels: torch.Tensor) -> float:
