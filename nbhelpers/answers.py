@@ -98,6 +98,7 @@ def claim_key(text: str) -> str:
 _MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$", re.S)
 _CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
 _LINK = re.compile(r"\]\([^)]*\)")
+_GENERATED = re.compile(r"<!-- (\S+):begin.*?<!-- \1:end -->", re.S)  # stamped by a tool, kept in sync by a test
 _HEADING_NUMBER = re.compile(r"^(#+\s*)[\d.]+", re.M)  # "### 4.1 · …": a section number
 _MEASURED = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s?(?:%|×(?!\s?\d))|(?<![\w.])(?![1-9]\.\d(?![\d]))\d+\.\d+(?![\w.])")
 
@@ -106,9 +107,11 @@ def measured_numbers(markdown: str) -> list[str]:
     """Numbers in Markdown prose that look measured: decimals, percentages and ×-ratios.
 
     Maths (``$…$``), code spans, link targets, section numbers of headings, task numbers such as
-    (4.1, 5.2) — one digit on each side of the point — and sizes such as 28×28 are left out: a formula's constants and a setting written as code are not measurements. Used by the test that keeps every measured
+    (4.1, 5.2) — one digit on each side of the point —, sizes such as 28×28 and blocks stamped by a
+    tool between ``<!-- name:begin … -->`` and ``<!-- name:end -->`` (the run-cost tables, generated
+    from ``benchmarks/results`` and kept in step by a test) are left out: a formula's constants and a setting written as code are not measurements. Used by the test that keeps every measured
     number out of the notebooks' Markdown cells.
     """
-    text = _LINK.sub("]()", _CODE.sub("", _MATH.sub("", markdown)))
+    text = _LINK.sub("]()", _CODE.sub("", _MATH.sub("", _GENERATED.sub("", markdown))))
     text = _HEADING_NUMBER.sub(r"\1", text)
     return _MEASURED.findall(text)

@@ -61,6 +61,7 @@ def test_run_answer_records_claims_and_shows_the_filled_text(monkeypatch, tmp_pa
     ("version 2.14.1 of torch", []),
     ("### 4.1 · Training\n28×28 images, 3 × 3 kernels", []),
     ("the posterior (4.6, 4.7); **5.2.** FID", []),
+    ("<!-- run-costs:begin (make colab-badges) -->\n| `cpu` | 13.3 min |\n<!-- run-costs:end -->\n0.5 s", ["0.5"]),
     ("an error of 2.25 and 10.5 and 0.5", ["2.25", "10.5", "0.5"]),
 ])
 def test_measured_numbers_finds_decimals_percentages_and_ratios_outside_maths_and_code(markdown, found):
