@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .schedules import Schedule, ScheduleValues, get_schedule
+from .schedules import Schedule, ScheduleValues, get_schedule, validate_schedule
 
 __all__ = ["PathSample", "GaussianPath", "PREDICTION_KINDS", "batch_time", "expand_time"]
 
@@ -61,11 +61,14 @@ class PathSample:
 class GaussianPath:
     """p_t(x | z) = N(α_t z, β_t² I) for a schedule (t = 0 noise, t = 1 data).
 
-    ``schedule`` is a :class:`~nbhelpers.schedules.Schedule` or a name for ``get_schedule``.
+    ``schedule`` is a :class:`~nbhelpers.schedules.Schedule` or a name for ``get_schedule``. Every
+    schedule is checked on entry (:func:`~nbhelpers.schedules.validate_schedule`: α_0 = β_1 = 0,
+    α_1 = β_0 = 1, monotone, derivatives), so one with α and β swapped stops here instead of training.
     """
 
     def __init__(self, schedule: Schedule | str = "linear") -> None:
         self.schedule = get_schedule(schedule)
+        validate_schedule(self.schedule)
 
     def __repr__(self) -> str:
         return f"GaussianPath({self.schedule!r})"
