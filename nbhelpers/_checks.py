@@ -8,6 +8,7 @@ converted (``2.5 → 2`` and ``True → 1`` would otherwise run something else t
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["DataError", "OutputError", "check_int", "check_float", "check_finite", "check_labels", "check_name"]
+__all__ = ["DataError", "OutputError", "check_int", "check_float", "check_finite", "check_labels", "check_name", "check_sha256"]
 
 
 class DataError(ValueError):
@@ -136,3 +137,19 @@ def check_name(name: str, value: Any) -> str:
             or "\x00" in value or Path(value).name != value:
         raise ValueError(f"{name} must be a plain file name (no '/', '\\\\' or '..'), got {value!r}")
     return value
+
+
+def check_sha256(path: Path, expected: str | None, what: str, remedy: str) -> str:
+    """SHA-256 of ``path``; a :class:`DataError` naming the file and ``remedy`` when it differs from
+    ``expected`` (``None``: nothing pinned, the digest is printed for the record)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    digest = h.hexdigest()
+    if expected is None:
+        print(f"{what}: SHA-256 {digest} (no pinned digest to compare with)", flush=True)
+    elif digest != expected.lower():
+        raise DataError(f"{path} ({what}) has SHA-256 {digest}, expected {expected}: it is damaged or not the "
+                        f"published file; {remedy}")
+    return digest

@@ -38,8 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import DataError, check_int, check_sha256
 from .ddpm import DDPM, SampleResult
-from .runtime import atomic_write_bytes, build_dir, data_dir, get_device, seed_everything
+from .runtime import (atomic_write_bytes, build_dir, data_dir, get_device, remove_stale_temps, seed_everything,
+                      temp_path)
 from .training import (CHECKPOINT_FORMAT, TrainConfig, TrainResult, _key_json, load_checkpoint, save_checkpoint, train,
                        unwrap, world)
 
@@ -48,7 +50,7 @@ __all__ = [
     "Diffusion", "LOSS_TYPES", "afhq_unet_config", "make_diffusion", "make_batch_fn", "diffusion_loss",
     "PROCESS_FRACTIONS", "process_steps", "forward_process", "backward_process", "plot_process", "save_image_grid",
     "AFHQConfig", "AFHQResult", "build_parser", "parse_args", "train_key", "train_config", "train_afhq", "main",
-    "SampleAndScore", "sample_images",
+    "SampleAndScore", "sample_images", "AFHQ_SHA256",
 ]
 
 AFHQ_CLASSES: tuple[str, ...] = ("cat", "dog", "wild")
@@ -56,6 +58,13 @@ AFHQ_URLS: dict[str, str] = {
     # StarGAN v2's official links (clovaai/stargan-v2, download.sh); v1 has train/ and val/.
     "v1": "https://www.dropbox.com/s/t9l9o3vsx2jai3z/afhq.zip?dl=1",
     "v2": "https://www.dropbox.com/s/vkzjokiwof5h8w6/afhq_v2.zip?dl=1",
+}
+AFHQ_SHA256: dict[str, str | None] = {
+    # SHA-256 of the published archives, checked before unpacking. v1 as pinned by uvcgan2's
+    # scripts/download_dataset.sh for this same Dropbox link; no published digest is known for v2,
+    # so a v2 download is unpacked with its digest printed (compare it with a trusted source).
+    "v1": "7f63dcc14ef58c0e849b59091287e1844da97016073aac20403ae6c6132b950f",
+    "v2": None,
 }
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LOSS_TYPES: tuple[str, ...] = ("l1", "l2", "huber")
@@ -122,16 +131,30 @@ def download_afhq(root: str | Path, version: str = "v1", timeout: float = 60.0) 
     root.mkdir(parents=True, exist_ok=True)
     archive = root / f"afhq_{version}.zip"
     if not archive.exists():
-        part = archive.with_suffix(".zip.part")
-        with urllib.request.urlopen(AFHQ_URLS[version], timeout=timeout) as response, open(part, "wb") as fh:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"AFHQ {version}") as bar:
-                while chunk := response.read(1 << 20):
-                    fh.write(chunk)
-                    bar.update(len(chunk))
-        os.replace(part, archive)
+        remove_stale_temps(archive)
+        part = temp_path(archive, ".part")  # names this process, so a killed download's part is removed later
+        try:
+            with urllib.request.urlopen(AFHQ_URLS[version], timeout=timeout) as response, open(part, "wb") as fh:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"AFHQ {version}") as bar:
+                    while chunk := response.read(1 << 20):
+                        fh.write(chunk)
+                        bar.update(len(chunk))
+            check_sha256(part, AFHQ_SHA256[version], what=f"the AFHQ {version} archive from {AFHQ_URLS[version]}",
+                         remedy="try the download again")
+            os.replace(part, archive)
+        finally:
+            if part.exists():
+                part.unlink()
+    else:
+        check_sha256(archive, AFHQ_SHA256[version], what=f"the AFHQ {version} archive",
+                     remedy="delete it and download it again")
     target = root / "afhq"
-    with zipfile.ZipFile(archive) as zf:
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{archive} is not a readable zip archive ({exc}); delete it and download it again") from None
+    with zf:
         names = zf.namelist()
         # v1 unpacks to afhq/train/..., v2 to train/... at the top: always end under root/afhq
         prefix = "" if names and all(n.startswith("afhq/") for n in names) else "afhq/"
@@ -152,11 +175,15 @@ def download_afhq(root: str | Path, version: str = "v1", timeout: float = 60.0) 
 def _decode(path: Path, size: int) -> np.ndarray:
     from PIL import Image, ImageOps
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        if img.size != (size, size):
-            img = ImageOps.fit(img, (size, size), method=Image.Resampling.LANCZOS)  # centre crop + resize
-        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if img.size != (size, size):
+                img = ImageOps.fit(img, (size, size), method=Image.Resampling.LANCZOS)  # centre crop + resize
+            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+        raise DataError(f"image {path} cannot be decoded ({type(exc).__name__}: {exc}); delete or replace it "
+                        f"(or download the data set again)") from None
 
 
 def _cache_file(files: list[Path], size: int) -> Path:
@@ -175,8 +202,8 @@ def load_folder(folder: str | Path, image_size: int, limit: int | None = None, c
     ``build/cache/afhq/`` keyed by the files' paths, sizes and mtimes.
     """
     folder = Path(folder)
-    if not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+    image_size = check_int("image_size", image_size, min=1)
+    limit = check_int("limit", limit, min=1, allow_none=True)
     files = _image_files(folder)
     if limit is not None:
         files = files[:limit]
