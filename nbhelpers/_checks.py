@@ -103,11 +103,12 @@ def check_finite(name: str, value: Any) -> Any:
 
 
 def check_labels(name: str, labels: Any, num_classes: int, batch: int | None = None, *,
-                 allow_null: bool = True) -> torch.Tensor:
+                 allow_null: bool = True, check_values: bool = True) -> torch.Tensor:
     """Class labels as an int64 ``(B,)`` tensor with values in ``0..num_classes`` (the last is the
     null label ∅ = ``num_classes``; ``allow_null=False`` stops at ``num_classes − 1``).
 
     Float labels are refused (``1.7`` is not a class), as are other shapes than ``(batch,)``.
+    ``check_values=False`` skips the range check (it reads the values back: a device sync on a GPU).
     """
     top = num_classes if allow_null else num_classes - 1
     valid = f"integer class labels in 0..{top} (num_classes = {num_classes}" + \
@@ -124,7 +125,7 @@ def check_labels(name: str, labels: Any, num_classes: int, batch: int | None = N
     want = f"({batch},)" if batch is not None else "(B,)"
     if labels.ndim != 1 or (batch is not None and labels.shape[0] != batch):
         raise ValueError(f"{name} must have shape {want}, got {tuple(labels.shape)}")
-    if labels.numel():
+    if check_values and labels.numel():
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi > top:
             raise ValueError(f"{name} must be {valid}, got values in {lo}..{hi}")
