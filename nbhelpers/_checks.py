@@ -53,7 +53,12 @@ def check_int(name: str, value: Any, min: int | None = None, max: int | None = N
     elif isinstance(value, np.ndarray) and value.ndim == 0 and np.issubdtype(value.dtype, np.integer):
         value = int(value)
     ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-    what = "an integer" + ("" if min is None and max is None else f" {_range_text(min, max)}")
+    if max is None and min == 1:
+        what = "a positive integer"
+    elif max is None and min == 0:
+        what = "a non-negative integer"
+    else:
+        what = "an integer" + ("" if min is None and max is None else f" {_range_text(min, max)}")
     if not ok:
         none = " or None" if allow_none else ""
         raise ValueError(f"{name} must be {what}{none}, got {value!r} ({type(value).__name__})")
