@@ -64,7 +64,7 @@ def check_int(name: str, value: Any, min: int | None = None, max: int | None = N
         raise ValueError(f"{name} must be {what}{none}, got {value!r} ({type(value).__name__})")
     value = int(value)
     if (min is not None and value < min) or (max is not None and value > max):
-        raise ValueError(f"{name} must be {what}, got {value}")
+        raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value}")
     return value
 
 

@@ -64,10 +64,10 @@ def _read_idx_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
         raise DataError(f"{path} is not an IDX file (bad magic number {data[:4]!r}); {_IDX_REMEDY}")
     dtype = np.dtype(_IDX_DTYPES[data[2]])
     ndim = data[3]
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     offset = 4 + 4 * ndim
     if len(data) < offset:
         raise DataError(f"{path} is truncated inside its header ({len(data)} bytes); {_IDX_REMEDY}")
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     count = int(np.prod(shape)) if shape else 0
     if len(data) - offset < count * dtype.itemsize:
         raise DataError(f"{path} is truncated: header says {shape}, file holds {len(data) - offset} bytes of data; "
