@@ -40,8 +40,8 @@ from torch import nn
 
 from ._checks import DataError, check_int, check_sha256
 from .ddpm import DDPM, SampleResult
-from .runtime import (atomic_write_bytes, build_dir, data_dir, get_device, remove_stale_temps, seed_everything,
-                      temp_path)
+from .runtime import (FolderLock, atomic_write_bytes, build_dir, data_dir, get_device, remove_stale_temps,
+                      seed_everything, temp_path)
 from .training import (CHECKPOINT_FORMAT, TrainConfig, TrainResult, _key_json, load_checkpoint, save_checkpoint, train,
                        unwrap, world)
 
@@ -878,6 +878,10 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
 
     save_folder = Path(cfg.save_folder).expanduser()
     ckpt = save_folder / "model.pt"
+    # One run per save folder: a second run (e.g. while the workers of a killed torchrun still write)
+    # stops here with the owner's pid and host; released at the end, or when this process exits.
+    lock = FolderLock(ckpt.with_name("model.pt.lock"), what=f"nbhelpers.afhq into {save_folder}").acquire() \
+        if main_rank else None
     if main_rank:
         save_folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(save_folder / "config.json",
@@ -932,6 +936,8 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
             for path in visualize(hook.sampler, data, cfg.batch_size, save_folder, seed=cfg.seed):
                 say(f"figure: {path}")
     _barrier()
+    if lock is not None:
+        lock.release()
     sampler = hook.sampler
     return AFHQResult(cfg, sampler, res.losses, res.steps, res.seconds, res.resumed_from, ckpt, save_folder, world_size,
                       dict(hook.fid_history))

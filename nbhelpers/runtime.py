@@ -10,6 +10,7 @@ from the repository root.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
@@ -242,6 +243,7 @@ class FolderLock:
 
     A second run that finds a live owner stops with one :class:`OutputError` naming the owner; a lock
     whose owner on this machine has exited (``kill -9``, a dead launcher) is stale and taken over.
+    Taking a lock this process already holds is a no-op (the outer holder releases it).
     Creating it is also the check that the folder is writable, before any work is done.
     """
 
@@ -279,9 +281,10 @@ class FolderLock:
                     if age < 60:
                         raise OutputError(f"{self.path} is being created by another run; wait, or delete it if no run "
                                           f"is using {folder}") from None
-                elif owner.get("host") == me["host"] and (owner.get("pid") == me["pid"] or
-                                                          not pid_alive(int(owner.get("pid", -1)))):
-                    pass  # this process, or a dead one: stale
+                elif owner.get("host") == me["host"] and owner.get("pid") == me["pid"]:
+                    return self  # held by this process already (an outer call); that call releases it
+                elif owner.get("host") == me["host"] and not pid_alive(int(owner.get("pid", -1))):
+                    pass  # its run has exited (kill -9, a dead launcher): stale
                 else:
                     raise OutputError(
                         f"{folder} is in use by another run (pid {owner.get('pid')} on {owner.get('host')}, started "
@@ -297,6 +300,7 @@ class FolderLock:
             with os.fdopen(fd, "w") as fh:
                 json.dump(me, fh)
             self.held = True
+            atexit.register(self.release)  # also gone when the process ends after an error
             return self
         raise OutputError(f"could not take the lock {self.path}; delete it if no run is using {folder}")
 

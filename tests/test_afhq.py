@@ -435,3 +435,28 @@ def test_resume_after_kill(tmp_path, afhq_root, capsys):
     resumed, whole = load_checkpoint(tmp_path / "killed" / "model.pt"), load_checkpoint(ref / "model.pt")
     assert resumed["step"] == 6 and resumed["finished"]
     np.testing.assert_allclose(resumed["losses"].numpy(), whole["losses"].numpy(), rtol=1e-5)
+
+
+def test_a_second_run_into_a_save_folder_in_use_stops_before_any_output(tmp_path):
+    from nbhelpers._checks import OutputError
+
+    save = tmp_path / "results"
+    save.mkdir()
+    (save / "model.pt.lock").write_text(json.dumps({"pid": os.getppid(), "host": runtime._host(), "started": "now"}))
+    cfg = AFHQConfig(save_folder=str(save), data_path=str(tmp_path / "nowhere"), device="cpu", train_steps=2,
+                     progress=False)
+    with pytest.raises(OutputError, match=rf"{save} is in use by another run \(pid {os.getppid()}"):
+        afhq.train_afhq(cfg, log=lambda msg: None)
+    assert sorted(p.name for p in save.iterdir()) == ["model.pt.lock"]  # no config.json, no checkpoint
+
+
+def test_a_stale_save_folder_lock_is_taken_over_and_removed(tmp_path):
+    save = tmp_path / "results"
+    save.mkdir()
+    (save / "model.pt.lock").write_text(json.dumps({"pid": 999_999_999, "host": runtime._host(), "started": "then"}))
+    cfg = AFHQConfig(save_folder=str(save), data_path=str(tmp_path / "nowhere"), device="cpu", train_steps=2,
+                     progress=False)
+    with pytest.raises(AFHQNotFoundError):  # the run got past the lock, to the (missing) data
+        afhq.train_afhq(cfg, log=lambda msg: None)
+    lock = save / "model.pt.lock"
+    assert not lock.exists() or json.loads(lock.read_text())["pid"] == os.getpid()  # ours until this process exits
