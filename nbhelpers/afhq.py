@@ -42,8 +42,8 @@ from ._checks import DataError, check_int, check_sha256
 from .ddpm import DDPM, SampleResult
 from .runtime import (FolderLock, atomic_write_bytes, build_dir, data_dir, get_device, remove_stale_temps,
                       seed_everything, temp_path)
-from .training import (CHECKPOINT_FORMAT, TrainConfig, TrainResult, _key_json, load_checkpoint, save_checkpoint, train,
-                       unwrap, world)
+from .training import (CHECKPOINT_FORMAT, CheckpointError, TrainConfig, TrainResult, _key_json, load_checkpoint,
+                       save_checkpoint, train, unwrap, world)
 
 __all__ = [
     "AFHQ_CLASSES", "AFHQ_URLS", "AFHQNotFoundError", "AFHQImages", "afhq_folder", "download_afhq", "load_afhq",
@@ -792,9 +792,12 @@ def adopt_checkpoint(src: str | Path, dst: str | Path, key: dict[str, Any], conf
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise ValueError(f"load_path {src} does not exist")
-    state = load_checkpoint(src)
+    own = src.resolve() == dst.resolve()
+    state = load_checkpoint(src, remedy="delete it to retrain" if own else "load_path must name a checkpoint "
+                            "written by nbhelpers.afhq (a save folder's model.pt)")
     if state.get("format") != CHECKPOINT_FORMAT or "key" not in state:
-        raise ValueError(f"{src} is not a checkpoint written by nbhelpers.training")
+        raise CheckpointError(f"{src} is not a checkpoint written by nbhelpers.training"
+                              + ("; delete it to retrain" if own else ""))
     new_json = _key_json(key, config)
     old, new = json.loads(state["key"]), json.loads(new_json)
     diffs = []

@@ -343,6 +343,9 @@ CASES = [
     ("checkpoint truncated", lambda t, m: load_checkpoint(_ckpt_truncated(t)), CheckpointError, r"model.pt \(300 bytes\) cannot be read: .*delete it to retrain"),
     ("checkpoint holds a list", lambda t, m: load_checkpoint(_saved(t, [1, 2])), CheckpointError, r"model.pt holds a list, not a checkpoint dict; delete it to retrain"),
     ("checkpoint with a pickled object", lambda t, m: load_checkpoint(_saved(t, {"opt": np.random.default_rng(0)})), CheckpointError, r"model.pt .*cannot be read: it holds objects that are not plain tensors.*delete it to retrain"),
+    ("load_path garbage", lambda t, m: afhq.adopt_checkpoint(_write(t, "other.pt", b"junk"), t / "model.pt", {}, TrainConfig(steps=2)), CheckpointError, r"other.pt \(4 bytes\) cannot be read: .*load_path must name a checkpoint written by nbhelpers.afhq"),
+    ("auto-resume checkpoint garbage", lambda t, m: afhq.adopt_checkpoint(_write(t, "model.pt", b"junk"), t / "model.pt", {}, TrainConfig(steps=2)), CheckpointError, r"model.pt \(4 bytes\) cannot be read: .*delete it to retrain"),
+    ("load_path not a training checkpoint", lambda t, m: afhq.adopt_checkpoint(_saved(t, {"w": torch.zeros(1)}), t / "out.pt", {}, TrainConfig(steps=2)), CheckpointError, r"model.pt is not a checkpoint written by nbhelpers.training"),
     ("checkpoint missing", lambda t, m: load_checkpoint(t / "none.pt"), CheckpointError, r"none.pt does not exist"),
     ("checkpoint is a folder", lambda t, m: load_checkpoint(t), CheckpointError, r"does not exist or is not a file"),
     # ---- files: MNIST IDX
