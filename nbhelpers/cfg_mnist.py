@@ -97,7 +97,7 @@ class MnistCFGPreset:
                 "channels_last": self.channels_last}
 
     def train_config(self, steps: int | None = None, seed: int = 0) -> TrainConfig:
-        return TrainConfig(steps=self.steps if steps is None else int(steps), lr=self.lr, ema_decay=self.ema_decay,
+        return TrainConfig(steps=self.steps if steps is None else steps, lr=self.lr, ema_decay=self.ema_decay,
                            warmup_steps=self.warmup_steps, amp=self.amp, grad_clip=1.0,
                            checkpoint_every=self.checkpoint_every, seed=seed)
 

@@ -287,6 +287,7 @@ CASES = [
     ("generate float labels", lambda t, m: cfg_mnist.generate(D10, ZeroNet(), torch.tensor([1.7, 2.2]), 1.0), V, r"labels must be integer class labels in 0..10 \(num_classes = 10"),
     ("generate label 11", lambda t, m: cfg_mnist.generate(D10, ZeroNet(), labels(0, 11), 1.0), V, r"labels must be integer class labels in 0..10.*got values in 0..11"),
     ("generate labels (1, 2)", lambda t, m: cfg_mnist.generate(D10, ZeroNet(), labels(0, 1).reshape(1, 2), 1.0), V, r"labels must have shape \(B,\), got \(1, 2\)"),
+    ("preset train_config steps=2.5", lambda t, m: cfg_mnist.preset("cosine", "smoke").train_config(steps=2.5), V, r"steps must be a non-negative integer, got 2.5"),
     ("class_labels per_class=2.5", lambda t, m: cfg_mnist.class_labels(2.5), V, r"per_class must be a non-negative integer, got 2.5"),
     ("class_labels per_class=-1", lambda t, m: cfg_mnist.class_labels(-1), V, r"per_class must be a non-negative integer, got -1"),
     ("UNet float labels", lambda t, m: _unet()(torch.zeros(2, 1, 8, 8), 0.5, torch.tensor([1.7, 2.2])), V, r"labels y must be integer class labels in 0..3 \(num_classes = 3"),
