@@ -17,11 +17,13 @@ broadcast over the data dimensions.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from ._checks import check_float
 from .schedules import Schedule, ScheduleValues, get_schedule, validate_schedule
 
 __all__ = ["PathSample", "GaussianPath", "PREDICTION_KINDS", "batch_time", "expand_time"]
@@ -34,6 +36,8 @@ def batch_time(t: float | Tensor, x: Tensor) -> Tensor:
     if x.ndim < 1:
         raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
     B = x.shape[0]
+    if isinstance(t, numbers.Real):  # a tensor t is not read back here (that would sync a GPU every step)
+        t = check_float("t", t)
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     if t.ndim == 0:
         return t.expand(B)

@@ -307,6 +307,7 @@ CASES = [
     ("GaussianPath NaN in α", lambda t, m: GaussianPath(NaNSchedule()), V, r"invalid schedule .*alpha\(t\) is not finite everywhere on \[0, 1\]"),
     ("GaussianPath α not a tensor", lambda t, m: GaussianPath(NotATensor()), V, r"alpha\(t\) must return a tensor shaped like t"),
     ("GaussianPath unknown name", lambda t, m: GaussianPath("quadratic"), V, r"unknown schedule 'quadratic'; valid choices: linear, cosine, polynomial"),
+    ("GaussianPath.sample t=nan", lambda t, m: GaussianPath("linear").sample(X2, NAN), V, r"t must be a finite number, got nan"),
     ("PolynomialSchedule p=0", lambda t, m: PolynomialSchedule(0), V, r"PolynomialSchedule needs a finite exponent p > 0, got p=0"),
     ("PolynomialSchedule p=nan", lambda t, m: PolynomialSchedule(NAN), V, r"PolynomialSchedule needs a finite exponent p > 0"),
     # ---- solvers
