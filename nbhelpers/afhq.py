@@ -42,11 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import DataError, check_int, check_sha256
 from .cli import HelpFormatter, Switch, flag, int_at_least, invoked_name, positive_float
 from .ddpm import DDPM, SampleResult
-from .runtime import atomic_write_bytes, build_dir, data_dir, get_device, save_figure, seed_everything
-from .training import (CHECKPOINT_FORMAT, TrainConfig, TrainResult, _key_json, load_checkpoint, save_checkpoint, train,
-                       unwrap, world)
+from .runtime import (FolderLock, atomic_write_bytes, build_dir, data_dir, get_device, remove_stale_temps, save_figure,
+                      seed_everything, temp_path)
+from .training import (CHECKPOINT_FORMAT, CheckpointError, TrainConfig, TrainResult, _key_json, load_checkpoint,
+                       save_checkpoint, train, unwrap, world)
 
 __all__ = [
     "AFHQ_CLASSES", "AFHQ_URLS", "AFHQNotFoundError", "AFHQImages", "afhq_folder", "download_afhq", "count_images",
@@ -55,7 +57,7 @@ __all__ = [
     "PROCESS_FRACTIONS", "process_steps", "forward_process", "backward_process", "plot_process", "save_image_grid",
     "AFHQConfig", "AFHQResult", "TABLE1_FLAGS", "build_parser", "table1", "parse_args", "check_save_folder",
     "train_key", "train_config", "train_afhq", "main",
-    "SampleAndScore", "sample_images",
+    "SampleAndScore", "sample_images", "AFHQ_SHA256",
 ]
 
 AFHQ_CLASSES: tuple[str, ...] = ("cat", "dog", "wild")
@@ -63,6 +65,13 @@ AFHQ_URLS: dict[str, str] = {
     # StarGAN v2's official links (clovaai/stargan-v2, download.sh); v1 has train/ and val/.
     "v1": "https://www.dropbox.com/s/t9l9o3vsx2jai3z/afhq.zip?dl=1",
     "v2": "https://www.dropbox.com/s/vkzjokiwof5h8w6/afhq_v2.zip?dl=1",
+}
+AFHQ_SHA256: dict[str, str | None] = {
+    # SHA-256 of the published archives, checked before unpacking. v1 as pinned by uvcgan2's
+    # scripts/download_dataset.sh for this same Dropbox link; no published digest is known for v2,
+    # so a v2 download is unpacked with its digest printed (compare it with a trusted source).
+    "v1": "7f63dcc14ef58c0e849b59091287e1844da97016073aac20403ae6c6132b950f",
+    "v2": None,
 }
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LOSS_TYPES: tuple[str, ...] = ("l1", "l2", "huber")
@@ -129,16 +138,30 @@ def download_afhq(root: str | Path, version: str = "v1", timeout: float = 60.0) 
     root.mkdir(parents=True, exist_ok=True)
     archive = root / f"afhq_{version}.zip"
     if not archive.exists():
-        part = archive.with_suffix(".zip.part")
-        with urllib.request.urlopen(AFHQ_URLS[version], timeout=timeout) as response, open(part, "wb") as fh:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"AFHQ {version}") as bar:
-                while chunk := response.read(1 << 20):
-                    fh.write(chunk)
-                    bar.update(len(chunk))
-        os.replace(part, archive)
+        remove_stale_temps(archive)
+        part = temp_path(archive, ".part")  # names this process, so a killed download's part is removed later
+        try:
+            with urllib.request.urlopen(AFHQ_URLS[version], timeout=timeout) as response, open(part, "wb") as fh:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"AFHQ {version}") as bar:
+                    while chunk := response.read(1 << 20):
+                        fh.write(chunk)
+                        bar.update(len(chunk))
+            check_sha256(part, AFHQ_SHA256[version], what=f"the AFHQ {version} archive from {AFHQ_URLS[version]}",
+                         remedy="try the download again")
+            os.replace(part, archive)
+        finally:
+            if part.exists():
+                part.unlink()
+    else:
+        check_sha256(archive, AFHQ_SHA256[version], what=f"the AFHQ {version} archive",
+                     remedy="delete it and download it again")
     target = root / "afhq"
-    with zipfile.ZipFile(archive) as zf:
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{archive} is not a readable zip archive ({exc}); delete it and download it again") from None
+    with zf:
         names = zf.namelist()
         # v1 unpacks to afhq/train/..., v2 to train/... at the top: always end under root/afhq
         prefix = "" if names and all(n.startswith("afhq/") for n in names) else "afhq/"
@@ -159,11 +182,15 @@ def download_afhq(root: str | Path, version: str = "v1", timeout: float = 60.0) 
 def _decode(path: Path, size: int) -> np.ndarray:
     from PIL import Image, ImageOps
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        if img.size != (size, size):
-            img = ImageOps.fit(img, (size, size), method=Image.Resampling.LANCZOS)  # centre crop + resize
-        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if img.size != (size, size):
+                img = ImageOps.fit(img, (size, size), method=Image.Resampling.LANCZOS)  # centre crop + resize
+            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+        raise DataError(f"image {path} cannot be decoded ({type(exc).__name__}: {exc}); delete or replace it "
+                        f"(or download the data set again)") from None
 
 
 def _cache_file(files: list[Path], size: int) -> Path:
@@ -182,8 +209,8 @@ def load_folder(folder: str | Path, image_size: int, limit: int | None = None, c
     ``build/cache/afhq/`` keyed by the files' paths, sizes and mtimes.
     """
     folder = Path(folder)
-    if not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+    image_size = check_int("image_size", image_size, min=1)
+    limit = check_int("limit", limit, min=1, allow_none=True)
     files = _image_files(folder)
     if limit is not None:
         files = files[:limit]
@@ -780,16 +807,13 @@ def adopt_checkpoint(src: str | Path, dst: str | Path, key: dict[str, Any], conf
     """
     src, dst = Path(src), Path(dst)
     if not src.is_file():
-        raise ValueError(f"load_path {src} does not exist or is not a file")
-    remedy = ("delete it to train from scratch" if src.resolve() == dst.resolve()
-              else "pass --load-path a model.pt written by this trainer")
-    try:
-        state = load_checkpoint(src)
-    except Exception as exc:  # truncated, empty, garbage or unreadable: one line naming the file and the remedy
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"cannot read the checkpoint {src} ({reason}); {remedy}") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "key" not in state:
-        raise ValueError(f"{src} is not a checkpoint written by nbhelpers.training; {remedy}")
+        raise ValueError(f"load_path {src} does not exist")
+    own = src.resolve() == dst.resolve()
+    state = load_checkpoint(src, remedy="delete it to retrain" if own else "--load-path must name a checkpoint "
+                            "written by nbhelpers.afhq (a save folder's model.pt)")
+    if state.get("format") != CHECKPOINT_FORMAT or "key" not in state:
+        raise CheckpointError(f"{src} is not a checkpoint written by nbhelpers.training"
+                              + ("; delete it to retrain" if own else ""))
     new_json = _key_json(key, config)
     old, new = json.loads(state["key"]), json.loads(new_json)
     diffs = []
@@ -878,6 +902,30 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
     ckpt = save_folder / "model.pt"
     if main_rank:
         check_save_folder(save_folder)
+    # One run per save folder: a second run (e.g. while the workers of a killed torchrun still write)
+    # stops here with the owner's pid and host; released at the end, or when this process exits.
+    created = main_rank and not save_folder.exists()
+    lock = FolderLock(ckpt.with_name("model.pt.lock"), what=f"nbhelpers.afhq into {save_folder}").acquire() \
+        if main_rank else None
+    try:
+        return _train_afhq_locked(cfg, on_step, log, device, save_folder, ckpt, lock, say, main_rank, world_size)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        if created and not (save_folder / "config.json").exists():  # failed before training: leave no folder
+            for leftover in save_folder.glob("*"):
+                if leftover.name.endswith(".lock"):
+                    leftover.unlink(missing_ok=True)
+            try:
+                save_folder.rmdir()
+            except OSError:
+                pass
+        raise
+
+
+def _train_afhq_locked(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None, log: Callable[[str], None],
+                       device: torch.device, save_folder: Path, ckpt: Path, lock: FolderLock | None,
+                       say: Callable[[str], None], main_rank: bool, world_size: int) -> AFHQResult:
     if cfg.download and main_rank:
         root = Path(cfg.data_path).expanduser() if cfg.data_path else data_dir()
         say(f"downloading AFHQ to {root} …")
@@ -950,6 +998,8 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
             for path in visualize(hook.sampler, data, cfg.batch_size, save_folder, seed=cfg.seed):
                 say(f"figure: {path}")
     _barrier()
+    if lock is not None:
+        lock.release()
     sampler = hook.sampler
     return AFHQResult(cfg, sampler, res.losses, res.steps, train_seconds, res.resumed_from, ckpt, save_folder, world_size,
                       dict(hook.fid_history), sampling[0])

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import check_float, check_int, check_labels
 from .ddpm import DDPM, SampleResult
 from .models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
 from .models.unet import UNet, UNetConfig
@@ -96,7 +97,7 @@ class MnistCFGPreset:
                 "channels_last": self.channels_last}
 
     def train_config(self, steps: int | None = None, seed: int = 0) -> TrainConfig:
-        return TrainConfig(steps=self.steps if steps is None else int(steps), lr=self.lr, ema_decay=self.ema_decay,
+        return TrainConfig(steps=self.steps if steps is None else steps, lr=self.lr, ema_decay=self.ema_decay,
                            warmup_steps=self.warmup_steps, amp=self.amp, grad_clip=1.0,
                            checkpoint_every=self.checkpoint_every, seed=seed)
 
@@ -182,12 +183,14 @@ def cfg_loss(ddpm: DDPM, p_uncond: float, num_classes: int = NUM_CLASSES, kind: 
 # --------------------------------------------------------------------------- sampling
 def class_labels(per_class: int, num_classes: int = NUM_CLASSES, device: str | torch.device = "cpu") -> torch.Tensor:
     """``[0]*per_class + [1]*per_class + …``: int64 ``(per_class · num_classes,)``, ordered by class."""
-    return torch.arange(num_classes, device=device).repeat_interleave(int(per_class))
+    per_class = check_int("per_class", per_class, min=0)
+    num_classes = check_int("num_classes", num_classes, min=1)
+    return torch.arange(num_classes, device=device).repeat_interleave(per_class)
 
 
 def device_generator(device: str | torch.device, seed: int) -> torch.Generator:
     """A generator on ``device`` seeded with ``seed`` (draws on the device avoid host round trips)."""
-    return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
+    return torch.Generator(device=torch.device(device)).manual_seed(check_int("seed", seed))
 
 
 def _merge(parts: list[dict[int, torch.Tensor] | None]) -> dict[int, torch.Tensor] | None:
@@ -224,11 +227,17 @@ def generate(
         raise ValueError(f"unknown sampler {sampler!r}; valid choices: {', '.join(SAMPLERS)}")
     if sampler == "ddim" and n_steps is None:
         raise ValueError("the DDIM sampler needs n_steps")
-    if guidance_w < 0:
-        raise ValueError(f"guidance_w must be >= 0, got {guidance_w!r}")
+    guidance_w = check_float("guidance_w", guidance_w, min=0.0)
+    eta = check_float("eta", eta, min=0.0)
+    chunk = check_int("chunk", chunk, min=1)
+    num_classes = check_int("num_classes", num_classes, min=1)
+    labels = check_labels("labels", labels, num_classes)
+    if x_T is not None and (not isinstance(x_T, torch.Tensor) or x_T.ndim != 4 or x_T.shape[0] != labels.shape[0]):
+        raise ValueError(f"x_T must be an image tensor ({labels.shape[0]}, C, H, W) with one start per label, "
+                         f"got {type(x_T).__name__} {tuple(getattr(x_T, 'shape', ()))}")
     device = next(model.parameters()).device
     labels = labels.to(device)
-    w = None if float(guidance_w) == 0.0 else float(guidance_w)
+    w = None if guidance_w == 0.0 else guidance_w
     xs, trajs, preds, nfe = [], [], [], 0
     for i in range(0, labels.shape[0], chunk):
         y = labels[i:i + chunk]
@@ -268,9 +277,12 @@ def edit(
     """
     if isinstance(t0, bool) or not isinstance(t0, (int, float)) or not 0.0 <= float(t0) <= 1.0:
         raise ValueError(f"t0 must be a fraction of T in [0, 1], got {t0!r}")
+    guidance_w = check_float("guidance_w", guidance_w)
+    num_classes = check_int("num_classes", num_classes, min=1)
+    labels = check_labels("labels", labels, num_classes, images.shape[0])
     device = next(model.parameters()).device
     k0 = int(round(float(t0) * ddpm.T))
-    w = None if float(guidance_w) == 0.0 else float(guidance_w)
+    w = None if guidance_w == 0.0 else guidance_w
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
         out = ddpm.sample(model, x_start=images.to(device), y=labels.to(device), start_step=k0, generator=generator,
                           guidance_w=w, num_classes=num_classes)

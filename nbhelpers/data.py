@@ -12,6 +12,7 @@ Images come as float ``(N, 1, 28, 28)`` in [−1, 1] (``x = u8 / 127.5 − 1``),
 from __future__ import annotations
 
 import gzip
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._checks import DataError, check_int
 from .runtime import DATA_ENV, data_dir
 
 __all__ = [
@@ -47,18 +49,29 @@ def _read_bytes(path: Path) -> bytes:
         return fh.read()
 
 
+_IDX_REMEDY = "delete it and download it again (or copy an intact file there)"
+
+
 @lru_cache(maxsize=8)
 def _read_idx_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
-    data = _read_bytes(Path(path))
+    if size == 0:
+        raise DataError(f"IDX file {path} is empty (0 bytes); {_IDX_REMEDY}")
+    try:
+        data = _read_bytes(Path(path))
+    except (OSError, EOFError, zlib.error) as exc:  # truncated or corrupt gzip stream, unreadable file
+        raise DataError(f"IDX file {path} cannot be read ({type(exc).__name__}: {exc}); {_IDX_REMEDY}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r})")
+        raise DataError(f"{path} is not an IDX file (bad magic number {data[:4]!r}); {_IDX_REMEDY}")
     dtype = np.dtype(_IDX_DTYPES[data[2]])
     ndim = data[3]
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     offset = 4 + 4 * ndim
+    if len(data) < offset:
+        raise DataError(f"{path} is truncated inside its header ({len(data)} bytes); {_IDX_REMEDY}")
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     count = int(np.prod(shape)) if shape else 0
     if len(data) - offset < count * dtype.itemsize:
-        raise ValueError(f"{path} is truncated: header says {shape}, file holds {len(data) - offset} bytes of data")
+        raise DataError(f"{path} is truncated: header says {shape}, file holds {len(data) - offset} bytes of data; "
+                        f"{_IDX_REMEDY}")
     arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
     arr = arr.astype(dtype.newbyteorder("="), copy=False)
     arr.setflags(write=False)
@@ -68,7 +81,10 @@ def _read_idx_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (plain or gzip'd, detected from its first bytes) into a read-only array."""
     path = Path(path)
-    st = path.stat()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"IDX file {path} does not exist") from None
     return _read_idx_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
 
 
@@ -143,8 +159,7 @@ class TensorBatcher:
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 128) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = check_int("batch_size", batch_size, min=1)
         if images.dim() < 2 or images.shape[0] == 0:
             raise ValueError(f"images must be a non-empty batch-first tensor, got shape {tuple(images.shape)}")
         if labels is not None and labels.shape[0] != images.shape[0]:
@@ -190,6 +205,7 @@ class ImageDataset:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> "ImageDataset":
         """``n`` distinct random examples (all when ``n >= len``)."""
+        n = check_int("n", n, min=1)
         if n >= len(self):
             return self
         dev = generator.device if generator is not None else torch.device("cpu")
@@ -198,6 +214,7 @@ class ImageDataset:
 
     def per_class(self, k: int) -> "ImageDataset":
         """The first ``k`` examples of each class, ordered by class (for grids)."""
+        k = check_int("k", k, min=1)
         idx = torch.cat([torch.nonzero(self.labels == c).flatten()[:k] for c in range(self.num_classes)])
         return ImageDataset(self.images[idx], self.labels[idx], self.name)
 
@@ -219,8 +236,7 @@ def load_mnist(
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid choices: {', '.join(SPLITS)}")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    limit = check_int("limit", limit, min=1, allow_none=True)
     base = Path(root).expanduser() if root is not None else data_dir()
     files = find_mnist_files(split, base)
     if files is None:
@@ -233,7 +249,8 @@ def load_mnist(
     images = read_idx(files[0])
     labels = read_idx(files[1])
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-        raise ValueError(f"unexpected MNIST shapes: images {images.shape} from {files[0]}, labels {labels.shape} from {files[1]}")
+        raise DataError(f"unexpected MNIST shapes: images {images.shape} from {files[0]}, labels {labels.shape} from "
+                        f"{files[1]}; delete both and download them again")
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True)).to(device)

@@ -19,11 +19,14 @@ identical across devices.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
+
+from ._checks import check_finite, check_float, check_int, check_labels
 
 __all__ = ["DDPM", "Posterior", "StepResult", "SampleResult", "GMMEpsOracle", "LOSS_KINDS", "SIGMA_CHOICES"]
 
@@ -83,20 +86,50 @@ def _call(model: Model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None
     return model(x, t) if y is None else model(x, t, y)
 
 
+ABAR_T_WARN = 0.01
+"""ᾱ_T above this is "not small": x_T keeps √ᾱ_T ≥ 10 % of the signal, yet sampling starts from N(0, I)."""
+_warned: set[str] = set()
+
+
+def _check_guidance(y: torch.Tensor | None, guidance_w: Any, num_classes: Any, batch: int
+                    ) -> tuple[torch.Tensor | None, float | torch.Tensor | None, int | None]:
+    """Check labels, guidance weight and class count once, before a sampling loop."""
+    if num_classes is not None:
+        num_classes = check_int("num_classes", num_classes, min=1)
+    if guidance_w is not None:
+        if y is None or num_classes is None:
+            raise ValueError("guidance_w needs labels y and num_classes (the null label is num_classes)")
+        if isinstance(guidance_w, torch.Tensor) and guidance_w.ndim == 1:
+            if guidance_w.shape[0] != batch:
+                raise ValueError(f"guidance_w must be a number or a ({batch},) tensor, got shape {tuple(guidance_w.shape)}")
+            guidance_w = check_finite("guidance_w", guidance_w)
+        else:
+            guidance_w = check_float("guidance_w", guidance_w)
+    if y is not None and num_classes is not None:
+        y = check_labels("labels y", y, num_classes, batch)
+    return y, guidance_w, num_classes
+
+
 # --------------------------------------------------------------------------- the process
 class DDPM:
     """Precomputed DDPM buffers and the operations built on them (see the module docstring).
 
-    ``DDPM(betas)`` takes any β sequence in (0, 1]; ``DDPM.from_schedule("linear" | "cosine", T)``
-    builds it with :func:`nbhelpers.schedules.ddpm_betas`.
+    ``DDPM(betas)`` takes any β sequence in (0, 1) (β = 1 would divide by 1 − ᾱ = … and ᾱ = 0 at once);
+    ``DDPM.from_schedule("linear" | "cosine", T)`` builds it with :func:`nbhelpers.schedules.ddpm_betas`.
+    A schedule whose ᾱ_T is not small (above :data:`ABAR_T_WARN`) is accepted with a warning (once per
+    schedule): sampling starts from N(0, I), which such an x_T is not.
     """
 
     def __init__(self, betas: torch.Tensor | Sequence[float]) -> None:
-        betas = torch.as_tensor(betas, dtype=torch.float64).detach().clone()
+        try:
+            betas = torch.as_tensor(betas, dtype=torch.float64).detach().clone()
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"betas must be a non-empty 1-D sequence of numbers in (0, 1), got {betas!r}") from exc
         if betas.ndim != 1 or betas.numel() < 1:
-            raise ValueError(f"betas must be a non-empty 1-D sequence, got shape {tuple(betas.shape)}")
-        if not torch.isfinite(betas).all() or (betas <= 0).any() or (betas > 1).any():
-            raise ValueError(f"betas must lie in (0, 1]; got min {betas.min().item()}, max {betas.max().item()}")
+            raise ValueError(f"betas must be a non-empty 1-D sequence in (0, 1), got shape {tuple(betas.shape)}")
+        if not torch.isfinite(betas).all() or (betas <= 0).any() or (betas >= 1).any():
+            raise ValueError(f"betas must lie in the open interval (0, 1); got min {betas.min().item()}, "
+                             f"max {betas.max().item()}")
         self.T: int = int(betas.numel())
         self.betas = betas
         self.alphas = 1.0 - betas
@@ -112,6 +145,14 @@ class DDPM:
         self.posterior_mean_coef1 = betas * self.alphas_cumprod_prev.sqrt() / (1.0 - self.alphas_cumprod)
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * self.alphas.sqrt() / (1.0 - self.alphas_cumprod)
         self._cache: dict[tuple[torch.device, torch.dtype], dict[str, torch.Tensor]] = {}
+        abar_T = float(self.alphas_cumprod[-1])
+        if abar_T > ABAR_T_WARN:
+            msg = (f"DDPM with T = {self.T}: ᾱ_T = {abar_T:.3g} is not small, so x_T keeps {abar_T ** 0.5:.0%} of the "
+                   f"signal while sampling starts from pure N(0, I); use more steps T or larger betas "
+                   f"(ᾱ_T ≤ {ABAR_T_WARN:g})")
+            if msg not in _warned:
+                _warned.add(msg)
+                warnings.warn(msg, stacklevel=2)
 
     _BUFFERS = (
         "betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
@@ -124,7 +165,7 @@ class DDPM:
         """Buffers for the named β schedule (``"linear"``: 1e-4 → 0.02; ``"cosine"``: Nichol & Dhariwal)."""
         from .schedules import ddpm_betas
 
-        return cls(ddpm_betas(name, T))
+        return cls(ddpm_betas(name, check_int("T", T, min=1)))
 
     def to(self, device: str | torch.device) -> "DDPM":
         """A copy whose buffers live on ``device`` (``self`` is unchanged)."""
@@ -174,6 +215,7 @@ class DDPM:
     # -- forward process -------------------------------------------------------------
     def sample_steps(self, batch: int, generator: torch.Generator | None = None, device: str | torch.device | None = None) -> torch.Tensor:
         """Uniform steps k ∈ {1, …, T}, int64 ``(batch,)`` (on ``device``, default the generator's)."""
+        batch = check_int("batch", batch, min=0)
         gen_device = generator.device if generator is not None else torch.device(device or "cpu")
         k = torch.randint(1, self.T + 1, (batch,), generator=generator, device=gen_device)
         return k.to(device) if device is not None else k
@@ -244,6 +286,7 @@ class DDPM:
         num_classes: int | None = None,
     ) -> torch.Tensor:
         """ε_θ(x_k, k/T, y), or the guided ε̄ = (w + 1) ε(x, t, y) − w ε(x, t, ∅) when ``guidance_w`` is set."""
+        y, guidance_w, num_classes = _check_guidance(y, guidance_w, num_classes, x_k.shape[0])
         return self._eps(model, x_k, self._steps(k, x_k), y, guidance_w, num_classes)
 
     def _eps(self, model: Model, x_k: torch.Tensor, kk: torch.Tensor, y: torch.Tensor | None,
@@ -251,11 +294,9 @@ class DDPM:
         t = kk.to(x_k.dtype) / self.T
         if guidance_w is None:
             return _call(model, x_k, t, y)
-        if y is None or num_classes is None:
-            raise ValueError("guidance_w needs labels y and num_classes (the null label is num_classes)")
-        from .guidance import guided_eps
+        from .guidance import _guided_eps
 
-        return guided_eps(model, x_k, t, y, guidance_w, num_classes)
+        return _guided_eps(model, x_k, t, y, guidance_w, num_classes)  # checked by _check_guidance
 
     @torch.no_grad()
     def p_step(
@@ -275,6 +316,12 @@ class DDPM:
         (``"beta"``); no noise where k = 1."""
         if sigma not in SIGMA_CHOICES:
             raise ValueError(f"unknown sigma {sigma!r}; valid choices: {', '.join(SIGMA_CHOICES)}")
+        y, guidance_w, num_classes = _check_guidance(y, guidance_w, num_classes, x_k.shape[0])
+        return self._p_step(model, x_k, k, y, generator, clip_x0, sigma, guidance_w, num_classes)
+
+    def _p_step(self, model: Model, x_k: torch.Tensor, k: Steps, y: torch.Tensor | None,
+                generator: torch.Generator | None, clip_x0: bool, sigma: str, guidance_w: float | torch.Tensor | None,
+                num_classes: int | None) -> StepResult:
         kk = self._steps(k, x_k)
         last = k == 1 if isinstance(k, int) else bool((kk == 1).all())
         eps = self._eps(model, x_k, kk, y, guidance_w, num_classes)
@@ -298,9 +345,7 @@ class DDPM:
         generator: torch.Generator | None,
         device: str | torch.device | None,
     ) -> tuple[torch.Tensor, int]:
-        k0 = self.T if start_step is None else int(start_step)
-        if not 0 <= k0 <= self.T:
-            raise ValueError(f"start_step must lie in 0..{self.T}, got {start_step!r}")
+        k0 = self.T if start_step is None else check_int("start_step", start_step, min=0, max=self.T)
         if x_start is not None:
             if shape_or_x is not None:
                 raise ValueError("give either shape_or_x (noise / the state at start_step) or x_start (clean data), not both")
@@ -309,13 +354,20 @@ class DDPM:
             raise ValueError("shape_or_x is required unless x_start is given")
         if isinstance(shape_or_x, torch.Tensor):
             return shape_or_x, k0
+        try:
+            shape = tuple(check_int("shape_or_x entry", d, min=1) for d in shape_or_x)
+        except TypeError:
+            raise ValueError(f"shape_or_x must be a shape (a sequence of positive integers) or a tensor, "
+                             f"got {shape_or_x!r}") from None
+        if not shape:
+            raise ValueError("shape_or_x must be a non-empty shape (B, ...) or a tensor, got ()")
         dev = torch.device(device) if device is not None else _model_device(model)
-        return _randn(tuple(shape_or_x), generator, dev, torch.float32), k0
+        return _randn(shape, generator, dev, torch.float32), k0
 
     def _record(self, return_steps: Sequence[int] | None, k0: int) -> set[int] | None:
         if return_steps is None:
             return None
-        steps = {int(k) for k in return_steps}
+        steps = {check_int("return_steps entry", k) for k in return_steps}
         bad = sorted(k for k in steps if not 0 <= k <= k0)
         if bad:
             raise ValueError(f"return_steps must lie in 0..{k0} (the start step), got {bad}")
@@ -348,6 +400,7 @@ class DDPM:
         if sigma not in SIGMA_CHOICES:
             raise ValueError(f"unknown sigma {sigma!r}; valid choices: {', '.join(SIGMA_CHOICES)}")
         x, k0 = self._start(model, shape_or_x, start_step, x_start, generator, device)
+        y, guidance_w, num_classes = _check_guidance(y, guidance_w, num_classes, x.shape[0])
         keep = self._record(return_steps, k0)
         traj = {} if keep is not None else None
         preds = {} if keep is not None else None
@@ -360,7 +413,7 @@ class DDPM:
             steps = progress_bar(steps, desc="DDPM", leave=False)
         nfe = 0
         for k in steps:
-            out = self.p_step(model, x, k, y, generator, clip_x0, sigma, guidance_w, num_classes)
+            out = self._p_step(model, x, k, y, generator, clip_x0, sigma, guidance_w, num_classes)
             x = out.x_prev
             nfe += 1
             if keep is not None:
@@ -372,9 +425,10 @@ class DDPM:
 
     def ddim_steps(self, n_steps: int, start_step: int | None = None) -> list[int]:
         """The DDIM sub-sequence: ``n_steps`` evenly spaced steps from ``start_step`` (default T) down to 1."""
-        k0 = self.T if start_step is None else int(start_step)
-        if not isinstance(n_steps, int) or not 1 <= n_steps <= k0:
-            raise ValueError(f"n_steps must be an integer in 1..{k0}, got {n_steps!r}")
+        k0 = self.T if start_step is None else check_int("start_step", start_step, min=0, max=self.T)
+        if k0 < 1:
+            raise ValueError(f"DDIM needs start_step >= 1 (there is nothing to denoise at step 0), got {k0}")
+        n_steps = check_int("n_steps", n_steps, min=1, max=k0)
         ks = torch.linspace(k0, 1, n_steps, dtype=torch.float64).round().long().tolist()
         return sorted(set(ks), reverse=True)
 
@@ -405,9 +459,9 @@ class DDPM:
         ancestral sampling with σ² = β̃_k. With ``clip_x0`` the ε used is recomputed from the
         clamped x̂_0. ``return_steps`` may only name visited steps (those of ``ddim_steps`` and 0).
         """
-        if eta < 0:
-            raise ValueError(f"eta must be >= 0, got {eta!r}")
+        eta = check_float("eta", eta, min=0.0)
         x, k0 = self._start(model, shape_or_x, start_step, x_start, generator, device)
+        y, guidance_w, num_classes = _check_guidance(y, guidance_w, num_classes, x.shape[0])
         ks = self.ddim_steps(n_steps, k0)
         keep = self._record(return_steps, k0)
         if keep is not None:
@@ -473,13 +527,20 @@ class GMMEpsOracle(nn.Module):
         B = x.shape[0]
         t = torch.as_tensor(t, device=x.device, dtype=torch.float64)
         t = t.expand(B) if t.ndim == 0 else t
+        if t.shape != (B,) or not bool(torch.isfinite(t).all()):
+            raise ValueError(f"t must be a finite scalar or a ({B},) tensor of k / T, got shape {tuple(t.shape)}")
         k = torch.round(t * self.ddpm.T).long()
-        ab = self.ddpm.alphas_cumprod.to(x.device)[k - 1][:, None, None]  # (B, 1, 1)
+        if int(k.min()) < 0 or int(k.max()) > self.ddpm.T:
+            raise ValueError(f"t = k / T must lie in [0, 1] (k in 0..{self.ddpm.T}), got k in {int(k.min())}..{int(k.max())}")
+        # ᾱ_0 = 1 in front, so that k = 0 (clean data) reads ᾱ_0 and not ᾱ_T; there ε = 0 · score = 0.
+        abar = torch.cat([self.ddpm.alphas_cumprod.new_ones(1), self.ddpm.alphas_cumprod])
+        ab = abar.to(x.device)[k][:, None, None]  # (B, 1, 1)
         xd = x.to(torch.float64)[:, None, :]
         var = ab * self.var.to(x.device)[None] + (1.0 - ab)  # (B, K, d)
         resid = xd - ab.sqrt() * self.means.to(x.device)[None]
         logits = self.log_w.to(x.device)[None] - 0.5 * (torch.log(var) + resid**2 / var).sum(-1)  # (B, K)
         if y is not None:
+            y = check_labels("labels y", y, self.num_classes, B)
             keep = (y[:, None] == torch.arange(self.num_classes, device=x.device)[None]) | (y[:, None] == self.num_classes)
             logits = logits.masked_fill(~keep, float("-inf"))
         r = torch.softmax(logits, dim=1)

@@ -19,19 +19,30 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ._checks import check_finite, check_float, check_int, check_labels
+
 __all__ = ["drop_labels", "null_labels", "guided_eps", "CFGModel"]
 
 Model = Callable[..., torch.Tensor]
 
 
-def _check_classes(num_classes: int) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+def _check_classes(num_classes: int) -> int:
+    return check_int("num_classes", num_classes, min=1)
+
+
+def _check_w(w: float | torch.Tensor, batch: int) -> float | torch.Tensor:
+    """A finite guidance weight: a number, or a ``(B,)`` tensor (one weight per sample)."""
+    if isinstance(w, torch.Tensor) and w.ndim == 1:
+        if w.shape[0] != batch:
+            raise ValueError(f"guidance weight w must be a number or a ({batch},) tensor, got shape {tuple(w.shape)}")
+        return check_finite("guidance weight w", w)
+    return check_float("guidance weight w", w)
 
 
 def null_labels(batch: int, num_classes: int, device: str | torch.device | None = None) -> torch.Tensor:
     """The null label ∅ = ``num_classes`` for every sample, int64 ``(batch,)``."""
-    _check_classes(num_classes)
+    num_classes = _check_classes(num_classes)
+    batch = check_int("batch", batch, min=0)
     return torch.full((batch,), num_classes, dtype=torch.long, device=device)
 
 
@@ -42,11 +53,9 @@ def drop_labels(
 
     Shapes: ``y`` int64 ``(B,)`` → ``(B,)`` (a new tensor; ``y`` is not modified).
     """
-    _check_classes(num_classes)
-    if not 0.0 <= float(p_uncond) <= 1.0:
-        raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond!r}")
-    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        raise ValueError(f"labels must be an integer tensor, got dtype {y.dtype}")
+    num_classes = _check_classes(num_classes)
+    p_uncond = check_float("p_uncond", p_uncond, min=0.0, max=1.0)
+    y = check_labels("labels y", y, num_classes)
     gen_device = generator.device if generator is not None else y.device
     u = torch.rand(y.shape, generator=generator, device=gen_device).to(y.device)
     return torch.where(u < p_uncond, torch.full_like(y, num_classes), y).long()
@@ -65,10 +74,17 @@ def guided_eps(
 
     Shapes: ``x (B, …)``, ``t (B,)`` (or a scalar), ``y (B,)``; ``w`` a float or a ``(B,)`` tensor.
     """
-    _check_classes(num_classes)
+    num_classes = _check_classes(num_classes)
     B = x.shape[0]
-    if y.shape != (B,):
-        raise ValueError(f"y must have shape ({B},), got {tuple(y.shape)}")
+    y = check_labels("labels y", y, num_classes, B)
+    w = _check_w(w, B)
+    return _guided_eps(model, x, t, y, w, num_classes)
+
+
+def _guided_eps(model: Model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, w: float | torch.Tensor,
+                num_classes: int) -> torch.Tensor:
+    """:func:`guided_eps` without the argument checks (the samplers check once, before their loop)."""
+    B = x.shape[0]
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     t = t.expand(B) if t.ndim == 0 else t
     out = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null_labels(B, num_classes, y.device)]))
@@ -87,10 +103,9 @@ class CFGModel(nn.Module):
 
     def __init__(self, model: nn.Module, w: float, num_classes: int) -> None:
         super().__init__()
-        _check_classes(num_classes)
         self.model = model
-        self.w = float(w)
-        self.num_classes = num_classes
+        self.w = check_float("guidance weight w", w)
+        self.num_classes = _check_classes(num_classes)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if y is None:

@@ -17,12 +17,14 @@ broadcast over the data dimensions.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .schedules import Schedule, ScheduleValues, get_schedule
+from ._checks import check_float
+from .schedules import Schedule, ScheduleValues, get_schedule, validate_schedule
 
 __all__ = ["PathSample", "GaussianPath", "PREDICTION_KINDS", "batch_time", "expand_time"]
 
@@ -34,6 +36,8 @@ def batch_time(t: float | Tensor, x: Tensor) -> Tensor:
     if x.ndim < 1:
         raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
     B = x.shape[0]
+    if isinstance(t, numbers.Real):  # a tensor t is not read back here (that would sync a GPU every step)
+        t = check_float("t", t)
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     if t.ndim == 0:
         return t.expand(B)
@@ -61,11 +65,14 @@ class PathSample:
 class GaussianPath:
     """p_t(x | z) = N(α_t z, β_t² I) for a schedule (t = 0 noise, t = 1 data).
 
-    ``schedule`` is a :class:`~nbhelpers.schedules.Schedule` or a name for ``get_schedule``.
+    ``schedule`` is a :class:`~nbhelpers.schedules.Schedule` or a name for ``get_schedule``. Every
+    schedule is checked on entry (:func:`~nbhelpers.schedules.validate_schedule`: α_0 = β_1 = 0,
+    α_1 = β_0 = 1, monotone, derivatives), so one with α and β swapped stops here instead of training.
     """
 
     def __init__(self, schedule: Schedule | str = "linear") -> None:
         self.schedule = get_schedule(schedule)
+        validate_schedule(self.schedule)
 
     def __repr__(self) -> str:
         return f"GaussianPath({self.schedule!r})"

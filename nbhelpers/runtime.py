@@ -15,12 +15,15 @@ from the repository root.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import numbers
 import os
 import random
-import tempfile
+import re
+import secrets
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,8 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
+
+from ._checks import OutputError, check_name
 
 T = TypeVar("T")
 
@@ -220,23 +225,87 @@ def metrics_dir() -> Path:
     return build_dir() / "metrics"
 
 
-def _umask_mode() -> int:
-    """0o666 less the process umask: the mode ``open()`` would give a new file."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+def _host() -> str:
+    """This machine's name, reduced to ``[A-Za-z0-9-]`` (it goes into temp and lock file names)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a process of another user counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def temp_path(path: Path, suffix: str = ".tmp") -> Path:
+    """A temp file name beside ``path`` that names its writer: ``.<name>.<host>.<pid>.<random><suffix>``.
+
+    :func:`remove_stale_temps` deletes such files once their writer is gone (e.g. after ``kill -9``).
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
+
+
+_LEGACY_TEMP_AGE_S = 3600.0
+
+
+def remove_stale_temps(path: Path, suffixes: tuple[str, ...] = (".tmp", ".part")) -> list[Path]:
+    """Delete the temp files of ``path`` (see :func:`temp_path`) whose writer on this machine has exited.
+
+    Temps of live writers and of other machines are kept. Temps named by older versions
+    (``.<name>.<random>.tmp``, no writer recorded) are deleted once an hour old. Returns what was deleted.
+    """
+    path = Path(path)
+    folder, prefix = path.parent, f".{path.name}."
+    host = _host()
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(prefix) or not name.endswith(suffixes):
+            continue
+        rest = name[len(prefix):]
+        parts = rest.split(".")
+        stale = False
+        if len(parts) == 4 and parts[1].isdigit():  # host.pid.random.suffix
+            stale = parts[0] == host and not pid_alive(int(parts[1]))
+        elif len(parts) == 2:  # the old mkstemp name: random.tmp
+            try:
+                stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > _LEGACY_TEMP_AGE_S
+            except OSError:
+                stale = False
+        if stale:
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and an atomic rename.
 
-    The file gets the usual permissions of a new file (``mkstemp`` alone would make it owner-only).
+    The temp file names its writer (:func:`temp_path`); temps left by writers that died (``kill -9``
+    mid-write) are removed first. The file gets the usual permissions of a new file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temps(path)
+    tmp = temp_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
     try:
-        os.chmod(tmp, _umask_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -295,6 +364,89 @@ def _cpu_name() -> str:
     import platform
 
     return platform.processor() or platform.machine()
+
+
+class FolderLock:
+    """A lock file ``path`` holding the owner's pid and host, created atomically (``O_EXCL``).
+
+    A second run that finds a live owner stops with one :class:`OutputError` naming the owner; a lock
+    whose owner on this machine has exited (``kill -9``, a dead launcher) is stale and taken over.
+    Taking a lock this process already holds is a no-op (the outer holder releases it).
+    Creating it is also the check that the folder is writable, before any work is done.
+    """
+
+    def __init__(self, path: Path, what: str = "this run") -> None:
+        self.path = Path(path)
+        self.what = what
+        self.held = False
+
+    def _owner(self) -> dict[str, Any] | None:
+        try:
+            info = json.loads(self.path.read_text())
+            return info if isinstance(info, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    def acquire(self) -> "FolderLock":
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create folder {folder} ({exc.strerror or exc}); choose a writable folder") from None
+        if not folder.is_dir():
+            raise OutputError(f"{folder} is not a folder; choose a folder for the outputs")
+        me = {"pid": os.getpid(), "host": _host(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "for": self.what}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is None:  # unreadable or half-written: stale after a minute
+                    try:
+                        age = time.time() - self.path.stat().st_mtime
+                    except FileNotFoundError:
+                        continue
+                    if age < 60:
+                        raise OutputError(f"{self.path} is being created by another run; wait, or delete it if no run "
+                                          f"is using {folder}") from None
+                elif owner.get("host") == me["host"] and owner.get("pid") == me["pid"]:
+                    return self  # held by this process already (an outer call); that call releases it
+                elif owner.get("host") == me["host"] and not pid_alive(int(owner.get("pid", -1))):
+                    pass  # its run has exited (kill -9, a dead launcher): stale
+                else:
+                    raise OutputError(
+                        f"{folder} is in use by another run (pid {owner.get('pid')} on {owner.get('host')}, started "
+                        f"{owner.get('started')}, {owner.get('for', 'a run')}); wait for it to finish or stop it, "
+                        f"or delete {self.path} if that run is gone") from None
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            except OSError as exc:
+                raise OutputError(f"cannot write in {folder} ({exc.strerror or exc}); choose a writable folder") from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            self.held = True
+            atexit.register(self.release)  # also gone when the process ends after an error
+            return self
+        raise OutputError(f"could not take the lock {self.path}; delete it if no run is using {folder}")
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            owner = self._owner()
+            if owner is None or owner.get("pid") == os.getpid():
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
+
+    def __enter__(self) -> "FolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 def _jsonable(value: Any) -> Any:
@@ -456,8 +608,7 @@ class NotebookRun:
 
     def savefig(self, fig: Any, name: str, dpi: int = 110) -> Path:
         """Save a matplotlib figure as ``<figures>/<notebook>/<name>.png`` and return the path."""
-        if not name or "/" in name or "\\" in name:
-            raise ValueError(f"figure name must be a plain file name, got {name!r}")
+        check_name("figure name", name)
         return save_figure(fig, self.figures_dir / f"{name}.png", dpi=dpi)
 
     def report(self, key: str, value: Any) -> Any:
@@ -480,6 +631,7 @@ class NotebookRun:
 
     def save_samples(self, name: str, **arrays: Any) -> Path:
         """Write arrays (tensors or numpy) to ``build/metrics/<notebook>/<name>.npz``."""
+        check_name("samples name", name)
         path = self.samples_dir / f"{name}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in arrays.items()}

@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ._checks import check_int
+
 __all__ = [
     "ScheduleValues", "Schedule", "LinearSchedule", "CosineSchedule", "PolynomialSchedule",
     "CustomSchedule", "validate_schedule", "get_schedule", "SCHEDULES",
@@ -268,8 +270,7 @@ def ddpm_betas(name: str, T: int, beta_start: float = 1e-4, beta_end: float = 0.
     """
     if not isinstance(name, str) or name.strip().lower() not in DDPM_SCHEDULES:
         raise ValueError(f"unknown DDPM schedule {name!r}; valid choices: {', '.join(DDPM_SCHEDULES)}")
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"number of steps T must be a positive integer, got T={T!r}")
+    T = check_int("number of steps T", T, min=1)
     key = name.strip().lower()
     if key == "linear":
         if not (0 < beta_start <= beta_end < 1):

@@ -19,6 +19,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from ._checks import check_finite, check_float, check_int
+
 __all__ = ["Solution", "euler", "heun", "euler_maruyama", "simulate_sde", "time_grid", "sample_from_noise", "METHODS"]
 
 METHODS = ("euler", "heun", "euler_maruyama")
@@ -42,8 +44,7 @@ class Solution:
 
 def time_grid(t0: float, t1: float, n_steps: int, like: Tensor | None = None) -> Tensor:
     """n_steps + 1 equally spaced times from t0 to t1 (on ``like``'s device and dtype)."""
-    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    n_steps = check_int("n_steps", n_steps, min=1)
     for label, v in (("t0", t0), ("t1", t1)):
         if isinstance(v, Tensor):
             if v.numel() != 1:
@@ -79,6 +80,7 @@ def euler(f: Field, x0: Tensor, t0: float, t1: float, n_steps: int, return_traje
     """Explicit Euler for dx/dt = f(x, t): x_{n+1} = x_n + h f(x_n, t_n) (first order)."""
     _check_field(f, "f")
     x = _check_x0(x0)
+    n_steps = check_int("n_steps", n_steps, min=1)
     ts = time_grid(t0, t1, n_steps, x)
     traj = [x] if return_trajectory else None
     with torch.no_grad():
@@ -94,6 +96,7 @@ def heun(f: Field, x0: Tensor, t0: float, t1: float, n_steps: int, return_trajec
     """Heun (explicit trapezoid, second order): x̃ = x + h f(x, t); x ← x + h/2 [f(x, t) + f(x̃, t + h)]."""
     _check_field(f, "f")
     x = _check_x0(x0)
+    n_steps = check_int("n_steps", n_steps, min=1)
     ts = time_grid(t0, t1, n_steps, x)
     traj = [x] if return_trajectory else None
     with torch.no_grad():
@@ -142,12 +145,13 @@ def euler_maruyama(drift: Field | Any, diffusion: Field | float | Tensor | None 
     if diffusion is None:
         raise ValueError("diffusion must be a callable g(x, t) or a number (use euler() for an ODE)")
     if isinstance(diffusion, (numbers.Real, Tensor)):
-        const = diffusion if isinstance(diffusion, Tensor) else float(diffusion)
+        const = check_finite("diffusion", diffusion) if isinstance(diffusion, Tensor) else check_float("diffusion", diffusion)
         diffusion_fn: Callable[[Tensor, Tensor], Any] = lambda x, t: const  # noqa: E731
     else:
         _check_field(diffusion, "diffusion")
         diffusion_fn = diffusion
     x = _check_x0(x0)
+    n_steps = check_int("n_steps", n_steps, min=1)
     ts = time_grid(t0, t1, n_steps, x)
     traj = [x] if return_trajectory else None
     with torch.no_grad():
@@ -190,9 +194,13 @@ def sample_from_noise(f: Field | Any, n: int, shape: tuple[int, ...], n_steps: i
         raise ValueError(f"method 'euler_maruyama' needs an SDE object with drift(x, t) and diffusion(x, t), got {f!r}")
     if method != "euler_maruyama":
         _check_field(f, "f")
-    for label, v in (("n", n), ("chunk", chunk)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"{label} must be a positive integer, got {v!r}")
+    n = check_int("n", n, min=1)
+    chunk = check_int("chunk", chunk, min=1)
+    seed = check_int("seed", seed)
+    n_steps = check_int("n_steps", n_steps, min=1)
+    if isinstance(shape, (int, str)) or not hasattr(shape, "__iter__"):
+        raise ValueError(f"shape must be a tuple of positive integers (one sample's shape), got {shape!r}")
+    shape = tuple(check_int("shape entry", d, min=1) for d in shape)
     device = torch.device(device)
     x0 = torch.randn(int(n), *shape, generator=torch.Generator().manual_seed(seed))
     noise = torch.Generator(device).manual_seed(seed + 1) if method == "euler_maruyama" else None

@@ -32,10 +32,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
-from .runtime import atomic_write_bytes, checkpoints_dir
+from ._checks import DataError, check_float, check_int
+from .runtime import FolderLock, atomic_write_bytes, checkpoints_dir, remove_stale_temps
 
 CHECKPOINT_FORMAT = 1
 
@@ -62,19 +64,30 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 0:
-            raise ValueError(f"steps must be a non-negative integer, got {self.steps!r}")
-        if not (self.lr > 0):
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        if self.ema_decay is not None and not (0.0 < self.ema_decay < 1.0):
-            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay!r}")
-        if self.grad_clip is not None and not (self.grad_clip > 0):
-            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
-        if self.warmup_steps < 0 or self.checkpoint_every < 0:
-            raise ValueError("warmup_steps and checkpoint_every must be >= 0")
-        if self.lr_decay not in LR_DECAYS:
+        # NumPy / 0-d tensor values become Python numbers (the checkpoint key is the JSON of these fields);
+        # Python ints and floats are kept as given, so existing keys do not change.
+        def plain(value: Any, checked: Any) -> Any:
+            return value if type(value) in (int, float) or value is None else checked
+
+        self.steps = check_int("steps", self.steps, min=0)
+        self.lr = plain(self.lr, check_float("lr", self.lr, min=0.0, min_open=True))
+        self.weight_decay = plain(self.weight_decay, check_float("weight_decay", self.weight_decay, min=0.0))
+        if isinstance(self.betas, (str, bytes)) or not hasattr(self.betas, "__len__") or len(self.betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2) with each in [0, 1), got {self.betas!r}")
+        self.betas = tuple(plain(b, check_float(f"betas[{i}]", b, min=0.0, max=1.0, max_open=True))  # type: ignore[assignment]
+                           for i, b in enumerate(self.betas))
+        self.grad_clip = plain(self.grad_clip, check_float("grad_clip", self.grad_clip, min=0.0, min_open=True,
+                                                           allow_none=True))
+        self.ema_decay = plain(self.ema_decay, check_float("ema_decay", self.ema_decay, min=0.0, max=1.0, min_open=True,
+                                                           max_open=True, allow_none=True))
+        self.warmup_steps = check_int("warmup_steps", self.warmup_steps, min=0)
+        if not isinstance(self.lr_decay, str) or self.lr_decay not in LR_DECAYS:
             raise ValueError(f"unknown lr_decay {self.lr_decay!r}; valid choices: {', '.join(LR_DECAYS)}")
-        self.betas = tuple(self.betas)  # type: ignore[assignment]
+        if not isinstance(self.amp, (bool, np.bool_)):
+            raise ValueError(f"amp must be True or False, got {self.amp!r}")
+        self.amp = bool(self.amp)
+        self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, min=0)
+        self.seed = check_int("seed", self.seed)
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimisation step ``step`` (1-based): linear warm-up over ``warmup_steps``, then
@@ -172,9 +185,33 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True``."""
-    return torch.load(Path(path), map_location=map_location, weights_only=True)
+class CheckpointError(DataError):
+    """A checkpoint file cannot be read (empty, truncated, not a checkpoint); the message names it."""
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *, remedy: str = "delete it to retrain"
+                    ) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a checkpoint written by :func:`save_checkpoint`.
+
+    An unreadable file (empty, truncated, garbage, or holding something else than a checkpoint's
+    dict) raises one :class:`CheckpointError` naming the file and ``remedy``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); {remedy}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types here (EOFError, RuntimeError, UnpicklingError, KeyError …)
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in why or "Weights only load failed" in why:
+            why = "it holds objects that are not plain tensors and containers"
+        raise CheckpointError(f"checkpoint {path} ({size} bytes) cannot be read: {why[:200]}; {remedy}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict; {remedy}")
+    return state
 
 
 def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
@@ -234,21 +271,46 @@ def train(
     start_step = 0
     seconds_before = 0.0
 
-    if ckpt is not None and ckpt.exists() and not retrain:
-        state = load_checkpoint(ckpt, map_location=device)
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("key") != key_json:
-            warnings.warn(f"checkpoint {ckpt} was written for another configuration; retraining instead of loading it")
-        else:
-            base.load_state_dict(state["model"])
-            if ema is not None and state.get("ema") is not None:
-                ema.model.load_state_dict(state["ema"])
-            losses = [float(v) for v in state["losses"].tolist()]
-            start_step = int(state["step"])
-            seconds_before = float(state.get("seconds", 0.0))
-            if state.get("finished"):
-                return TrainResult(base, ema.model if ema else None, losses, start_step, seconds_before, start_step, True, ckpt)
-            optimizer.load_state_dict(state["optimizer"])
-            _set_rng_state(state["rng"], gen, device)
+    lock = None
+    if ckpt is not None and rank == 0:
+        # Fail before the work: an unwritable folder or a second run on the same checkpoint stops here.
+        lock = FolderLock(ckpt.with_name(ckpt.name + ".lock"), what=f"training into {ckpt}").acquire()
+        remove_stale_temps(ckpt)
+    try:
+        if ckpt is not None and ckpt.exists() and not retrain:
+            state = load_checkpoint(ckpt, map_location=device)
+            if state.get("format") != CHECKPOINT_FORMAT or state.get("key") != key_json:
+                warnings.warn(f"checkpoint {ckpt} was written for another configuration; retraining instead of loading it")
+            else:
+                try:
+                    base.load_state_dict(state["model"])
+                    if ema is not None and state.get("ema") is not None:
+                        ema.model.load_state_dict(state["ema"])
+                    losses = [float(v) for v in state["losses"].tolist()]
+                    start_step = int(state["step"])
+                    seconds_before = float(state.get("seconds", 0.0))
+                    if not state.get("finished"):
+                        optimizer.load_state_dict(state["optimizer"])
+                        _set_rng_state(state["rng"], gen, device)
+                except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+                    raise CheckpointError(f"checkpoint {ckpt} is incomplete or does not fit this model "
+                                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
+                                          f"delete it to retrain") from None
+                if state.get("finished"):
+                    return TrainResult(base, ema.model if ema else None, losses, start_step, seconds_before, start_step,
+                                       True, ckpt)
+        return _train_loop(model, base, loss_fn, batch_fn, config, optimizer, ema, gen, losses, start_step,
+                           seconds_before, ckpt, key_json, progress, desc, on_step, device, rank, world_size)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: BatchFn, config: TrainConfig,
+                optimizer: torch.optim.Optimizer, ema: EMA | None, gen: torch.Generator, losses: list[float],
+                start_step: int, seconds_before: float, ckpt: Path | None, key_json: str, progress: bool, desc: str,
+                on_step: Callable[[int, float], None] | None, device: torch.device, rank: int, world_size: int
+                ) -> TrainResult:
 
     def write(step: int, finished: bool, seconds: float) -> None:
         if ckpt is None or rank != 0:

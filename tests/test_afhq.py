@@ -1,6 +1,8 @@
 """AFHQ + DDPM (seed 004): Diffusion against nb.ddpm, the cosine schedule and eq. 18 from their
 derivations, the data loader, and the CLI (every flag parsed and honoured, bad flags rejected,
 resume after a kill)."""
+import hashlib
+import io
 import json
 import math
 import os
@@ -16,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nbhelpers import afhq
+from nbhelpers import afhq, runtime
 from nbhelpers.afhq import (AFHQ_CLASSES, AFHQConfig, AFHQNotFoundError, Diffusion, afhq_folder, build_parser, load_afhq,
                             load_folder, main, make_batch_fn, make_diffusion, parse_args, process_steps)
 from nbhelpers.ddpm import DDPM
@@ -234,17 +236,57 @@ def test_batch_fn_slices_the_global_batch(monkeypatch, afhq_root):
         make_batch_fn(data, d, 6)
 
 
-def test_download_helper_unpacks_the_archive_layout(tmp_path):
-    # an archive already on disk is not downloaded again; v1 unpacks to afhq/train/<class>/
-    buf = tmp_path / "afhq_v1.zip"
-    with zipfile.ZipFile(buf, "w") as zf:
+def _fake_archive(path):
+    with zipfile.ZipFile(path, "w") as zf:
         for cls in AFHQ_CLASSES:
             zf.writestr(f"afhq/train/{cls}/x.png", b"png")
             zf.writestr(f"afhq/val/{cls}/y.png", b"png")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_download_helper_unpacks_the_archive_layout(tmp_path, monkeypatch):
+    # an archive already on disk is not downloaded again; v1 unpacks to afhq/train/<class>/
+    buf = tmp_path / "afhq_v1.zip"
+    monkeypatch.setitem(afhq.AFHQ_SHA256, "v1", _fake_archive(buf))
     train_dir = afhq.download_afhq(tmp_path)
     assert train_dir == tmp_path / "afhq" / "train"
     assert all((train_dir / cls / "x.png").exists() for cls in AFHQ_CLASSES)
     assert afhq.AFHQ_URLS["v1"].startswith("https://")
+
+
+def test_an_archive_with_another_digest_is_not_unpacked(tmp_path):
+    _fake_archive(tmp_path / "afhq_v1.zip")  # not the published archive
+    with pytest.raises(afhq.DataError, match=r"afhq_v1.zip .*SHA-256 .* expected 7f63dcc1.*download it again"):
+        afhq.download_afhq(tmp_path)
+    assert not (tmp_path / "afhq").exists()
+
+
+def test_a_downloaded_archive_is_checked_before_it_is_kept(tmp_path, monkeypatch):
+    import urllib.request
+
+    class Response(io.BytesIO):
+        headers: dict = {}
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response(b"an error page, not a zip"))
+    with pytest.raises(afhq.DataError, match=r"SHA-256 .*try the download again"):
+        afhq.download_afhq(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither the archive nor a partial file is left
+
+
+def test_a_partial_download_of_a_dead_process_is_removed(tmp_path, monkeypatch):
+    import urllib.request
+
+    stale = tmp_path / f".afhq_v1.zip.{runtime._host()}.999999999.abcd1234.part"  # no such pid
+    stale.write_bytes(b"half")
+    source = tmp_path.parent / f"{tmp_path.name}-source.zip"
+    monkeypatch.setitem(afhq.AFHQ_SHA256, "v1", _fake_archive(source))
+
+    class Response(io.BytesIO):
+        headers: dict = {}
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response(source.read_bytes()))
+    afhq.download_afhq(tmp_path)
+    assert not stale.exists() and (tmp_path / "afhq_v1.zip").read_bytes() == source.read_bytes()
 
 
 def test_offline_cats_load_when_present():
@@ -393,3 +435,28 @@ def test_resume_after_kill(tmp_path, afhq_root, capsys):
     resumed, whole = load_checkpoint(tmp_path / "killed" / "model.pt"), load_checkpoint(ref / "model.pt")
     assert resumed["step"] == 6 and resumed["finished"]
     np.testing.assert_allclose(resumed["losses"].numpy(), whole["losses"].numpy(), rtol=1e-5)
+
+
+def test_a_second_run_into_a_save_folder_in_use_stops_before_any_output(tmp_path):
+    from nbhelpers._checks import OutputError
+
+    save = tmp_path / "results"
+    save.mkdir()
+    (save / "model.pt.lock").write_text(json.dumps({"pid": os.getppid(), "host": runtime._host(), "started": "now"}))
+    cfg = AFHQConfig(save_folder=str(save), data_path=str(tmp_path / "nowhere"), device="cpu", train_steps=2,
+                     progress=False)
+    with pytest.raises(OutputError, match=rf"{save} is in use by another run \(pid {os.getppid()}"):
+        afhq.train_afhq(cfg, log=lambda msg: None)
+    assert sorted(p.name for p in save.iterdir()) == ["model.pt.lock"]  # no config.json, no checkpoint
+
+
+def test_a_stale_save_folder_lock_is_taken_over_and_removed(tmp_path):
+    save = tmp_path / "results"
+    save.mkdir()
+    (save / "model.pt.lock").write_text(json.dumps({"pid": 999_999_999, "host": runtime._host(), "started": "then"}))
+    cfg = AFHQConfig(save_folder=str(save), data_path=str(tmp_path / "nowhere"), device="cpu", train_steps=2,
+                     progress=False)
+    with pytest.raises(AFHQNotFoundError):  # the run got past the lock, to the (missing) data
+        afhq.train_afhq(cfg, log=lambda msg: None)
+    lock = save / "model.pt.lock"
+    assert not lock.exists() or json.loads(lock.read_text())["pid"] == os.getpid()  # ours until this process exits

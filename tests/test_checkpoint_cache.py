@@ -119,3 +119,142 @@ def test_kill_minus_nine_then_resume_with_a_unet(tmp_path):
     assert torch.allclose(resumed["losses"].float(), torch.tensor(ref.losses), atol=1e-6)
     for name, value in ref.model.state_dict().items():
         assert torch.allclose(resumed["model"][name].float(), value.float(), atol=1e-6), name
+
+
+def _leftovers(folder):
+    """Files other than the checkpoint itself: temp files and locks."""
+    return sorted(p.name for p in folder.iterdir() if p.name != "k.pt")
+
+
+_KILL_SCRIPT = """
+import os, signal, sys, time
+sys.path.insert(0, {cwd!r})
+from tests.test_checkpoint_cache import _setup, _key
+from nbhelpers import runtime
+from nbhelpers.training import TrainConfig, train
+mode = sys.argv[1]
+if mode == "die-mid-write":  # the second checkpoint write dies between writing its temp file and the rename
+    real_replace, calls = os.replace, []
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_replace(src, dst)
+    runtime.os.replace = replace
+def on_step(step, loss):
+    if mode == "slow":
+        print("step", step, flush=True)
+        time.sleep(0.02)
+net, lf, bf = _setup()
+res = train(net, lf, bf, TrainConfig(steps={steps}, ema_decay=0.9, checkpoint_every={every}), checkpoint={ck!r},
+            key=_key(), progress=False, on_step=on_step)
+print("resumed_from", res.resumed_from, "losses", len(res.losses))
+"""
+
+
+def _assert_bit_identical_to_an_uninterrupted_run(ck, steps, every):
+    net, lf, bf = _setup()
+    ref = train(net, lf, bf, TrainConfig(steps=steps, ema_decay=0.9, checkpoint_every=every), progress=False)
+    resumed = load_checkpoint(ck)
+    assert resumed["finished"] and resumed["losses"].tolist() == ref.losses
+    for name, value in ref.model.state_dict().items():
+        assert torch.equal(resumed["model"][name], value), name
+    for name, value in ref.ema.state_dict().items():
+        assert torch.equal(resumed["ema"][name], value), name
+
+
+def test_kill_minus_nine_mid_write_leaves_no_temp_file_after_the_rerun(tmp_path):
+    ck = tmp_path / "k.pt"
+    script = _KILL_SCRIPT.format(cwd=os.getcwd(), steps=12, every=5, ck=str(ck))
+    first = subprocess.run([sys.executable, "-c", script, "die-mid-write"], capture_output=True, text=True)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    left = _leftovers(tmp_path)
+    assert any(n.startswith(".k.pt.") and n.endswith(".tmp") for n in left), left  # the orphan the kill leaves …
+    assert "k.pt.lock" in left  # … and the lock of the dead run
+    assert load_checkpoint(ck)["step"] == 5
+    second = subprocess.run([sys.executable, "-c", script, "run"], capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert "resumed_from 5 losses 12" in second.stdout
+    assert _leftovers(tmp_path) == []  # … are both gone after the rerun
+    _assert_bit_identical_to_an_uninterrupted_run(ck, 12, 5)
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_at_random_times_resumes_bit_identically(tmp_path):
+    """SIGKILL from outside at random moments of training (writes included), then a rerun."""
+    import random
+    import time
+
+    rng = random.Random(0)
+    steps, every = 30, 2
+    for trial in range(3):
+        folder = tmp_path / f"trial{trial}"
+        folder.mkdir()
+        ck = folder / "k.pt"
+        script = _KILL_SCRIPT.format(cwd=os.getcwd(), steps=steps, every=every, ck=str(ck))
+        proc = subprocess.Popen([sys.executable, "-c", script, "slow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        target = rng.randint(3, steps - 3)
+        for line in proc.stdout:  # wait until training is under way, then a random extra delay
+            if line.startswith("step") and int(line.split()[1]) >= target:
+                break
+        time.sleep(rng.uniform(0.0, 0.03))
+        proc.kill()
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        second = subprocess.run([sys.executable, "-c", script, "run"], capture_output=True, text=True)
+        assert second.returncode == 0, second.stderr
+        assert _leftovers(folder) == [], (trial, _leftovers(folder))
+        _assert_bit_identical_to_an_uninterrupted_run(ck, steps, every)
+
+
+def test_a_second_run_on_a_checkpoint_in_use_stops_before_training(tmp_path):
+    import json
+
+    from nbhelpers import runtime
+
+    ck = tmp_path / "k.pt"
+    (tmp_path / "k.pt.lock").write_text(json.dumps({"pid": os.getppid(), "host": runtime._host(), "started": "now"}))
+    net, lf, bf = _setup()
+    drawn = []
+    with pytest.raises(runtime.OutputError, match=r"in use by another run .*delete .*k.pt.lock"):
+        train(net, lf, lambda g: drawn.append(1) or bf(g), TrainConfig(steps=3), checkpoint=ck, key=_key(),
+              progress=False)
+    assert drawn == [] and not ck.exists()
+
+
+def test_an_unwritable_checkpoint_folder_fails_before_step_one(tmp_path):
+    from nbhelpers import runtime
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    net, lf, bf = _setup()
+    drawn = []
+    with pytest.raises(runtime.OutputError, match=r"file"):
+        train(net, lf, lambda g: drawn.append(1) or bf(g), TrainConfig(steps=3), checkpoint=blocker / "ck" / "k.pt",
+              key=_key(), progress=False)
+    assert drawn == []  # no batch drawn: nothing trained
+
+
+@pytest.mark.parametrize("content, what", [
+    (b"", "is empty"),
+    (b"garbage, not a checkpoint", "cannot be read"),
+    ("truncated", "cannot be read"),
+    ("not-a-dict", "not a checkpoint dict"),
+])
+def test_an_unreadable_checkpoint_names_the_file_and_the_remedy(tmp_path, content, what):
+    from nbhelpers.training import CheckpointError
+
+    ck = tmp_path / "k.pt"
+    if content == "truncated":
+        net, lf, bf = _setup()
+        train(net, lf, bf, TrainConfig(steps=2), checkpoint=ck, key=_key(), progress=False)
+        ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
+    elif content == "not-a-dict":
+        torch.save([torch.zeros(2)], ck)
+    else:
+        ck.write_bytes(content)
+    net, lf, bf = _setup()
+    with pytest.raises(CheckpointError, match=rf"{ck}.*{what}.*delete it to retrain"):
+        train(net, lf, bf, TrainConfig(steps=2), checkpoint=ck, key=_key(), progress=False)
+    assert not (tmp_path / "k.pt.lock").exists()

@@ -228,7 +228,7 @@ def _garbage_fid_history(tmp: Path) -> list[str]:
 
 FAILURES = {
     "read-only save folder": (_read_only_save_folder, ["cannot be written", "Permission denied", "--save-folder"]),
-    "garbage AFHQ archive": (_garbage_archive, ["afhq_v1.zip", "not a valid zip", "delete"]),
+    "garbage AFHQ archive": (_garbage_archive, ["afhq_v1.zip", "damaged or not the published file", "download it again"]),
     "garbage FID history": (_garbage_fid_history, ["model.fid.json", "delete it"]),
     "missing data folder": (lambda tmp: ["--data-path", str(tmp / "nothing")], ["--data_path", "nothing"]),
     "unreadable image": (_garbage_images, ["0.png"]),

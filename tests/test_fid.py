@@ -1,5 +1,6 @@
 """FID plumbing: the Fréchet computation with injected features (closed forms), the offline
 message printed once, and FID recorded as missing."""
+import hashlib
 import sys
 
 import numpy as np
@@ -110,6 +111,7 @@ def test_failed_download_is_reported_not_raised(monkeypatch, tmp_path, capsys):
 def test_local_weights_from_the_environment_are_found(monkeypatch, tmp_path):
     w = tmp_path / fidmod.INCEPTION_FILE
     w.write_bytes(b"stand-in")
+    monkeypatch.setattr(fidmod, "INCEPTION_SHA256", hashlib.sha256(b"stand-in").hexdigest())
     monkeypatch.setenv(fidmod.INCEPTION_ENV, str(tmp_path))
     assert inception_weights(download=False) == (w, "")
     monkeypatch.setenv(fidmod.INCEPTION_ENV, str(w))
@@ -120,3 +122,37 @@ def test_without_clean_fid_it_says_how_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "cleanfid", None)  # import fails
     assert FID(_images(5))(_images(5)) is None
     assert "pip install 'nbhelpers[fid]'" in capsys.readouterr().out
+
+
+def test_weights_with_another_digest_are_refused_and_fid_says_why(monkeypatch, tmp_path, capsys):
+    w = tmp_path / fidmod.INCEPTION_FILE
+    w.write_bytes(b"not the published network")
+    monkeypatch.setenv(fidmod.INCEPTION_ENV, str(w))
+    with pytest.raises(fidmod.DataError, match=r"SHA-256 .* expected f58cb9b6.*delete it and download it again"):
+        inception_weights(download=False)
+    pytest.importorskip("cleanfid")
+    assert FID(_images(5), weights=w)(_images(5)) is None  # FID is recorded as missing, with the reason
+    out = capsys.readouterr().out
+    assert str(w) in out and "SHA-256" in out
+
+
+def test_weights_in_a_world_writable_folder_are_refused(monkeypatch, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    w = shared / fidmod.INCEPTION_FILE
+    w.write_bytes(b"stand-in")
+    monkeypatch.setattr(fidmod, "INCEPTION_SHA256", hashlib.sha256(b"stand-in").hexdigest())
+    shared.chmod(0o777)
+    with pytest.raises(fidmod.DataError, match=r"world-writable.*private folder"):
+        inception_weights(weights=w, download=False)
+    shared.chmod(0o755)
+    w.chmod(0o666)
+    with pytest.raises(fidmod.DataError, match=r"its file .* is world-writable"):
+        inception_weights(weights=w, download=False)
+    w.chmod(0o644)
+    assert inception_weights(weights=w, download=False) == (w, "")
+
+
+def test_tmp_is_not_a_place_weights_are_looked_for(monkeypatch):
+    monkeypatch.delenv(fidmod.INCEPTION_ENV, raising=False)
+    assert all(not str(p).startswith("/tmp") for p in fidmod._candidates(None))

@@ -232,3 +232,67 @@ def test_train_steps_errors_name_the_parameter(steps, epochs, words):
 def test_train_steps_names_another_steps_parameter():
     with pytest.raises(ValueError, match="image_steps and epochs"):
         _run().train_steps(5, 1, default=900, n_examples=10, batch_size=2, name="image_steps")
+
+
+# --------------------------------------------------------------------------- temp files and locks
+DEAD_PID = 999_999_999  # above any pid_max
+
+
+def test_temp_names_identify_their_writer(tmp_path):
+    import os
+
+    tmp = runtime.temp_path(tmp_path / "model.pt")
+    assert tmp.name.startswith(f".model.pt.{runtime._host()}.{os.getpid()}.") and tmp.name.endswith(".tmp")
+    assert runtime.pid_alive(os.getpid()) and not runtime.pid_alive(DEAD_PID)
+
+
+def test_stale_temps_of_dead_writers_are_removed_at_the_next_write(tmp_path):
+    import os
+    import time
+
+    target = tmp_path / "model.pt"
+    host = runtime._host()
+    dead = tmp_path / f".model.pt.{host}.{DEAD_PID}.0123abcd.tmp"
+    live = tmp_path / f".model.pt.{host}.{os.getpid()}.0123abcd.tmp"
+    elsewhere = tmp_path / f".model.pt.otherhost.{DEAD_PID}.0123abcd.tmp"
+    old_style = tmp_path / ".model.pt.k2j3h4g5.tmp"
+    new_old_style = tmp_path / ".model.pt.a1b2c3d4.tmp"
+    other_file = tmp_path / f".other.pt.{host}.{DEAD_PID}.0123abcd.tmp"
+    for p in (dead, live, elsewhere, old_style, new_old_style, other_file):
+        p.write_bytes(b"partial")
+    hour_ago = time.time() - 2 * 3600
+    os.utime(old_style, (hour_ago, hour_ago))
+    runtime.atomic_write_bytes(target, b"new")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert dead.name not in left and old_style.name not in left  # writers gone: removed
+    assert {live.name, elsewhere.name, new_old_style.name, other_file.name, "model.pt"} == set(left)
+
+
+def test_a_lock_held_by_a_live_process_is_respected(tmp_path):
+    import json
+    import os
+
+    lock = tmp_path / "run" / "model.pt.lock"
+    lock.parent.mkdir()
+    lock.write_text(json.dumps({"pid": os.getppid(), "host": runtime._host(), "started": "earlier"}))
+    with pytest.raises(runtime.OutputError, match=rf"in use by another run \(pid {os.getppid()} .*delete .*model.pt.lock"):
+        runtime.FolderLock(lock).acquire()
+    assert lock.exists()
+
+
+def test_a_stale_lock_is_taken_over_and_removed_at_release(tmp_path):
+    import json
+    import os
+
+    lock = tmp_path / "model.pt.lock"
+    lock.write_text(json.dumps({"pid": DEAD_PID, "host": runtime._host(), "started": "earlier"}))
+    with runtime.FolderLock(lock) as held:
+        assert json.loads(lock.read_text())["pid"] == os.getpid() and held.held
+    assert not lock.exists()
+
+
+def test_a_lock_in_a_folder_that_cannot_exist_fails_with_the_folder_named(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(runtime.OutputError, match=r"a-file.*(choose a writable folder|not a folder)"):
+        runtime.FolderLock(blocker / "sub" / "model.pt.lock").acquire()

@@ -9,8 +9,11 @@ AFHQ, the training images at the model's resolution — and states both sample c
 Features come from clean-fid's own pieces: ``cleanfid.resize.build_resizer("clean")`` (PIL bicubic
 to 299×299 on float pixels) and its TorchScript Inception ``cleanfid.inception_torchscript.InceptionV3W``.
 The Inception weights (``inception-2015-12-05.pt``, 95 MB) are looked for, in order, at the
-``weights`` argument, at ``$NBHELPERS_INCEPTION_WEIGHTS`` (a file or a folder holding it), at
-``build/fid/`` and at clean-fid's own download folder; failing that, one download is tried. When
+``weights`` argument, at ``$NBHELPERS_INCEPTION_WEIGHTS`` (a file or a folder holding it) and at
+``build/fid/``; failing that, one download into ``build/fid/`` is tried. The file is TorchScript,
+i.e. code that runs when loaded, so it is used only when its SHA-256 is the published one
+(:data:`INCEPTION_SHA256`) and neither it nor its folder is world-writable (clean-fid's own
+``/tmp`` download is therefore not used). When
 clean-fid is not installed (``pip install 'nbhelpers[fid]'``) or the weights cannot be had, FID
 says so **once** and every score is ``None`` (recorded as missing); the caller carries on.
 
@@ -18,8 +21,10 @@ Tests inject ``feature_fn`` (uint8 images → features) to check the plumbing wi
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+import stat
 import urllib.request
 from pathlib import Path
 from typing import Callable
@@ -27,14 +32,19 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .._checks import DataError, check_sha256
 from ..runtime import atomic_write_bytes, build_dir
 from .images import feature_statistics, frechet_distance
 
-__all__ = ["FID", "INCEPTION_FILE", "INCEPTION_ENV", "inception_weights", "fid_from_features", "to_uint8"]
+__all__ = ["FID", "INCEPTION_FILE", "INCEPTION_ENV", "INCEPTION_SHA256", "inception_weights", "check_inception_file",
+           "fid_from_features", "to_uint8"]
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_ENV = "NBHELPERS_INCEPTION_WEIGHTS"
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
+INCEPTION_SHA256 = "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"
+"""SHA-256 of the file at ``INCEPTION_URL`` (95,607,719 bytes), as pinned by k-diffusion and others."""
+_verified: set[tuple[str, int, int]] = set()
 
 FeatureFn = Callable[[torch.Tensor], np.ndarray]
 _said: set[str] = set()
@@ -66,34 +76,58 @@ def _candidates(weights: str | Path | None) -> list[Path]:
             p = Path(item).expanduser()
             out.append(p / INCEPTION_FILE if p.is_dir() or p.suffix != ".pt" else p)
     out.append(build_dir() / "fid" / INCEPTION_FILE)
-    out.append(Path("/tmp") / INCEPTION_FILE)  # where clean-fid itself downloads it on Linux/macOS
     return out
+
+
+def check_inception_file(path: Path) -> Path:
+    """Refuse to use ``path`` as TorchScript unless it is safe: not in (or itself) a world-writable
+    place, and with the published SHA-256. Raises :class:`DataError` naming the file and the remedy."""
+    path = Path(path)
+    for target, label in ((path.parent, "folder"), (path, "file")):
+        mode = target.stat().st_mode
+        if mode & stat.S_IWOTH:
+            raise DataError(f"refusing to load the Inception weights {path}: its {label} {target} is world-writable, "
+                            f"so anyone could have replaced this executable model file; copy a verified file to "
+                            f"{build_dir() / 'fid'} or point ${INCEPTION_ENV} at a private folder")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _verified:
+        check_sha256(path, INCEPTION_SHA256, what="Inception weights for FID",
+                     remedy=f"delete it and download it again from {INCEPTION_URL}")
+        _verified.add(key)
+    return path
 
 
 def inception_weights(weights: str | Path | None = None, download: bool = True, timeout: float = 20.0) -> tuple[Path | None, str]:
     """``(path, "")`` of the Inception weights, or ``(None, reason)`` when they cannot be had.
 
-    Looks at ``weights``, ``$NBHELPERS_INCEPTION_WEIGHTS``, ``build/fid/`` and clean-fid's folder;
-    otherwise downloads once into ``build/fid/`` (``download=True``, ``timeout`` seconds).
-    An explicitly named file that does not exist is a miss (no download replaces it).
+    Looks at ``weights``, ``$NBHELPERS_INCEPTION_WEIGHTS`` and ``build/fid/``; otherwise downloads
+    once into ``build/fid/`` (``download=True``, ``timeout`` seconds). An explicitly named file that
+    does not exist is a miss (no download replaces it). A file that is found but fails
+    :func:`check_inception_file` (wrong SHA-256, world-writable place) raises :class:`DataError`;
+    a download is checked before it is written.
     """
     cands = _candidates(weights)
     explicit = weights is not None or bool(os.environ.get(INCEPTION_ENV, "").strip())
     for p in cands:
         if p.is_file():
-            return p, ""
+            return check_inception_file(p), ""
     if explicit:
         return None, f"no Inception weights at {cands[0]}"
+    target = cands[-1]
     if not download:
-        return None, f"no Inception weights at {cands[-2]} or {cands[-1]} and downloading is off"
-    target = cands[-2]
+        return None, f"no Inception weights at {target} and downloading is off"
     try:
         with urllib.request.urlopen(INCEPTION_URL, timeout=timeout) as response:
             data = response.read()
-        atomic_write_bytes(target, data)
-        return target, ""
     except (OSError, socket.timeout, ValueError) as exc:  # URLError is an OSError
         return None, f"could not download them from {INCEPTION_URL} ({type(exc).__name__}: {exc})"
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != INCEPTION_SHA256:
+        return None, (f"the download from {INCEPTION_URL} has SHA-256 {digest}, not the published {INCEPTION_SHA256}; "
+                      f"it was not saved")
+    atomic_write_bytes(target, data)
+    return target, ""
 
 
 def _clean_fid_feature_fn(path: Path, device: torch.device, batch_size: int) -> FeatureFn:
@@ -168,7 +202,10 @@ class FID:
             except ImportError:
                 self.reason = "clean-fid is not installed (pip install 'nbhelpers[fid]')"
             else:
-                path, why = inception_weights(self.weights, download=self.download)
+                try:
+                    path, why = inception_weights(self.weights, download=self.download)
+                except DataError as exc:  # a damaged or unsafe file: say so (once) and carry on without FID
+                    path, why = None, str(exc)
                 if path is None:
                     self.reason = (f"Inception weights unavailable: {why}. Put {INCEPTION_FILE} in build/fid/ "
                                    f"or point ${INCEPTION_ENV} (or the weights argument) at it")

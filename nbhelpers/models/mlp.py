@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_labels
 from .embeddings import get_time_embedding
 
 __all__ = ["TimeMLP", "ScoreFromNoise", "ACTIVATIONS"]
@@ -86,6 +87,7 @@ class TimeMLP(nn.Module):
         if self.class_embedding is not None:
             if y is None:
                 y = torch.full((B,), self.num_classes, dtype=torch.long, device=h.device)
+            y = check_labels("labels y", y, self.num_classes, B, check_values=y.device.type == "cpu")
             parts.append(self.class_embedding(y))
         elif y is not None:
             raise ValueError("labels y were given, but this TimeMLP was built with num_classes=None")

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import check_labels
 from .embeddings import GaussianFourierEmbedding
 
 __all__ = ["TwoPixelUNet"]
@@ -85,9 +86,8 @@ class TwoPixelUNet(nn.Module):
         else:
             if y is None:
                 y = torch.full((B,), self.num_classes, dtype=torch.long, device=x.device)
-            if y.shape != (B,):
-                raise ValueError(f"y must have shape ({B},), got {tuple(y.shape)}")
-            e_y = self.class_embed(F.one_hot(y.long(), self.num_classes + 1).to(x.dtype))
+            y = check_labels("labels y", y, self.num_classes, B, check_values=y.device.type == "cpu")
+            e_y = self.class_embed(F.one_hot(y, self.num_classes + 1).to(x.dtype))
 
         def cond(h: torch.Tensor, i: int) -> torch.Tensor:
             h = h + self.t_dense[i](e_t)

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import check_labels
+
 __all__ = ["UNetConfig", "UNet", "ResidualLayer", "SelfAttention", "UNetDescription", "NORMS", "TIME_EMBEDDINGS", "TIME_MLPS",
            "NoiseParameterisedScore", "MNISTRecipe", "mnist_recipe", "train_mnist_field", "FIELD_KINDS"]
 
@@ -306,9 +308,12 @@ class UNet(nn.Module):
         if y is not None:
             if self.class_embed is None:
                 raise ValueError("labels y given to a UNet built without class conditioning (num_classes=None)")
-            y = torch.as_tensor(y, device=x.device).long().reshape(-1)
+            y = torch.as_tensor(y, device=x.device)
             if y.numel() == 1 and b > 1:
-                y = y.expand(b)
+                y = y.reshape(1).expand(b)
+            # values are checked on the CPU only: on a GPU that would sync every forward pass
+            y = check_labels("labels y", y.reshape(-1) if y.ndim == 0 else y, cfg.num_classes, b,
+                             check_values=y.device.type == "cpu")
         emb = self.embed(t, y, b).to(x.dtype)
         h = self.initial_conv(x)
         skips = []
