@@ -30,7 +30,8 @@ import torch
 from ..runtime import atomic_write_bytes, build_dir
 from .images import feature_statistics, frechet_distance
 
-__all__ = ["FID", "INCEPTION_FILE", "INCEPTION_ENV", "inception_weights", "fid_from_features", "to_uint8"]
+__all__ = ["FID", "INCEPTION_FILE", "INCEPTION_ENV", "inception_weights", "inception_candidates", "fid_from_features",
+           "to_uint8"]
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_ENV = "NBHELPERS_INCEPTION_WEIGHTS"
@@ -68,6 +69,13 @@ def _candidates(weights: str | Path | None) -> list[Path]:
     out.append(build_dir() / "fid" / INCEPTION_FILE)
     out.append(Path("/tmp") / INCEPTION_FILE)  # where clean-fid itself downloads it on Linux/macOS
     return out
+
+
+def inception_candidates(weights: str | Path | None = None) -> list[Path]:
+    """The files the Inception weights are looked for at, in order: ``weights``,
+    ``$NBHELPERS_INCEPTION_WEIGHTS`` (a file, or a folder holding ``inception-2015-12-05.pt``),
+    ``build/fid/`` and clean-fid's own download folder."""
+    return _candidates(weights)
 
 
 def inception_weights(weights: str | Path | None = None, download: bool = True, timeout: float = 20.0) -> tuple[Path | None, str]:
