@@ -120,3 +120,11 @@ def test_without_clean_fid_it_says_how_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "cleanfid", None)  # import fails
     assert FID(_images(5))(_images(5)) is None
     assert "pip install 'nbhelpers[fid]'" in capsys.readouterr().out
+
+
+def test_inception_candidates_list_the_documented_places_in_order(tmp_path, monkeypatch):
+    monkeypatch.setenv(fidmod.INCEPTION_ENV, str(tmp_path))
+    got = fidmod.inception_candidates(tmp_path / "mine.pt")
+    assert got[0] == tmp_path / "mine.pt"
+    assert got[1] == tmp_path / fidmod.INCEPTION_FILE  # a folder in the variable: the file inside it
+    assert got[2].parts[-2:] == ("fid", fidmod.INCEPTION_FILE) and got[3].name == fidmod.INCEPTION_FILE
