@@ -41,8 +41,11 @@ HEADLINE: dict[str, list[str]] = {
                      "image/vanishing_sigma1/fd_ratio"],
     "06_two_pixel_ddpm_cfg": ["q3/T50/learned/energy_ratio", "q3/T50/learned/max_weight_error", "guidance/w1/accuracy",
                               "guidance/w2/accuracy"],
-    "07_mnist_cfg": ["train_seconds", "w2_accuracy", "w0_fd_ratio", "ancestral_accuracy", "ddim50_accuracy"],
-    "08_afhq_ddpm": ["train_seconds_1k", "loss_first100", "loss_last100", "fid_available"],
+    "07_mnist_cfg": ["train_seconds", "w2_accuracy", "w0_fd_ratio", "ancestral_accuracy", "ddim50_accuracy",
+                     "ddpm_paper/train_seconds", "ddpm_paper/accuracy_w2", "ddpm_paper/recognised", "ddpm_paper/fd_ratio",
+                     "ddpm_paper/class_min"],
+    "08_afhq_ddpm": ["train_seconds_1k", "loss_first100", "loss_last100", "fid_available", "steps_long",
+                     "copies/near_copies"],
 }
 
 

@@ -1,7 +1,8 @@
 """Class-conditional DDPM with classifier-free guidance on MNIST (notebook 07_mnist_cfg).
 
 Model presets per profile and variant, the guided training loss, guided sampling in chunks,
-seed 003's partial-diffusion editing, and the "when does each pixel settle" measurement.
+seed 003's partial-diffusion editing, the "when does each pixel settle" measurement, seed 003's
+forward process on digits, and the scores (with standard errors) that compare the two variants.
 
 Direction (as in :mod:`nbhelpers.ddpm`): integer step k = 0 is data, k = T is noise, and the
 network receives the float t = k / T. Guidance (as in :mod:`nbhelpers.guidance`):
@@ -37,6 +38,7 @@ __all__ = [
     "VARIANTS", "SAMPLERS", "NUM_CLASSES", "PaperTimeEncoding", "MnistCFGPreset", "preset", "build_model",
     "cfg_loss", "class_labels", "device_generator", "generate", "edit", "settle_steps", "SettleSummary",
     "settle_summary", "rms_distance", "class_grid_figure",
+    "forward_process", "forward_process_figure", "binomial_se", "verdict", "VariantScore", "score_variant",
 ]
 
 VARIANTS = ("cosine", "ddpm_paper")
@@ -422,3 +424,124 @@ def class_grid_figure(panels: Sequence[torch.Tensor], titles: Sequence[str], per
             ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- seed 003: the forward process on digits
+@torch.no_grad()
+def forward_process(ddpm: DDPM, images: torch.Tensor, steps: Sequence[int],
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """x_k = √ᾱ_k x₀ + √(1 − ᾱ_k) ε at every k in ``steps`` (k = 0 is the image), with one ε per
+    image shared by all k, so a row shows one image being overpowered by noise.
+    Shapes: images ``(B, C, H, W)`` → ``(B, len(steps), C, H, W)`` on the images' device.
+    """
+    bad = [k for k in steps if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= ddpm.T]
+    if bad or not len(steps):
+        raise ValueError(f"steps must be integers in [0, {ddpm.T}] (T of this DDPM), got {list(steps)!r}")
+    noise = torch.randn(images.shape, generator=generator,
+                        device=generator.device if generator is not None else images.device).to(images)
+    return torch.stack([ddpm.q_sample(images, int(k), noise) for k in steps], dim=1)
+
+
+def forward_process_figure(frames: torch.Tensor, steps: Sequence[int], ddpm: DDPM, size: float = 0.85,
+                           title: str | None = None):
+    """One row per image, one column per step k of :func:`forward_process`; every panel on the
+    same grey scale, [−1, 1] (values beyond it are clipped), so the fading of the digit is not
+    hidden by per-panel contrast. Column titles give k and √ᾱ_k, the share of the image left."""
+    import matplotlib.pyplot as plt
+
+    if frames.ndim != 5 or frames.shape[2] != 1 or frames.shape[1] != len(steps):
+        raise ValueError(f"frames must have shape (B, {len(steps)}, 1, H, W) for {len(steps)} steps, "
+                         f"got {tuple(frames.shape)}")
+    B, K = frames.shape[:2]
+    sqrt_ab = torch.cat([torch.ones(1, dtype=torch.float64), ddpm.alphas_cumprod.double().cpu().sqrt()])
+    fig, axes = plt.subplots(B, K, figsize=(size * K + 0.4, size * B + 0.7), squeeze=False)
+    x = frames.detach().float().cpu().clamp(-1, 1)
+    for i in range(B):
+        for j, k in enumerate(steps):
+            ax = axes[i, j]
+            ax.imshow(x[i, j, 0].numpy(), cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if i == 0:
+                ax.set_title(f"k = {int(k)}\n√ᾱ = {sqrt_ab[int(k)].item():.2f}", fontsize=8)
+    fig.suptitle(title or f"forward process q(x_k | x_0), T = {ddpm.T}; one ε per row", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- comparing two trained variants
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of a fraction p measured on n independent samples, √(p(1 − p)/n)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n!r}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a fraction in [0, 1], got {p!r}")
+    return math.sqrt(p * (1.0 - p) / n)
+
+
+def verdict(a: float, se_a: float, b: float, se_b: float, z: float = 2.0) -> str:
+    """``"higher"``, ``"lower"`` or ``"indistinguishable"``: a against b, distinguishable only when
+    |a − b| ≥ z·√(se_a² + se_b²) (independent estimates; z = 2 is about a 95 % two-sided test)."""
+    if min(se_a, se_b) < 0 or not all(math.isfinite(v) for v in (a, b, se_a, se_b)):
+        raise ValueError(f"need finite values and standard errors >= 0, got a={a!r}±{se_a!r}, b={b!r}±{se_b!r}")
+    if abs(a - b) < z * math.hypot(se_a, se_b) or a == b:
+        return "indistinguishable"
+    return "higher" if a > b else "lower"
+
+
+@dataclass
+class VariantScore:
+    """One trained model of notebook 07 scored by the MNIST evaluator, each number with its standard error.
+
+    From the conditional samples at w = 0 (all ten digits requested equally): ``recognised``
+    (max class probability ≥ 0.9), ``fd_ratio`` (FD to real digits over the real-vs-real floor;
+    ``fd_ratio_se`` from a bootstrap over the samples) and ``accuracy_w0``; from the samples at
+    w = 2: ``accuracy_w2`` (read as the requested digit); from the unconditional samples (y = ∅):
+    ``class_min``/``class_max``, the shares of the rarest and commonest digit (1/10 each is balanced).
+    """
+
+    n: int
+    recognised: float
+    recognised_se: float
+    fd_ratio: float
+    fd_ratio_se: float
+    accuracy_w0: float
+    accuracy_w0_se: float
+    accuracy_w2: float
+    accuracy_w2_se: float
+    class_min: float
+    class_min_se: float
+    class_max: float
+    class_max_se: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def score_variant(ev: Any, labels: torch.Tensor, w0: torch.Tensor, w2: torch.Tensor, uncond: torch.Tensor,
+                  n_boot: int = 20, generator: torch.Generator | None = None) -> VariantScore:
+    """Score a model by its conditional samples ``w0`` and ``w2`` (requested ``labels``) and its
+    unconditional samples ``uncond`` with an :class:`nb.metrics.images.MNISTEvaluator` ``ev``
+    (see :class:`VariantScore`). Shapes: samples ``(N, 1, 28, 28)``, labels ``(N,)``."""
+    from .metrics.images import feature_statistics, frechet_distance
+
+    if not (len(labels) == len(w0) == len(w2)):
+        raise ValueError(f"labels, w0 and w2 must have one entry per sample, got {len(labels)}, {len(w0)}, {len(w2)}")
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be >= 2 for a standard error, got {n_boot!r}")
+    e0, eu = ev.evaluate(w0), ev.evaluate(uncond)
+    feats = ev.features(w0)
+    floor = e0.fd_floor
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    boot = [frechet_distance(*feature_statistics(feats[torch.randint(0, len(feats), (len(feats),), generator=g)]),
+                             *ev.reference_stats) / floor for _ in range(n_boot)]
+    acc0, acc2 = ev.class_accuracy(w0, labels), ev.class_accuracy(w2, labels)
+    n, n_u = len(labels), len(uncond)
+    return VariantScore(
+        n=n, recognised=e0.recognised_fraction, recognised_se=binomial_se(e0.recognised_fraction, n),
+        fd_ratio=e0.fd_ratio, fd_ratio_se=float(np.std(boot, ddof=1)),
+        accuracy_w0=acc0, accuracy_w0_se=binomial_se(acc0, n), accuracy_w2=acc2, accuracy_w2_se=binomial_se(acc2, n),
+        class_min=eu.class_min, class_min_se=binomial_se(eu.class_min, n_u),
+        class_max=eu.class_max, class_max_se=binomial_se(eu.class_max, n_u),
+    )

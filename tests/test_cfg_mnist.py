@@ -148,3 +148,80 @@ def test_guidance_explorer_draws_the_chosen_w():
     fig = guidance_explorer(samples, metrics, w=0, interactive=False)
     assert "w = 0" in fig.axes[0].get_title()
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- seed 003: forward process, variant comparison
+def test_variants_train_into_separate_checkpoints():
+    from nbhelpers.training import checkpoint_path
+
+    paths = {checkpoint_path(f"mnist_cfg_{v}", cfg_mnist.preset(v, "cpu").key(), profile="cpu") for v in cfg_mnist.VARIANTS}
+    assert len(paths) == 2
+    k_cos, k_paper = cfg_mnist.preset("cosine", "cpu").key(), cfg_mnist.preset("ddpm_paper", "cpu").key()
+    assert (k_paper["schedule"], k_paper["T"], k_paper["time_input"]) == ("linear", 1000, "paper-10freq")
+    assert (k_cos["schedule"], k_cos["T"], k_cos["time_input"]) == ("cosine", 200, "unet")
+
+
+def test_forward_process_follows_the_closed_form_with_one_noise_per_image():
+    ddpm = DDPM.from_schedule("linear", 1000)
+    x0 = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    steps = list(range(0, 1001, 100))
+    frames = cfg_mnist.forward_process(ddpm, x0, steps, generator=torch.Generator().manual_seed(1))
+    assert frames.shape == (3, 11, 1, 6, 6)
+    assert torch.equal(frames[:, 0], x0)  # k = 0 is the image
+    ab = ddpm.alphas_cumprod.double()
+    # recover ε from two columns: it must be the same ε for every k (x_k = √ᾱ x0 + √(1−ᾱ) ε)
+    eps = [(frames[:, j].double() - ab[k - 1].sqrt() * x0.double()) / (1 - ab[k - 1]).sqrt() for j, k in enumerate(steps) if k]
+    for e in eps[1:]:
+        assert torch.allclose(e, eps[0], atol=1e-4)
+    # Ho et al.'s linear schedule leaves √ᾱ_T ≈ 0.0064 of the image at k = 1000
+    assert ab[-1].sqrt().item() == pytest.approx(math.sqrt(math.prod(1 - (1e-4 + (0.02 - 1e-4) * i / 999) for i in range(1000))), rel=1e-6)
+    with pytest.raises(ValueError, match=r"integers in \[0, 1000\]"):
+        cfg_mnist.forward_process(ddpm, x0, [0, 1001])
+
+
+def test_forward_process_figure_has_a_row_per_image_and_a_column_per_step():
+    ddpm = DDPM.from_schedule("linear", 1000)
+    steps = [0, 500, 1000]
+    frames = cfg_mnist.forward_process(ddpm, torch.zeros(2, 1, 8, 8), steps, generator=torch.Generator().manual_seed(0))
+    fig = cfg_mnist.forward_process_figure(frames, steps, ddpm)
+    axes = fig.axes
+    assert len(axes) == 6
+    assert axes[0].get_title().startswith("k = 0\n√ᾱ = 1.00") and axes[2].get_title().startswith("k = 1000")
+    assert axes[0].images[0].get_clim() == (-1, 1) and axes[5].images[0].get_clim() == (-1, 1)  # one fixed scale
+    plt.close(fig)
+    with pytest.raises(ValueError, match="frames must have shape"):
+        cfg_mnist.forward_process_figure(frames, [0, 500], ddpm)
+
+
+def test_binomial_se_and_verdict():
+    assert cfg_mnist.binomial_se(0.5, 100) == pytest.approx(0.05)
+    assert cfg_mnist.binomial_se(1.0, 10) == 0.0
+    assert cfg_mnist.verdict(0.9, 0.01, 0.8, 0.01) == "higher"  # 0.1 apart, 2 s.e. of the difference = 0.028
+    assert cfg_mnist.verdict(0.8, 0.01, 0.9, 0.01) == "lower"
+    assert cfg_mnist.verdict(0.82, 0.01, 0.80, 0.01) == "indistinguishable"
+    assert cfg_mnist.verdict(1.0, 0.0, 1.0, 0.0) == "indistinguishable"
+    with pytest.raises(ValueError, match="p must be a fraction"):
+        cfg_mnist.binomial_se(1.5, 10)
+    with pytest.raises(ValueError, match="standard errors >= 0"):
+        cfg_mnist.verdict(1.0, -0.1, 0.0, 0.1)
+
+
+def test_score_variant_agrees_with_the_evaluator():
+    from nbhelpers.metrics.images import MNISTClassifier, MNISTEvaluator
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    ev = MNISTEvaluator(MNISTClassifier(width=4), reference=torch.rand(60, 1, 28, 28, generator=g) * 2 - 1,
+                        held_out=torch.rand(60, 1, 28, 28, generator=g) * 2 - 1)
+    labels = cfg_mnist.class_labels(2)
+    w0, w2, un = (torch.rand(20, 1, 28, 28, generator=g) * 2 - 1 for _ in range(3))
+    s = cfg_mnist.score_variant(ev, labels, w0, w2, un, n_boot=5, generator=torch.Generator().manual_seed(1))
+    e0, eu = ev.evaluate(w0), ev.evaluate(un)
+    assert s.n == 20 and s.recognised == e0.recognised_fraction and s.fd_ratio == pytest.approx(e0.fd_ratio)
+    assert s.accuracy_w2 == ev.class_accuracy(w2, labels)
+    assert (s.class_min, s.class_max) == (eu.class_min, eu.class_max)
+    assert s.accuracy_w2_se == pytest.approx(math.sqrt(s.accuracy_w2 * (1 - s.accuracy_w2) / 20))
+    assert s.fd_ratio_se > 0
+    assert set(s.as_dict()) >= {"recognised", "recognised_se", "fd_ratio", "fd_ratio_se", "class_min", "class_max"}
+    with pytest.raises(ValueError, match="one entry per sample"):
+        cfg_mnist.score_variant(ev, labels[:5], w0, w2, un)

@@ -156,3 +156,11 @@ def test_weights_in_a_world_writable_folder_are_refused(monkeypatch, tmp_path):
 def test_tmp_is_not_a_place_weights_are_looked_for(monkeypatch):
     monkeypatch.delenv(fidmod.INCEPTION_ENV, raising=False)
     assert all(not str(p).startswith("/tmp") for p in fidmod._candidates(None))
+
+
+def test_inception_candidates_list_the_documented_places_in_order(tmp_path, monkeypatch):
+    monkeypatch.setenv(fidmod.INCEPTION_ENV, str(tmp_path))
+    got = fidmod.inception_candidates(tmp_path / "mine.pt")
+    assert got[0] == tmp_path / "mine.pt"
+    assert got[1] == tmp_path / fidmod.INCEPTION_FILE  # a folder in the variable: the file inside it
+    assert got[2].parts[-2:] == ("fid", fidmod.INCEPTION_FILE) and len(got) == 3

@@ -1,5 +1,6 @@
 """Metrics: ``toy`` (2D sample-set distances, mode weights, GMM log-likelihood),
-``images`` (the offline MNIST evaluator and Fréchet distances), ``fid`` (clean-fid, lazy).
+``images`` (the offline MNIST evaluator and Fréchet distances), ``fid`` (clean-fid, lazy),
+``nearest`` (are samples copies of training images? nearest-neighbour distances).
 
 The public names of ``toy`` and ``images`` are re-exported here: ``nb.metrics.energy_distance``.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("toy", "images", "fid")
+_SUBMODULES = ("toy", "images", "fid", "nearest")
 
 
 def __getattr__(name: str) -> Any:

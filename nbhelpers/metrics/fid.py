@@ -36,8 +36,8 @@ from .._checks import DataError, check_sha256
 from ..runtime import atomic_write_bytes, build_dir
 from .images import feature_statistics, frechet_distance
 
-__all__ = ["FID", "INCEPTION_FILE", "INCEPTION_ENV", "INCEPTION_SHA256", "inception_weights", "check_inception_file",
-           "fid_from_features", "to_uint8"]
+__all__ = ["FID", "INCEPTION_FILE", "INCEPTION_ENV", "INCEPTION_SHA256", "inception_weights", "inception_candidates",
+           "check_inception_file", "fid_from_features", "to_uint8"]
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_ENV = "NBHELPERS_INCEPTION_WEIGHTS"
@@ -96,6 +96,14 @@ def check_inception_file(path: Path) -> Path:
                      remedy=f"delete it and download it again from {INCEPTION_URL}")
         _verified.add(key)
     return path
+
+
+def inception_candidates(weights: str | Path | None = None) -> list[Path]:
+    """The files the Inception weights are looked for at, in order: ``weights``,
+    ``$NBHELPERS_INCEPTION_WEIGHTS`` (a file, or a folder holding ``inception-2015-12-05.pt``) and
+    ``build/fid/``. clean-fid's own download folder (``/tmp``) is not among them: anyone can write there,
+    and the file is executable TorchScript."""
+    return _candidates(weights)
 
 
 def inception_weights(weights: str | Path | None = None, download: bool = True, timeout: float = 20.0) -> tuple[Path | None, str]:
