@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import dryrun
 from .ddpm import DDPM, SampleResult
 from .runtime import atomic_write_bytes, build_dir, data_dir, get_device, save_figure, seed_everything
 from .training import (CHECKPOINT_FORMAT, TrainConfig, TrainResult, _key_json, load_checkpoint, save_checkpoint, train,
@@ -849,7 +850,7 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
     say = log if main_rank else (lambda _msg: None)
     _print_config(cfg, device, world_size, say)
 
-    save_folder = Path(cfg.save_folder).expanduser()
+    save_folder = dryrun.redirect(Path(cfg.save_folder).expanduser())  # a dry run keeps its outputs apart
     ckpt = save_folder / "model.pt"
     if main_rank:
         save_folder.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,8 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch import nn
 
+from .dryrun import budget
+
 __all__ = ["DDPM", "Posterior", "StepResult", "SampleResult", "GMMEpsOracle", "LOSS_KINDS", "SIGMA_CHOICES"]
 
 LOSS_KINDS = ("l2", "l1", "huber")
@@ -348,6 +350,7 @@ class DDPM:
         if sigma not in SIGMA_CHOICES:
             raise ValueError(f"unknown sigma {sigma!r}; valid choices: {', '.join(SIGMA_CHOICES)}")
         x, k0 = self._start(model, shape_or_x, start_step, x_start, generator, device)
+        model = budget(model)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
         keep = self._record(return_steps, k0)
         traj = {} if keep is not None else None
         preds = {} if keep is not None else None
@@ -408,6 +411,7 @@ class DDPM:
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta!r}")
         x, k0 = self._start(model, shape_or_x, start_step, x_start, generator, device)
+        model = budget(model)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
         ks = self.ddim_steps(n_steps, k0)
         keep = self._record(return_steps, k0)
         if keep is not None:

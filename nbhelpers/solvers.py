@@ -19,6 +19,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from .dryrun import budget
+
 __all__ = ["Solution", "euler", "heun", "euler_maruyama", "simulate_sde", "time_grid", "sample_from_noise", "METHODS"]
 
 METHODS = ("euler", "heun", "euler_maruyama")
@@ -78,6 +80,7 @@ def _call(f: Field, x: Tensor, t: Tensor) -> Tensor:
 def euler(f: Field, x0: Tensor, t0: float, t1: float, n_steps: int, return_trajectory: bool = False) -> Solution:
     """Explicit Euler for dx/dt = f(x, t): x_{n+1} = x_n + h f(x_n, t_n) (first order)."""
     _check_field(f, "f")
+    f = budget(f)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
     x = _check_x0(x0)
     ts = time_grid(t0, t1, n_steps, x)
     traj = [x] if return_trajectory else None
@@ -93,6 +96,7 @@ def euler(f: Field, x0: Tensor, t0: float, t1: float, n_steps: int, return_traje
 def heun(f: Field, x0: Tensor, t0: float, t1: float, n_steps: int, return_trajectory: bool = False) -> Solution:
     """Heun (explicit trapezoid, second order): x̃ = x + h f(x, t); x ← x + h/2 [f(x, t) + f(x̃, t + h)]."""
     _check_field(f, "f")
+    f = budget(f)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
     x = _check_x0(x0)
     ts = time_grid(t0, t1, n_steps, x)
     traj = [x] if return_trajectory else None
@@ -147,6 +151,7 @@ def euler_maruyama(drift: Field | Any, diffusion: Field | float | Tensor | None 
     else:
         _check_field(diffusion, "diffusion")
         diffusion_fn = diffusion
+    drift = budget(drift)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
     x = _check_x0(x0)
     ts = time_grid(t0, t1, n_steps, x)
     traj = [x] if return_trajectory else None

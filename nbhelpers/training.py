@@ -28,13 +28,14 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from . import dryrun
 from .runtime import atomic_write_bytes, checkpoints_dir
 
 CHECKPOINT_FORMAT = 1
@@ -222,6 +223,11 @@ def train(
     """
     device = next(unwrap(model).parameters()).device
     rank, world_size = world()
+    cap = dryrun.max_steps()
+    if cap is not None:  # dry run: cap the steps; cache apart, keyed with the cap
+        config = replace(config, steps=min(config.steps, cap))
+        key = {**(key or {}), "dry_run_max_steps": cap}
+        checkpoint = dryrun.redirect(checkpoint) if checkpoint is not None else None
     key_json = _key_json(key, config)
     ckpt = Path(checkpoint) if checkpoint is not None else None
 
