@@ -151,13 +151,33 @@ class NetworkBudget:
         self.f = f
         self.left = n
         self.calls = 0
+        self.skipped = 0
+        self.record: dict[str, Any] | None = None
 
     def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         if self.left <= 0:
+            self.skipped += 1
             return torch.zeros_like(x)
         self.left -= 1
         self.calls += 1
+        if self.calls == 1 and record_path() is not None:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            counter = FlopCounterMode(display=False)
+            with counter:
+                out = self.f(x, *args, **kwargs)
+            self.record = {"kind": "sampler", "flops_per_call": int(counter.get_total_flops()), "batch": int(x.shape[0]),
+                           "shape": list(x.shape), "device": str(x.device)}
+            return out
         return self.f(x, *args, **kwargs)
+
+    def __del__(self) -> None:  # the sampler has returned: the full run would have made calls + skipped evaluations
+        if getattr(self, "record", None) is not None:
+            try:
+                _append({**self.record, "calls": self.calls + self.skipped, "calls_made": self.calls})
+            except Exception:  # noqa: BLE001 - never raise from a finaliser
+                pass
+            self.record = None
 
 
 def budget(f: Any) -> Any:
@@ -167,3 +187,169 @@ def budget(f: Any) -> Any:
     if n is None or isinstance(f, NetworkBudget) or not holds_network(f):
         return f
     return NetworkBudget(f, n)
+
+
+# --------------------------------------------------------------------------- what one step costs
+RECORD_ENV = "NBHELPERS_DRYRUN_RECORD"
+"""Path of a JSON-lines file; when set in a dry run, every training and sampler call appends what one
+step costs there (``python -m benchmarks.dryrun`` sets it per notebook)."""
+
+
+def record_path() -> Path | None:
+    raw = os.environ.get(RECORD_ENV, "").strip()
+    return Path(raw) if raw and max_steps() is not None else None
+
+
+def _append(record: dict[str, Any]) -> None:
+    import json
+
+    path = record_path()
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record, default=str) + "\n")
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _tensors(o)]
+    if hasattr(obj, "__dict__"):
+        return [t for o in vars(obj).values() for t in _tensors(o)]
+    return []
+
+
+def _nbytes(tensors: Any) -> int:
+    seen, total = set(), 0
+    for t in _tensors(tensors):
+        s = t.untyped_storage()
+        if s.data_ptr() not in seen:
+            seen.add(s.data_ptr())
+            total += s.nbytes()
+    return total
+
+
+class _OpCounter(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the aten operators a step dispatches (on a GPU, about one kernel launch each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _rss_peak_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+class StepProbe:
+    """Measures the first step of a capped training (FLOPs, operators, memory) and times the second.
+
+    FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (matrix products, convolutions and
+    attention: forward, backward and the optimizer step; elementwise work is not counted). Memory is
+    estimated from the graph: weights + gradients + optimizer state + EMA copy + the tensors autograd
+    saves for the backward pass (measured with saved-tensor hooks) + the batch; on CUDA the allocator's
+    peak is recorded beside it, on the CPU the growth of the process's peak RSS (a lower bound).
+    """
+
+    def __init__(self, desc: str, model: nn.Module, full_steps: int, first_step: int, last_step: int,
+                 key: dict[str, Any] | None, amp: bool) -> None:
+        self.desc, self.model, self.full_steps, self.first, self.amp = desc, model, full_steps, first_step, amp
+        self.last = last_step
+        self.key = key
+        self.record: dict[str, Any] | None = None
+        self._modes: list[Any] = []
+        self._t0 = 0.0
+
+    def start(self, step: int) -> None:
+        import time
+
+        from torch.utils.flop_counter import FlopCounterMode
+
+        if step == self.first:
+            params = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
+            self._saved = 0
+            self._seen: set[int] = set()
+
+            def pack(t: torch.Tensor) -> torch.Tensor:
+                ptr = t.untyped_storage().data_ptr()
+                if ptr not in params and ptr not in self._seen:
+                    self._seen.add(ptr)
+                    self._saved += t.untyped_storage().nbytes()
+                return t
+
+            self._flops = FlopCounterMode(display=False)
+            self._ops = _OpCounter()
+            self._hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+            self._modes = [self._flops, self._ops, self._hooks]
+            for m in self._modes:
+                m.__enter__()
+            dev = next(self.model.parameters()).device
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+                torch.cuda.reset_peak_memory_stats(dev)
+            self._rss0 = _rss_peak_bytes()
+        elif step == self.first + 1:
+            dev = next(self.model.parameters()).device
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+        self._t0 = time.perf_counter()
+
+    def stop(self, step: int, batch: Any, optimizer: torch.optim.Optimizer, ema: nn.Module | None) -> None:
+        import time
+
+        dev = next(self.model.parameters()).device
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        seconds = time.perf_counter() - self._t0
+        if step == self.first:
+            for m in reversed(self._modes):
+                m.__exit__(None, None, None)
+            self._modes = []
+            params = list(self.model.parameters())
+            weights = _nbytes(params)
+            grads = _nbytes([p.grad for p in params if p.grad is not None])
+            opt_state = _nbytes(list(optimizer.state.values()))
+            ema_bytes = _nbytes(list(ema.parameters())) if ema is not None else 0
+            batch_bytes = _nbytes(batch)
+            shapes = [list(t.shape) for t in _tensors(batch)]
+            self.record = {
+                "kind": "train", "desc": self.desc, "key": self.key, "device": str(dev), "amp": self.amp,
+                "parameters": sum(p.numel() for p in params if p.requires_grad),
+                "batch_shapes": shapes[:4], "full_steps": self.full_steps,
+                "flops_per_step": int(self._flops.get_total_flops()), "ops_per_step": self._ops.ops,
+                "memory_bytes": {"weights": weights, "gradients": grads, "optimizer_state": opt_state, "ema": ema_bytes,
+                                 "saved_activations": self._saved, "batch": batch_bytes,
+                                 "estimate": weights + grads + opt_state + ema_bytes + self._saved + batch_bytes,
+                                 "rss_peak_growth": max(0, _rss_peak_bytes() - self._rss0)},
+                "first_step_seconds": seconds,
+            }
+            if dev.type == "cuda":
+                self.record["memory_bytes"]["cuda_peak_allocated"] = torch.cuda.max_memory_allocated(dev)
+            if step == self.last:
+                self._write()
+        elif step == self.first + 1 and self.record is not None:
+            self.record["step_seconds"] = seconds
+            self._write()
+
+    def _write(self) -> None:
+        if self.record is not None:
+            _append(self.record)
+            self.record = None
+
+
+def probe(desc: str, model: nn.Module, full_steps: int, first_step: int, last_step: int,
+          key: dict[str, Any] | None, amp: bool) -> StepProbe | None:
+    """A :class:`StepProbe` when a dry run records (``$NBHELPERS_DRYRUN_RECORD``) and a step is left, else ``None``."""
+    if record_path() is None or first_step > last_step:
+        return None
+    return StepProbe(desc, model, full_steps, first_step, last_step, key, amp)

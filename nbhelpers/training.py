@@ -223,7 +223,7 @@ def train(
     """
     device = next(unwrap(model).parameters()).device
     rank, world_size = world()
-    cap = dryrun.max_steps()
+    cap, full_steps = dryrun.max_steps(), config.steps
     if cap is not None:  # dry run: cap the steps; cache apart, keyed with the cap
         config = replace(config, steps=min(config.steps, cap))
         key = {**(key or {}), "dry_run_max_steps": cap}
@@ -286,6 +286,7 @@ def train(
     pending: list[torch.Tensor] = []
     t0 = time.perf_counter()
     bar = _progress(config.steps, start_step, desc, progress and rank == 0)
+    probe = dryrun.probe(desc, base, full_steps, start_step + 1, config.steps, key, use_amp) if rank == 0 else None
 
     def flush(last_step: int) -> None:
         if not pending:
@@ -311,6 +312,8 @@ def train(
                 for g in optimizer.param_groups:
                     g["lr"] = config.lr_at(step)
             batch = batch_fn(gen)
+            if probe is not None:
+                probe.start(step)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                 loss = loss_fn(train_model, batch, gen)
             optimizer.zero_grad(set_to_none=True)
@@ -320,6 +323,8 @@ def train(
             optimizer.step()
             if ema is not None:
                 ema.update(base)
+            if probe is not None:
+                probe.stop(step, batch, optimizer, ema.model if ema is not None else None)
             pending.append(loss.detach())
             flushed = len(pending) >= flush_every or step == config.steps or (config.checkpoint_every and step % config.checkpoint_every == 0)
             if flushed:

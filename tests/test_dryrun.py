@@ -182,3 +182,31 @@ def test_setup_says_it_is_a_dry_run(monkeypatch, build, capsys, tmp_path):
     monkeypatch.delenv(dryrun.MAX_STEPS_ENV)
     runtime.setup("03_flow_matching_2d", device="cpu", profile="gpu")
     assert "DRY RUN" not in capsys.readouterr().out
+
+
+def test_records_what_a_step_costs(monkeypatch, build, tmp_path):
+    """A recorded dry run writes one line per training (FLOPs of a linear layer: 2·B·in·out forward,
+    twice that backward) and one per sampler call (calls of the full run)."""
+    import json
+
+    rec = tmp_path / "rec.jsonl"
+    monkeypatch.setenv(dryrun.MAX_STEPS_ENV, "2")
+    monkeypatch.setenv(dryrun.RECORD_ENV, str(rec))
+    net = nn.Linear(8, 4)
+    train(net, lambda m, b, g: m(b).pow(2).mean(), lambda g: torch.randn(32, 8, generator=g),
+          TrainConfig(steps=100, ema_decay=0.9), progress=False, desc="lin")
+    ddpm = DDPM.from_schedule("linear", 20)
+    model = Counting()
+    ddpm.sample(model, (4, 2), generator=torch.Generator().manual_seed(0))
+    lines = [json.loads(line) for line in rec.read_text().splitlines()]
+    tr = [r for r in lines if r["kind"] == "train"]
+    sa = [r for r in lines if r["kind"] == "sampler"]
+    assert len(tr) == 1 and len(sa) == 1
+    r = tr[0]
+    assert r["desc"] == "lin" and r["parameters"] == 8 * 4 + 4 and r["full_steps"] == 100
+    assert r["flops_per_step"] == 2 * 32 * 8 * 4 * 3 - 2 * 32 * 8 * 4  # forward, weight grad; no input grad
+    mem = r["memory_bytes"]
+    assert mem["weights"] == 36 * 4 and mem["gradients"] == 36 * 4 and mem["optimizer_state"] >= 2 * 36 * 4
+    assert mem["ema"] == 36 * 4 and mem["batch"] == 32 * 8 * 4 and mem["saved_activations"] >= 32 * 8 * 4
+    assert r["step_seconds"] > 0
+    assert sa[0]["calls"] == 20 and sa[0]["calls_made"] == 2 and sa[0]["batch"] == 4
