@@ -78,6 +78,8 @@ def summarise() -> str:
     rows, peers = [], []
     for path in sorted(RESULTS.glob("*.json")):
         data = json.loads(path.read_text())
+        if data.get("kind") in ("dryrun", "roofline"):  # tables of their own (benchmarks.dryrun, benchmarks.roofline)
+            continue
         (peers if data.get("kind") == "peer" else rows).append(data)
     lines = [BEGIN, "", "### Notebooks", "",
              "| notebook | profile | machine | status | wall time | headline metrics |", "|---|---|---|---|---|---|"]
