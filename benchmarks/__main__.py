@@ -1,5 +1,7 @@
 """Benchmark runner: ``python -m benchmarks --profile cpu --notebooks 01,02`` (``make bench``).
 
+First the roofline table (:mod:`benchmarks.roofline`, a few minutes; ``--no-roofline`` skips it).
+
 Executes the chosen notebooks with papermill in one profile and writes one JSON per run to
 ``benchmarks/results/<notebook>__<profile>__<machine>.json`` (notebook, profile, device, wall
 time, the notebook's recorded metrics, machine facts). ``--summarise`` only rebuilds the tables in
@@ -111,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--notebooks", default="all")
     ap.add_argument("--summarise", action="store_true", help="only rebuild the tables in benchmarks/README.md")
+    ap.add_argument("--no-roofline", action="store_true", help="skip the roofline table (python -m benchmarks.roofline)")
     args = ap.parse_args(argv)
+    if not args.summarise and not args.no_roofline:
+        from .roofline import main as roofline
+
+        roofline([])
     if not args.summarise:
         try:
             names = select_notebooks(args.notebooks)
