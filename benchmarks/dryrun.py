@@ -95,6 +95,7 @@ def summarise_notebook(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(names: list[str], max_steps: int, profile: str, device: str, keep_cache: bool) -> dict[str, Any]:
+    saved = {v: os.environ.get(v) for v in (dryrun.MAX_STEPS_ENV, dryrun.RECORD_ENV, PROFILE_ENV)}
     os.environ[dryrun.MAX_STEPS_ENV] = str(max_steps)
     os.environ[PROFILE_ENV] = profile
     root = dryrun.root(max_steps)
@@ -117,9 +118,12 @@ def run(names: list[str], max_steps: int, profile: str, device: str, keep_cache:
                              "metrics_dry_run_max_steps": r.metrics.get("dry_run_max_steps"), **summary}
             print(f"  {r.status} in {r.seconds:.1f} s" + (f": {r.error}" if r.error else "")
                   + f"; {len(summary['trainings'])} trainings, {summary['sampler_calls']} sampler calls", flush=True)
-    finally:
-        for var in (dryrun.MAX_STEPS_ENV, dryrun.RECORD_ENV, PROFILE_ENV):
-            os.environ.pop(var, None)
+    finally:  # the caller's environment as it was
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
     return {"kind": "dryrun", "profile": profile, "max_steps": max_steps, "notebooks": results,
             "total_wall_s": round(time.perf_counter() - t_all, 1)}
 
