@@ -69,6 +69,7 @@ def summarise_notebook(records: list[dict[str, Any]]) -> dict[str, Any]:
     samplers = [r for r in records if r["kind"] == "sampler"]
     out: dict[str, Any] = {"trainings": [], "predicted_s": {}}
     for r in trains:
+        r["full_steps"] -= r.get("start_step", 0)  # a continued training (08's 10k run) trains the rest
         t = {k: r[k] for k in ("desc", "parameters", "batch_shapes", "full_steps", "flops_per_step", "ops_per_step", "amp")}
         t["memory_estimate_bytes"] = r["memory_bytes"]["estimate"]
         t["memory_bytes"] = r["memory_bytes"]

@@ -769,6 +769,8 @@ def adopt_checkpoint(src: str | Path, dst: str | Path, key: dict[str, Any], conf
     state = load_checkpoint(src)
     if state.get("format") != CHECKPOINT_FORMAT or "key" not in state:
         raise ValueError(f"{src} is not a checkpoint written by nbhelpers.training")
+    if dryrun.max_steps() is not None:  # as nbhelpers.training.train keys a dry run's models
+        key = {**key, "dry_run_max_steps": dryrun.max_steps()}
     new_json = _key_json(key, config)
     old, new = json.loads(state["key"]), json.loads(new_json)
     diffs = []

@@ -5,7 +5,7 @@ runs its code at the sizes of its profile (``NBHELPERS_PROFILE=gpu``: the assign
 settings) but only N steps of everything that costs network evaluations:
 
 * training (:func:`nbhelpers.training.train`, so also the MNIST evaluator and the AFHQ trainer)
-  stops after N optimisation steps;
+  runs at most N optimisation steps from where it starts (a resumed model: N more);
 * a sampler call (DDPM ancestral and DDIM, the ODE/SDE solvers) evaluates a network at most N
   times; later steps get a zero network output (:class:`NetworkBudget`), so loops, step
   counts, trajectories and shapes are those of the full run, but the results are not samples;
@@ -325,7 +325,7 @@ class StepProbe:
             self.record = {
                 "kind": "train", "desc": self.desc, "key": self.key, "device": str(dev), "amp": self.amp,
                 "parameters": sum(p.numel() for p in params if p.requires_grad),
-                "batch_shapes": shapes[:4], "full_steps": self.full_steps,
+                "batch_shapes": shapes[:4], "full_steps": self.full_steps, "start_step": self.first - 1,
                 "flops_per_step": int(self._flops.get_total_flops()), "ops_per_step": self._ops.ops,
                 "memory_bytes": {"weights": weights, "gradients": grads, "optimizer_state": opt_state, "ema": ema_bytes,
                                  "saved_activations": self._saved, "batch": batch_bytes,

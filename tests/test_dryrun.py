@@ -210,3 +210,19 @@ def test_records_what_a_step_costs(monkeypatch, build, tmp_path):
     assert mem["ema"] == 36 * 4 and mem["batch"] == 32 * 8 * 4 and mem["saved_activations"] >= 32 * 8 * 4
     assert r["step_seconds"] > 0
     assert sa[0]["calls"] == 20 and sa[0]["calls_made"] == 2 and sa[0]["batch"] == 4
+
+
+def test_a_resumed_training_runs_the_cap_again(monkeypatch, build, tmp_path):
+    """08 continues its 1k-step model to 10k steps: in a dry run that is N more steps, not zero."""
+    from nbhelpers.afhq import adopt_checkpoint
+
+    monkeypatch.setenv(dryrun.MAX_STEPS_ENV, "2")
+    first = _train(Counting(), steps=10, checkpoint=tmp_path / "a.pt")
+    assert first.steps == 2
+    cfg_long = TrainConfig(steps=100, lr=1e-2)
+    longer = tmp_path / "b.pt"
+    assert adopt_checkpoint(first.checkpoint, dryrun.redirect(longer), {"model": "Counting"}, cfg_long) == 2
+    res = train(Counting(), lambda m, b, g: ((m(b, torch.zeros(len(b))) - b) ** 2).mean(),
+                lambda g: torch.randn(16, 2, generator=g), cfg_long, checkpoint=longer, key={"model": "Counting"},
+                progress=False)
+    assert res.resumed_from == 2 and res.steps == 4 and len(res.losses) == 4
