@@ -21,6 +21,8 @@ def machine() -> dict:
             "machine": platform.machine()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    if hasattr(os, "getloadavg"):
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
     return info
 
 
@@ -32,8 +34,13 @@ def machine_tag(info: dict) -> str:
 
 def describe_machine(info: dict) -> str:
     gpu = f", {info['gpu']}" if "gpu" in info else ""
-    return (f"{info.get('processor', '?')}, {info['cpu_count']} cores visible, {info['torch_threads']} torch threads{gpu}; "
+    text = (f"{info.get('processor', '?')}, {info['cpu_count']} cores visible, {info['torch_threads']} torch threads{gpu}; "
             f"torch {info.get('torch', torch.__version__)}")
+    load = info.get("load_average_1min")
+    if load is not None and load > info["cpu_count"]:
+        text += (f". **Busy machine** (load average {load:g} on {info['cpu_count']} cores when the run ended): the times "
+                 "and ratios below are not this machine's; re-measure on a quiet one")
+    return text
 
 
 def write_json(name: str, payload: dict) -> Path:

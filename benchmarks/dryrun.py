@@ -139,7 +139,7 @@ def table(payload: dict[str, Any]) -> str:
     nbs = payload["notebooks"]
     lines = [
         f"### gpu profile, dry run (`python -m benchmarks.dryrun`, max steps {payload['max_steps']})", "",
-        f"Machine: {describe_machine(info)} ({payload.get('date', '')}). Every notebook executed at its "
+        f"Measured {payload.get('date', '')} on {describe_machine(info)}. Every notebook executed at its "
         f"{payload['profile']}-profile model and batch sizes with {payload['max_steps']} training steps and "
         f"{payload['max_steps']} network evaluations per sampler call, one notebook after another: "
         f"{payload['total_wall_s']:.0f} s in all. "

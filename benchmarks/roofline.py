@@ -243,7 +243,7 @@ def table(payload: dict[str, Any]) -> str:
                       for t, p in sorted(payload["gemm_peaks"].items()))
     lines = [
         "### Roofline (`python -m benchmarks.roofline`)", "",
-        f"Machine: {describe_machine(info)}, measured {payload['date']}. float32 GEMM peak: {peaks}. "
+        f"Measured {payload['date']} on {describe_machine(info)}. float32 GEMM peak: {peaks}. "
         "FLOPs from `FlopCounterMode` (matrix products, convolutions, attention; forward + backward + optimizer for "
         "training). A training step is a step of `nbhelpers.training.train` with the notebook's settings (median of "
         f"{payload['timed']} steps after {payload['warmup']}); a sampler row is one network evaluation at the batch the "
