@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import types
 from pathlib import Path
 from typing import Any, Callable
 
@@ -99,7 +100,8 @@ def banner() -> str:
 
 def holds_network(f: Any, depth: int = 3) -> bool:
     """Whether ``f`` is, or holds, an ``nn.Module`` with parameters: itself, the object of a bound
-    method, a closure variable, an attribute or a ``functools.partial`` argument, ``depth`` levels deep.
+    method, a closure variable, a global name the function's code uses (a notebook's
+    ``lambda x, t: flow(x, t)``), an attribute or a ``functools.partial`` argument, ``depth`` levels deep.
 
     Samplers are given networks wrapped in lambdas and SDE objects; analytic fields (an OU drift,
     a Gaussian mixture's exact score) hold none and are never cut short.
@@ -107,7 +109,7 @@ def holds_network(f: Any, depth: int = 3) -> bool:
     seen: set[int] = set()
 
     def visit(obj: Any, level: int) -> bool:
-        if obj is None or id(obj) in seen or isinstance(obj, (str, bytes, int, float, bool, torch.Tensor)):
+        if obj is None or id(obj) in seen or isinstance(obj, (str, bytes, int, float, bool, torch.Tensor, types.ModuleType)):
             return False
         seen.add(id(obj))
         if isinstance(obj, nn.Module):
@@ -123,6 +125,9 @@ def holds_network(f: Any, depth: int = 3) -> bool:
                     children.append(cell.cell_contents)
                 except ValueError:  # an empty cell
                     pass
+        code, glob = getattr(obj, "__code__", None), getattr(obj, "__globals__", None)
+        if isinstance(code, types.CodeType) and isinstance(glob, dict):
+            children.extend(glob[n] for n in code.co_names if n in glob)
         for name in ("func", "args", "keywords"):  # functools.partial
             if hasattr(obj, name) and not callable(getattr(type(obj), name, None)):
                 v = getattr(obj, name)

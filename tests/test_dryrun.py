@@ -226,3 +226,12 @@ def test_a_resumed_training_runs_the_cap_again(monkeypatch, build, tmp_path):
                 lambda g: torch.randn(16, 2, generator=g), cfg_long, checkpoint=longer, key={"model": "Counting"},
                 progress=False)
     assert res.resumed_from == 2 and res.steps == 4 and len(res.losses) == 4
+
+
+NET_GLOBAL = Counting()
+
+
+def test_holds_network_through_a_global_name():
+    """A notebook writes ``field = lambda x, t: flow(x, t)`` with ``flow`` a global of its namespace."""
+    assert dryrun.holds_network(lambda x, t: NET_GLOBAL(x, t))
+    assert not dryrun.holds_network(lambda x, t: torch.zeros_like(x))  # torch is a module: not searched
