@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dryrun import budget
 from .ddpm import DDPM, SampleResult
 from .models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
 from .models.unet import UNet, UNetConfig
@@ -227,6 +228,7 @@ def generate(
     if guidance_w < 0:
         raise ValueError(f"guidance_w must be >= 0, got {guidance_w!r}")
     device = next(model.parameters()).device
+    model = budget(model)  # a dry run ($NBHELPERS_MAX_STEPS): one budget of network evaluations for all the chunks
     labels = labels.to(device)
     w = None if float(guidance_w) == 0.0 else float(guidance_w)
     xs, trajs, preds, nfe = [], [], [], 0

@@ -143,23 +143,25 @@ def holds_network(f: Any, depth: int = 3) -> bool:
     return visit(f, depth)
 
 
-class NetworkBudget:
+class NetworkBudget(nn.Module):
     """``f`` for its first ``n`` calls, then ``zeros_like(x)``: a sampler's network evaluations, capped.
 
     Every network in this package (ε, velocity, score predictors) returns a tensor shaped like its
-    input ``x``, so a sampler keeps running with the same shapes after the budget is spent.
+    input ``x``, so a sampler keeps running with the same shapes after the budget is spent. A module
+    itself (``f`` a network is its submodule), so code that asks a model for its device still can.
     """
 
     def __init__(self, f: Callable[..., torch.Tensor], n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"budget must be a non-negative integer, got {n!r}")
+        super().__init__()
         self.f = f
         self.left = n
         self.calls = 0
         self.skipped = 0
         self.record: dict[str, Any] | None = None
 
-    def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         if self.left <= 0:
             self.skipped += 1
             return torch.zeros_like(x)

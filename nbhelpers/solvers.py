@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
@@ -199,6 +200,11 @@ def sample_from_noise(f: Field | Any, n: int, shape: tuple[int, ...], n_steps: i
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
             raise ValueError(f"{label} must be a positive integer, got {v!r}")
     device = torch.device(device)
+    if method == "euler_maruyama":  # a dry run: one budget of network evaluations for all the chunks
+        drift = budget(f.drift)
+        f = f if drift is f.drift else SimpleNamespace(drift=drift, diffusion=f.diffusion)
+    else:
+        f = budget(f)
     x0 = torch.randn(int(n), *shape, generator=torch.Generator().manual_seed(seed))
     noise = torch.Generator(device).manual_seed(seed + 1) if method == "euler_maruyama" else None
     outs, trajs, sol = [], [], None

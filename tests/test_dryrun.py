@@ -235,3 +235,16 @@ def test_holds_network_through_a_global_name():
     """A notebook writes ``field = lambda x, t: flow(x, t)`` with ``flow`` a global of its namespace."""
     assert dryrun.holds_network(lambda x, t: NET_GLOBAL(x, t))
     assert not dryrun.holds_network(lambda x, t: torch.zeros_like(x))  # torch is a module: not searched
+
+
+def test_one_budget_for_all_chunks(monkeypatch):
+    """sample_from_noise and cfg_mnist.generate draw their samples in chunks: a dry run evaluates the
+    network N times in all, at the full chunk size, and the result keeps its full size."""
+    from nbhelpers.solvers import sample_from_noise
+
+    monkeypatch.setenv(dryrun.MAX_STEPS_ENV, "2")
+    net = Counting()
+    sol = sample_from_noise(net, 1000, (2,), 10, chunk=100)
+    assert net.calls == 2 and sol.x.shape == (1000, 2)
+    wrapped = dryrun.budget(net)
+    assert isinstance(wrapped, nn.Module) and next(wrapped.parameters()) is net.a  # the device is still found
