@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import types
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +30,7 @@ from torch import nn
 
 MAX_STEPS_ENV = "NBHELPERS_MAX_STEPS"
 
-__all__ = ["MAX_STEPS_ENV", "max_steps", "is_dry_run", "cap", "root", "redirect", "banner", "holds_network",
+__all__ = ["MAX_STEPS_ENV", "max_steps", "is_dry_run", "cap", "root", "redirect", "banner", "holds_network", "networks",
            "NetworkBudget", "budget"]
 
 
@@ -99,7 +100,12 @@ def banner() -> str:
 
 
 def holds_network(f: Any, depth: int = 3) -> bool:
-    """Whether ``f`` is, or holds, an ``nn.Module`` with parameters: itself, the object of a bound
+    """Whether ``f`` is, or holds, an ``nn.Module`` with parameters (see :func:`networks`)."""
+    return bool(networks(f, depth))
+
+
+def networks(f: Any, depth: int = 3) -> list[nn.Module]:
+    """The networks (modules with parameters) ``f`` is or holds: itself, the object of a bound
     method, a closure variable, a global name the function's code uses (a notebook's
     ``lambda x, t: flow(x, t)``), an attribute or a ``functools.partial`` argument, ``depth`` levels deep.
 
@@ -107,15 +113,18 @@ def holds_network(f: Any, depth: int = 3) -> bool:
     a Gaussian mixture's exact score) hold none and are never cut short.
     """
     seen: set[int] = set()
+    found: list[nn.Module] = []
 
-    def visit(obj: Any, level: int) -> bool:
+    def visit(obj: Any, level: int) -> None:
         if obj is None or id(obj) in seen or isinstance(obj, (str, bytes, int, float, bool, torch.Tensor, types.ModuleType)):
-            return False
+            return
         seen.add(id(obj))
         if isinstance(obj, nn.Module):
-            return any(True for _ in obj.parameters())
+            if any(True for _ in obj.parameters()):
+                found.append(obj)
+            return
         if level <= 0:
-            return False
+            return
         children: list[Any] = []
         if hasattr(obj, "__self__"):
             children.append(obj.__self__)
@@ -138,17 +147,26 @@ def holds_network(f: Any, depth: int = 3) -> bool:
             children.extend(obj.values())
         elif hasattr(obj, "__dict__") and not isinstance(obj, type):
             children.extend(vars(obj).values())
-        return any(visit(c, level - 1) for c in children)
+        for c in children:
+            visit(c, level - 1)
 
-    return visit(f, depth)
+    visit(f, depth)
+    return found
+
+
+_EVALUATED: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, int]]" = weakref.WeakKeyDictionary()
+"""network → {(ids of the networks evaluated together, input shape, dtype): FLOPs of one evaluation}."""
 
 
 class NetworkBudget(nn.Module):
     """``f`` for its first ``n`` calls, then ``zeros_like(x)``: a sampler's network evaluations, capped.
 
     Every network in this package (ε, velocity, score predictors) returns a tensor shaped like its
-    input ``x``, so a sampler keeps running with the same shapes after the budget is spent. A module
-    itself (``f`` a network is its submodule), so code that asks a model for its device still can.
+    input ``x``, so a sampler keeps running with the same shapes after the budget is spent. The
+    number of batches is capped too: once a sampler call has evaluated the same networks on an input
+    of the same shape, later calls (a sweep over a guidance weight or σ, the chunks of a big sample)
+    get zeros from the start. A module itself (``f`` a network is its submodule), so code that asks a
+    model for its device still can.
     """
 
     def __init__(self, f: Callable[..., torch.Tensor], n: int) -> None:
@@ -160,23 +178,43 @@ class NetworkBudget(nn.Module):
         self.calls = 0
         self.skipped = 0
         self.record: dict[str, Any] | None = None
+        nets = networks(f)
+        self._first = nets[0] if nets else None
+        self._nets = tuple(sorted(id(m) for m in nets))
+
+    def _done(self) -> dict[tuple, int]:
+        if self._first is None:
+            return {}
+        return _EVALUATED.setdefault(self._first, {})
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        key = (self._nets, tuple(x.shape), x.dtype)
+        done = self._done()
+        if self.calls == 0 and self.left > 0 and key in done:  # this network at this batch has run already
+            self.left = 0
+            if record_path() is not None:
+                self.record = self._describe(x, done[key])
         if self.left <= 0:
             self.skipped += 1
             return torch.zeros_like(x)
         self.left -= 1
         self.calls += 1
-        if self.calls == 1 and record_path() is not None:
+        if self.calls == 1:
             from torch.utils.flop_counter import FlopCounterMode
 
             counter = FlopCounterMode(display=False)
             with counter:
                 out = self.f(x, *args, **kwargs)
-            self.record = {"kind": "sampler", "flops_per_call": int(counter.get_total_flops()), "batch": int(x.shape[0]),
-                           "shape": list(x.shape), "device": str(x.device)}
+            done[key] = int(counter.get_total_flops())
+            if record_path() is not None:
+                self.record = self._describe(x, done[key])
             return out
         return self.f(x, *args, **kwargs)
+
+    @staticmethod
+    def _describe(x: torch.Tensor, flops: int) -> dict[str, Any]:
+        return {"kind": "sampler", "flops_per_call": flops, "batch": int(x.shape[0]), "shape": list(x.shape),
+                "device": str(x.device)}
 
     def __del__(self) -> None:  # the sampler has returned: the full run would have made calls + skipped evaluations
         if getattr(self, "record", None) is not None:

@@ -154,16 +154,29 @@ def test_samplers_cap_network_evaluations(monkeypatch):
     net = Counting()
     out = ddpm.sample(net, (4, 2), generator=torch.Generator().manual_seed(0), return_steps=range(21))
     assert net.calls == 2 and out.x.shape == (4, 2) and sorted(out.trajectory) == list(range(21))
-    net.calls = 0
+    net = Counting()
     out = ddpm.ddim_sample(net, (4, 2), n_steps=10, generator=torch.Generator().manual_seed(0))
     assert net.calls == 2 and out.x.shape == (4, 2)
     for solver, n in ((euler, 50), (heun, 50)):
-        net.calls = 0
+        net = Counting()
         sol = solver(lambda x, t: net(x, t), torch.ones(4, 2), 0.0, 1.0, n, return_trajectory=True)
         assert net.calls == 2 and sol.trajectory.shape == (n + 1, 4, 2)
-    net.calls = 0
+    net = Counting()
     euler_maruyama(lambda x, t: net(x, t), 0.1, torch.ones(4, 2), 0.0, 1.0, 30, generator=torch.Generator().manual_seed(0))
     assert net.calls == 2
+
+
+def test_a_network_runs_once_per_batch_shape(monkeypatch):
+    """A sweep (guidance weights, σ values) calls the sampler again and again with the same network and
+    batch: only the first call evaluates it; another batch shape evaluates it again."""
+    monkeypatch.setenv(dryrun.MAX_STEPS_ENV, "2")
+    ddpm = DDPM.from_schedule("linear", 20)
+    net = Counting()
+    for _ in range(3):
+        assert ddpm.sample(net, (4, 2), generator=torch.Generator().manual_seed(0)).x.shape == (4, 2)
+    assert net.calls == 2
+    ddpm.sample(net, (8, 2), generator=torch.Generator().manual_seed(0))
+    assert net.calls == 4
 
 
 def test_analytic_fields_are_not_capped(monkeypatch):
