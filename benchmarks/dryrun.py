@@ -102,7 +102,7 @@ def run(names: list[str], max_steps: int, profile: str, device: str, keep_cache:
     root = dryrun.root(max_steps)
     if not keep_cache and root.exists():
         shutil.rmtree(root)  # a cached capped model would not be measured
-    out_dir = build_dir() / "dryrun" / "notebooks"
+    out_dir = root / "notebooks"
     results: dict[str, Any] = {}
     t_all = time.perf_counter()
     try:
@@ -129,8 +129,31 @@ def run(names: list[str], max_steps: int, profile: str, device: str, keep_cache:
             "total_wall_s": round(time.perf_counter() - t_all, 1)}
 
 
+def rebuild(names: list[str], max_steps: int, profile: str) -> dict[str, Any]:
+    """The payload of :func:`run` from what an earlier run left: the executed notebooks in
+    ``build/dryrun/notebooks`` (papermill's status and duration) and the records; notebooks not executed are left out."""
+    root = dryrun.root(max_steps)
+    results: dict[str, Any] = {}
+    for name in names:
+        executed = root / "notebooks" / f"{name}.ipynb"
+        if not executed.exists():
+            executed = build_dir() / "dryrun" / "notebooks" / f"{name}.ipynb"  # where earlier versions wrote them
+        if not executed.exists():
+            continue
+        meta = json.loads(executed.read_text()).get("metadata", {}).get("papermill", {})
+        if meta.get("parameters", {}).get("profile", profile) not in (profile, "auto") or meta.get("duration") is None:
+            continue
+        summary = summarise_notebook(read_records(root / "records" / f"{name}.jsonl"))
+        results[name] = {"status": "failed" if meta.get("exception") else "ok", "error": "", "wall_s": round(meta["duration"], 2),
+                         "device": "", "seed_quote": SEED_QUOTES.get(name, ""), "metrics_dry_run_max_steps": max_steps, **summary}
+    return {"kind": "dryrun", "profile": profile, "max_steps": max_steps, "notebooks": results,
+            "total_wall_s": round(sum(r["wall_s"] for r in results.values()), 1)}
+
+
 def _band(pair: tuple[float, float]) -> str:
     slow, fast = pair
+    if slow == 0:
+        return "– (no network)"
     return f"{duration(fast)} – {duration(slow)}"
 
 
@@ -183,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--keep-cache", action="store_true", help="reuse capped models of an earlier dry run (they are then not measured)")
     ap.add_argument("--no-write", action="store_true", help="print the table; write no JSON and leave the README alone")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="execute nothing: rebuild the results from the executed notebooks and records an earlier run left in build/dryrun")
     args = ap.parse_args(argv)
     if args.max_steps < 1:
         ap.error(f"--max-steps must be a positive integer, got {args.max_steps}")
@@ -190,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         names = select_notebooks(args.notebooks)
     except ValueError as exc:
         ap.error(str(exc))
-    payload = run(names, args.max_steps, args.profile, args.device, args.keep_cache)
+    if args.rebuild:
+        payload = rebuild(names, args.max_steps, args.profile)
+    else:
+        payload = run(names, args.max_steps, args.profile, args.device, args.keep_cache)
     info = machine()
     payload.update({"machine": info, "machine_tag": machine_tag(info), "date": time.strftime("%Y-%m-%d %H:%M")})
     failed = [n for n, r in payload["notebooks"].items() if r["status"] != "ok"]

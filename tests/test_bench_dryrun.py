@@ -21,7 +21,7 @@ def test_notebook_06_dry_run_at_gpu_sizes():
     assert r["status"] == "ok", r["error"]
     assert r["metrics_dry_run_max_steps"] == 1
     # the notebook says so where its reader looks
-    out = json.loads((ROOT / "build" / "dryrun" / "notebooks" / "06_two_pixel_ddpm_cfg.ipynb").read_text())
+    out = json.loads((dryrun.root(1) / "notebooks" / "06_two_pixel_ddpm_cfg.ipynb").read_text())
     text = "".join("".join(o.get("text", "")) for c in out["cells"] for o in c.get("outputs", []))
     assert "DRY RUN" in text
     # five trainings at the gpu profile's sizes: batch 1024, 4000 steps; parameters of the notebook's networks
