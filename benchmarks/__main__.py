@@ -1,5 +1,7 @@
 """Benchmark runner: ``python -m benchmarks --profile cpu --notebooks 01,02`` (``make bench``).
 
+First the roofline table (:mod:`benchmarks.roofline`, a few minutes; ``--no-roofline`` skips it).
+
 Executes the chosen notebooks with papermill in one profile and writes one JSON per run to
 ``benchmarks/results/<notebook>__<profile>__<machine>.json`` (notebook, profile, device, wall
 time, the notebook's recorded metrics, machine facts). ``--summarise`` only rebuilds the tables in
@@ -82,6 +84,8 @@ def summarise() -> str:
     rows, peers = [], []
     for path in sorted(RESULTS.glob("*.json")):
         data = json.loads(path.read_text())
+        if data.get("kind") in ("dryrun", "roofline"):  # tables of their own (benchmarks.dryrun, benchmarks.roofline)
+            continue
         (peers if data.get("kind") == "peer" else rows).append(data)
     lines = [BEGIN, "", "### Notebooks", "",
              "| notebook | profile | machine | status | wall time | headline metrics |", "|---|---|---|---|---|---|"]
@@ -115,12 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
     flag(ap, "device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
     flag(ap, "notebooks", default="all", help="'all' or a comma list such as 01,02 (default: %(default)s)")
     flag(ap, "summarise", action="store_true", help="only rebuild the tables in benchmarks/README.md")
+    flag(ap, "no_roofline", action="store_true", help="skip the roofline table (python -m benchmarks.roofline)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    if not args.summarise and not args.no_roofline:
+        from .roofline import main as roofline
+
+        roofline([])
     if not args.summarise:
         try:
             names = select_notebooks(args.notebooks)

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import dryrun
 from ._checks import DataError, check_int, check_sha256
 from .cli import HelpFormatter, Switch, flag, int_at_least, invoked_name, positive_float
 from .ddpm import DDPM, SampleResult
@@ -814,6 +815,8 @@ def adopt_checkpoint(src: str | Path, dst: str | Path, key: dict[str, Any], conf
     if state.get("format") != CHECKPOINT_FORMAT or "key" not in state:
         raise CheckpointError(f"{src} is not a checkpoint written by nbhelpers.training"
                               + ("; delete it to retrain" if own else ""))
+    if dryrun.max_steps() is not None:  # as nbhelpers.training.train keys a dry run's models
+        key = {**key, "dry_run_max_steps": dryrun.max_steps()}
     new_json = _key_json(key, config)
     old, new = json.loads(state["key"]), json.loads(new_json)
     diffs = []
@@ -898,7 +901,7 @@ def train_afhq(cfg: AFHQConfig, on_step: Callable[[int, float], None] | None = N
     say = log if main_rank else (lambda _msg: None)
     _print_config(cfg, device, world_size, say)
 
-    save_folder = Path(cfg.save_folder).expanduser()
+    save_folder = dryrun.redirect(Path(cfg.save_folder).expanduser())  # a dry run keeps its outputs apart
     ckpt = save_folder / "model.pt"
     if main_rank:
         check_save_folder(save_folder)

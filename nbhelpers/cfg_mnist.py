@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_float, check_int, check_labels
+from .dryrun import budget
 from .ddpm import DDPM, SampleResult
 from .models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
 from .models.unet import UNet, UNetConfig
@@ -238,6 +239,7 @@ def generate(
         raise ValueError(f"x_T must be an image tensor ({labels.shape[0]}, C, H, W) with one start per label, "
                          f"got {type(x_T).__name__} {tuple(getattr(x_T, 'shape', ()))}")
     device = next(model.parameters()).device
+    model = budget(model)  # a dry run ($NBHELPERS_MAX_STEPS): one budget of network evaluations for all the chunks
     labels = labels.to(device)
     w = None if guidance_w == 0.0 else guidance_w
     xs, trajs, preds, nfe = [], [], [], 0

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ._checks import check_finite, check_float, check_int, check_labels
+from .dryrun import budget
 
 __all__ = ["DDPM", "Posterior", "StepResult", "SampleResult", "GMMEpsOracle", "LOSS_KINDS", "SIGMA_CHOICES"]
 
@@ -401,6 +402,7 @@ class DDPM:
             raise ValueError(f"unknown sigma {sigma!r}; valid choices: {', '.join(SIGMA_CHOICES)}")
         x, k0 = self._start(model, shape_or_x, start_step, x_start, generator, device)
         y, guidance_w, num_classes = _check_guidance(y, guidance_w, num_classes, x.shape[0])
+        model = budget(model)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
         keep = self._record(return_steps, k0)
         traj = {} if keep is not None else None
         preds = {} if keep is not None else None
@@ -462,6 +464,7 @@ class DDPM:
         eta = check_float("eta", eta, min=0.0)
         x, k0 = self._start(model, shape_or_x, start_step, x_start, generator, device)
         y, guidance_w, num_classes = _check_guidance(y, guidance_w, num_classes, x.shape[0])
+        model = budget(model)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
         ks = self.ddim_steps(n_steps, k0)
         keep = self._record(return_steps, k0)
         if keep is not None:

@@ -212,8 +212,11 @@ def build_dir() -> Path:
 
 
 def checkpoints_dir(profile: str | None = None) -> Path:
-    """Trained-model cache. Smoke runs keep theirs apart so they never shadow real models."""
-    return build_dir() / "smoke" / "checkpoints" if profile == "smoke" else ROOT / "checkpoints"
+    """Trained-model cache. Smoke runs and dry runs (``$NBHELPERS_MAX_STEPS``) keep theirs apart so they
+    never shadow real models."""
+    from .dryrun import redirect
+
+    return redirect(build_dir() / "smoke" / "checkpoints" if profile == "smoke" else ROOT / "checkpoints")
 
 
 def figures_dir(profile: str | None = None) -> Path:
@@ -674,6 +677,11 @@ def setup(name: str, device: str = "auto", profile: str = "auto", seed: int = 0)
     run = NotebookRun(name=name, device=dev, profile=prof, seed=int(seed), generator=gen)
     if run.metrics_path.exists():
         run.metrics_path.unlink()
+    from .dryrun import banner, max_steps
+
+    if max_steps() is not None:  # say it where the reader looks: the notebook's output and its metrics
+        print(banner())
+        run.report("dry_run_max_steps", max_steps())
     try:  # figures: consistent look, readable in dark and light themes
         import matplotlib.pyplot as plt
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
 from ._checks import check_finite, check_float, check_int
+from .dryrun import budget
 
 __all__ = ["Solution", "euler", "heun", "euler_maruyama", "simulate_sde", "time_grid", "sample_from_noise", "METHODS"]
 
@@ -79,6 +81,7 @@ def _call(f: Field, x: Tensor, t: Tensor) -> Tensor:
 def euler(f: Field, x0: Tensor, t0: float, t1: float, n_steps: int, return_trajectory: bool = False) -> Solution:
     """Explicit Euler for dx/dt = f(x, t): x_{n+1} = x_n + h f(x_n, t_n) (first order)."""
     _check_field(f, "f")
+    f = budget(f)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
     x = _check_x0(x0)
     n_steps = check_int("n_steps", n_steps, min=1)
     ts = time_grid(t0, t1, n_steps, x)
@@ -95,6 +98,7 @@ def euler(f: Field, x0: Tensor, t0: float, t1: float, n_steps: int, return_traje
 def heun(f: Field, x0: Tensor, t0: float, t1: float, n_steps: int, return_trajectory: bool = False) -> Solution:
     """Heun (explicit trapezoid, second order): x̃ = x + h f(x, t); x ← x + h/2 [f(x, t) + f(x̃, t + h)]."""
     _check_field(f, "f")
+    f = budget(f)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
     x = _check_x0(x0)
     n_steps = check_int("n_steps", n_steps, min=1)
     ts = time_grid(t0, t1, n_steps, x)
@@ -150,6 +154,7 @@ def euler_maruyama(drift: Field | Any, diffusion: Field | float | Tensor | None 
     else:
         _check_field(diffusion, "diffusion")
         diffusion_fn = diffusion
+    drift = budget(drift)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
     x = _check_x0(x0)
     n_steps = check_int("n_steps", n_steps, min=1)
     ts = time_grid(t0, t1, n_steps, x)
@@ -202,6 +207,11 @@ def sample_from_noise(f: Field | Any, n: int, shape: tuple[int, ...], n_steps: i
         raise ValueError(f"shape must be a tuple of positive integers (one sample's shape), got {shape!r}")
     shape = tuple(check_int("shape entry", d, min=1) for d in shape)
     device = torch.device(device)
+    if method == "euler_maruyama":  # a dry run: one budget of network evaluations for all the chunks
+        drift = budget(f.drift)
+        f = f if drift is f.drift else SimpleNamespace(drift=drift, diffusion=f.diffusion)
+    else:
+        f = budget(f)
     x0 = torch.randn(int(n), *shape, generator=torch.Generator().manual_seed(seed))
     noise = torch.Generator(device).manual_seed(seed + 1) if method == "euler_maruyama" else None
     outs, trajs, sol = [], [], None

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import dryrun
 from ._checks import DataError, check_float, check_int
 from .runtime import FolderLock, atomic_write_bytes, checkpoints_dir, remove_stale_temps
 
@@ -259,6 +260,10 @@ def train(
     """
     device = next(unwrap(model).parameters()).device
     rank, world_size = world()
+    cap = dryrun.max_steps()
+    if cap is not None:  # dry run: at most `cap` steps from where it starts; cached apart, keyed with the cap
+        key = {**(key or {}), "dry_run_max_steps": cap}
+        checkpoint = dryrun.redirect(checkpoint) if checkpoint is not None else None
     key_json = _key_json(key, config)
     ckpt = Path(checkpoint) if checkpoint is not None else None
 
@@ -340,8 +345,10 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
     # Reading the loss back every step synchronises the GPU; flush in chunks there.
     flush_every = 1 if device.type != "cuda" else 25
     pending: list[torch.Tensor] = []
+    last = config.steps if cap is None else min(config.steps, start_step + cap)
     t0 = time.perf_counter()
-    bar = _progress(config.steps, start_step, desc, progress and rank == 0)
+    bar = _progress(last, start_step, desc, progress and rank == 0)
+    probe = dryrun.probe(desc, base, config.steps, start_step + 1, last, key, use_amp) if rank == 0 else None
 
     def flush(last_step: int) -> None:
         if not pending:
@@ -362,11 +369,13 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
         bar.set_postfix(loss=f"{vals[-1]:.4f}", refresh=False)
 
     try:
-        for step in range(start_step + 1, config.steps + 1):
+        for step in range(start_step + 1, last + 1):
             if config.warmup_steps or config.lr_decay != "none":
                 for g in optimizer.param_groups:
                     g["lr"] = config.lr_at(step)
             batch = batch_fn(gen)
+            if probe is not None:
+                probe.start(step)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                 loss = loss_fn(train_model, batch, gen)
             optimizer.zero_grad(set_to_none=True)
@@ -376,21 +385,23 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
             optimizer.step()
             if ema is not None:
                 ema.update(base)
+            if probe is not None:
+                probe.stop(step, batch, optimizer, ema.model if ema is not None else None)
             pending.append(loss.detach())
-            flushed = len(pending) >= flush_every or step == config.steps or (config.checkpoint_every and step % config.checkpoint_every == 0)
+            flushed = len(pending) >= flush_every or step == last or (config.checkpoint_every and step % config.checkpoint_every == 0)
             if flushed:
                 flush(step)
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
                 write(step, False, seconds_before + time.perf_counter() - t0)
             if flushed and on_step is not None and rank == 0:
                 on_step(step, losses[-1])
-        flush(config.steps)
+        flush(last)
     finally:
         bar.close()
     seconds = seconds_before + time.perf_counter() - t0
-    write(config.steps, True, seconds)
+    write(last, True, seconds)
     base.eval()
-    return TrainResult(base, ema.model if ema else None, losses, config.steps, seconds, start_step, False, ckpt)
+    return TrainResult(base, ema.model if ema else None, losses, last, seconds, start_step, False, ckpt)
 
 
 def count_parameters(model: nn.Module) -> int:

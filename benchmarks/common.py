@@ -1,0 +1,92 @@
+"""What the benchmark modules share: the machine's name, result files, README blocks, GPU peaks."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from nbhelpers.runtime import atomic_write_bytes, machine_info
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README = HERE / "README.md"
+
+
+def machine() -> dict:
+    """CPU model, cores, threads (and the GPU when there is one): what a measured number depends on."""
+    info = {**machine_info(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "machine": platform.machine()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    if hasattr(os, "getloadavg"):
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
+    return info
+
+
+def machine_tag(info: dict) -> str:
+    if "gpu" in info:
+        return info["gpu"].replace("NVIDIA ", "").replace(" ", "-").lower()
+    return f"cpu{info['cpu_count']}"
+
+
+def describe_machine(info: dict) -> str:
+    gpu = f", {info['gpu']}" if "gpu" in info else ""
+    text = (f"{info.get('processor', '?')}, {info['cpu_count']} cores visible, {info['torch_threads']} torch threads{gpu}; "
+            f"torch {info.get('torch', torch.__version__)}")
+    load = info.get("load_average_1min")
+    if load is not None and load > info["cpu_count"]:
+        text += (f". **Busy machine** (load average {load:g} on {info['cpu_count']} cores when the run ended): the times "
+                 "and ratios below are not this machine's; re-measure on a quiet one")
+    return text
+
+
+def write_json(name: str, payload: dict) -> Path:
+    path = RESULTS / f"{name}.json"
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def replace_block(tag: str, block: str, readme: Path = README) -> None:
+    """Put ``block`` between ``<!-- tag:begin -->`` and ``<!-- tag:end -->`` in the README (appended when absent)."""
+    begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
+    body = f"{begin}\n{block.strip()}\n{end}"
+    text = readme.read_text() if readme.exists() else "# Benchmarks\n\n"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + body + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + body + "\n"
+    atomic_write_bytes(readme, text.encode())
+
+
+def si(x: float | None, unit: str = "") -> str:
+    """1.23e9 → '1.23 G' (with ``unit``)."""
+    if x is None:
+        return "–"
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= factor:
+            return f"{x / factor:.3g} {prefix}{unit}"
+    return f"{x:.3g} {unit}".rstrip()
+
+
+def duration(s: float) -> str:
+    if s < 60:
+        return f"{s:.3g} s"
+    if s < 3600:
+        return f"{s / 60:.3g} min"
+    return f"{s / 3600:.3g} h"
+
+
+# Published dense peaks (FLOP/s), from the vendors' data sheets: T4 (Turing: no bf16 tensor cores, so
+# bf16 runs at the fp32 rate; fp16 tensor cores 65 T), A100 SXM 40/80 GB, H100 SXM5 (without sparsity).
+GPU_PEAKS: dict[str, dict[str, float]] = {
+    "T4": {"fp32": 8.1e12, "tf32": 8.1e12, "bf16": 8.1e12, "fp16": 65e12},
+    "A100": {"fp32": 19.5e12, "tf32": 156e12, "bf16": 312e12, "fp16": 312e12},
+    "H100": {"fp32": 67e12, "tf32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12},
+}
+UTILISATION = (0.2, 0.5)
+"""The band of peak a small eager-mode PyTorch model reaches on a data-centre GPU (slow end, fast end)."""
+LAUNCH_S = (10e-6, 5e-6)
+"""Per-operator host overhead of eager PyTorch on a GPU (slow end, fast end): the floor of a small model's step."""

@@ -1,0 +1,245 @@
+"""gpu profile, dry run: ``python -m benchmarks.dryrun --notebooks all --max-steps 2`` (on any machine).
+
+Executes each notebook headless with ``NBHELPERS_PROFILE=gpu`` (the assignments' full model and
+batch sizes) and ``NBHELPERS_MAX_STEPS=N`` (see :mod:`nbhelpers.dryrun`: N training steps, N network
+evaluations per sampler call, a separate model cache), one notebook at a time, and records per
+notebook: status and wall time, and per training its parameters, FLOPs per step
+(``FlopCounterMode``: forward + backward + optimizer; matrix products, convolutions, attention),
+operators per step and the memory of one step (estimated from the graph: weights, gradients,
+optimizer state, EMA copy, tensors saved for backward, batch; the growth of the peak RSS beside it),
+plus the FLOPs of every sampler call at its full number of network evaluations.
+
+From these it predicts the notebook's gpu-profile time on a T4, an A100 and an H100:
+``max(FLOPs / (peak × utilisation), operators × launch overhead)`` with the band of
+:data:`benchmarks.common.UTILISATION` and :data:`benchmarks.common.LAUNCH_S` (fp32 code: fp32 peak at
+the slow end, TF32 at the fast end; bf16 autocast: the bf16 peak). Not counted: data loading, the
+evaluator's classifier, FID, elementwise work, and sampling that only happens every k training steps.
+
+Writes ``benchmarks/results/dryrun__<profile>__<machine>.json`` and a table in ``benchmarks/README.md``
+(``--no-write``: print only).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nbhelpers import dryrun
+from nbhelpers.runner import run_notebook, select_notebooks
+from nbhelpers.runtime import PROFILE_ENV, build_dir
+
+from .common import (GPU_PEAKS, LAUNCH_S, RESULTS, UTILISATION, describe_machine, duration, machine, machine_tag, replace_block,
+                     si, write_json)
+
+SEED_QUOTES: dict[str, str] = {
+    "08_afhq_ddpm": "seed 004 on a Colab T4: 1k steps 5–10 min (5.1), 1k steps with FID every 100 15–60 min (5.2), "
+                    "10k steps 1–3 h (5.5)",
+}
+"""Wall times the assignments quote for their full settings (the others quote none)."""
+
+
+def _peaks(gpu: str, amp: bool) -> tuple[float, float]:
+    """(slow-end peak, fast-end peak) for code in fp32 or under bf16 autocast."""
+    p = GPU_PEAKS[gpu]
+    return (p["bf16"], p["bf16"]) if amp else (p["fp32"], p["tf32"])
+
+
+def predict_seconds(flops: float, ops: float, gpu: str, amp: bool) -> tuple[float, float]:
+    """(slow, fast) wall-time estimate of work of ``flops`` FLOPs and ``ops`` operators on ``gpu``."""
+    slow_peak, fast_peak = _peaks(gpu, amp)
+    slow = max(flops / (slow_peak * UTILISATION[0]), ops * LAUNCH_S[0])
+    fast = max(flops / (fast_peak * UTILISATION[1]), ops * LAUNCH_S[1])
+    return slow, fast
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def summarise_notebook(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Trainings and samplers of one notebook, with the predicted gpu-profile times."""
+    trains = [r for r in records if r["kind"] == "train"]
+    samplers = [r for r in records if r["kind"] == "sampler"]
+    out: dict[str, Any] = {"trainings": [], "predicted_s": {}}
+    for r in trains:
+        r["full_steps"] -= r.get("start_step", 0)  # a continued training (08's 10k run) trains the rest
+        t = {k: r[k] for k in ("desc", "parameters", "batch_shapes", "full_steps", "flops_per_step", "ops_per_step", "amp")}
+        t["memory_estimate_bytes"] = r["memory_bytes"]["estimate"]
+        t["memory_bytes"] = r["memory_bytes"]
+        t["cpu_step_seconds"] = r.get("step_seconds")
+        t["predicted_s"] = {g: predict_seconds(r["flops_per_step"] * r["full_steps"], r["ops_per_step"] * r["full_steps"],
+                                               g, r["amp"]) for g in GPU_PEAKS}
+        out["trainings"].append(t)
+    out["train_flops"] = sum(r["flops_per_step"] * r["full_steps"] for r in trains)
+    out["sample_flops"] = sum(r["flops_per_call"] * r["calls"] for r in samplers)
+    out["sampler_calls"] = len(samplers)
+    out["network_evaluations"] = sum(r["calls"] for r in samplers)
+    for g in GPU_PEAKS:
+        slow = sum(t["predicted_s"][g][0] for t in out["trainings"])
+        fast = sum(t["predicted_s"][g][1] for t in out["trainings"])
+        s_slow, s_fast = predict_seconds(out["sample_flops"], 0, g, False)
+        # one launch per network evaluation at least: a sampler step is a few hundred operators
+        evals = out["network_evaluations"]
+        out["predicted_s"][g] = (slow + max(s_slow, evals * 100 * LAUNCH_S[0]), fast + max(s_fast, evals * 100 * LAUNCH_S[1]))
+    big = max(trains, key=lambda r: r["flops_per_step"], default=None)
+    if big is not None:
+        out["largest"] = {"desc": big["desc"], "parameters": big["parameters"], "flops_per_step": big["flops_per_step"],
+                          "memory_estimate_bytes": big["memory_bytes"]["estimate"], "batch_shapes": big["batch_shapes"]}
+    return out
+
+
+def run(names: list[str], max_steps: int, profile: str, device: str, keep_cache: bool) -> dict[str, Any]:
+    saved = {v: os.environ.get(v) for v in (dryrun.MAX_STEPS_ENV, dryrun.RECORD_ENV, PROFILE_ENV)}
+    os.environ[dryrun.MAX_STEPS_ENV] = str(max_steps)
+    os.environ[PROFILE_ENV] = profile
+    root = dryrun.root(max_steps)
+    if not keep_cache and root.exists():
+        shutil.rmtree(root)  # a cached capped model would not be measured
+    out_dir = root / "notebooks"
+    results: dict[str, Any] = {}
+    t_all = time.perf_counter()
+    try:
+        for name in names:
+            rec = root / "records" / f"{name}.jsonl"
+            if rec.exists():
+                rec.unlink()
+            os.environ[dryrun.RECORD_ENV] = str(rec)
+            print(f"▶ {name} [dry run: profile {profile}, max steps {max_steps}, device {device}]", flush=True)
+            r = run_notebook(name, profile, device, output_dir=out_dir)
+            summary = summarise_notebook(read_records(rec))
+            results[name] = {"status": r.status, "error": r.error, "wall_s": round(r.seconds, 2),
+                             "device": r.resolved_device or device, "seed_quote": SEED_QUOTES.get(name, ""),
+                             "metrics_dry_run_max_steps": r.metrics.get("dry_run_max_steps"), **summary}
+            print(f"  {r.status} in {r.seconds:.1f} s" + (f": {r.error}" if r.error else "")
+                  + f"; {len(summary['trainings'])} trainings, {summary['sampler_calls']} sampler calls", flush=True)
+    finally:  # the caller's environment as it was
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+    return {"kind": "dryrun", "profile": profile, "max_steps": max_steps, "notebooks": results,
+            "total_wall_s": round(time.perf_counter() - t_all, 1)}
+
+
+def rebuild(names: list[str], max_steps: int, profile: str) -> dict[str, Any]:
+    """The payload of :func:`run` from what an earlier run left: the executed notebooks in
+    ``build/dryrun/notebooks`` (papermill's status and duration) and the records; notebooks not executed are left out."""
+    root = dryrun.root(max_steps)
+    results: dict[str, Any] = {}
+    for name in names:
+        executed = root / "notebooks" / f"{name}.ipynb"
+        if not executed.exists():
+            executed = build_dir() / "dryrun" / "notebooks" / f"{name}.ipynb"  # where earlier versions wrote them
+        if not executed.exists():
+            continue
+        meta = json.loads(executed.read_text()).get("metadata", {}).get("papermill", {})
+        if meta.get("parameters", {}).get("profile", profile) not in (profile, "auto") or meta.get("duration") is None:
+            continue
+        summary = summarise_notebook(read_records(root / "records" / f"{name}.jsonl"))
+        results[name] = {"status": "failed" if meta.get("exception") else "ok", "error": "", "wall_s": round(meta["duration"], 2),
+                         "device": "", "seed_quote": SEED_QUOTES.get(name, ""), "metrics_dry_run_max_steps": max_steps, **summary}
+    return {"kind": "dryrun", "profile": profile, "max_steps": max_steps, "notebooks": results,
+            "total_wall_s": round(sum(r["wall_s"] for r in results.values()), 1)}
+
+
+def _band(pair: tuple[float, float]) -> str:
+    slow, fast = pair
+    if slow == 0:
+        return "– (no network)"
+    return f"{duration(fast)} – {duration(slow)}"
+
+
+def table(payload: dict[str, Any]) -> str:
+    info = payload["machine"]
+    nbs = payload["notebooks"]
+    lines = [
+        f"### gpu profile, dry run (`python -m benchmarks.dryrun`, max steps {payload['max_steps']})", "",
+        f"Measured {payload.get('date', '')} on {describe_machine(info)}. Every notebook executed at its "
+        f"{payload['profile']}-profile model and batch sizes with {payload['max_steps']} training steps and "
+        f"{payload['max_steps']} network evaluations per sampler call, one notebook after another: "
+        f"{payload['total_wall_s']:.0f} s in all. "
+        f"Predictions: the full {payload['profile']} profile's FLOPs (every training at its full step count, every "
+        f"sampler call at its full number of network evaluations) at {UTILISATION[0]:.0%}–{UTILISATION[1]:.0%} of "
+        f"the published peak (fp32 → TF32 for fp32 code, bf16 under autocast; T4 fp32 8.1 T, A100 fp32 19.5 T / "
+        f"TF32 156 T / bf16 312 T, H100 SXM fp32 67 T / TF32 495 T / bf16 989 T), and never faster than "
+        f"{LAUNCH_S[1] * 1e6:.0f}–{LAUNCH_S[0] * 1e6:.0f} µs per operator. Data loading, evaluator, FID and "
+        "elementwise work are not counted. Memory: estimated from the graph (weights, gradients, optimizer state, "
+        "EMA, tensors saved for backward, batch) for the largest training step.", "",
+        "| notebook | dry run | trainings | largest training: params | batch | FLOPs/step | memory/step | "
+        "train FLOPs (full) | sample FLOPs (full) | T4 | A100 | H100 | quoted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in nbs.items():
+        big = r.get("largest", {})
+        batch = big.get("batch_shapes", [[]])
+        lines.append(
+            f"| {name} | {r['status']}, {r['wall_s']:.0f} s | {len(r['trainings'])} | {si(big.get('parameters'))} | "
+            f"{'×'.join(map(str, batch[0])) if batch and batch[0] else '–'} | {si(big.get('flops_per_step'))} | "
+            f"{si(big.get('memory_estimate_bytes'), 'B')} | {si(r['train_flops'])} | {si(r['sample_flops'])} | "
+            f"{_band(r['predicted_s']['T4'])} | {_band(r['predicted_s']['A100'])} | {_band(r['predicted_s']['H100'])} | "
+            f"{r['seed_quote'] or '–'} |")
+    lines += ["", "Per training (gpu profile):", "",
+              "| notebook | training | params | steps | FLOPs/step | ops/step | memory/step | step on this CPU | T4 | A100 | H100 |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in nbs.items():
+        for t in r["trainings"]:
+            cpu = f"{t['cpu_step_seconds']:.3g} s" if t.get("cpu_step_seconds") else "–"
+            lines.append(f"| {name} | {t['desc']}{' (bf16)' if t['amp'] else ''} | {si(t['parameters'])} | {t['full_steps']} | "
+                         f"{si(t['flops_per_step'])} | {t['ops_per_step']} | {si(t['memory_estimate_bytes'], 'B')} | {cpu} | "
+                         f"{_band(t['predicted_s']['T4'])} | {_band(t['predicted_s']['A100'])} | {_band(t['predicted_s']['H100'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--notebooks", default="all", help="'all' or a comma list such as 03,06")
+    ap.add_argument("--max-steps", type=int, default=2, help="training steps and network evaluations per sampler call")
+    ap.add_argument("--profile", default="gpu", choices=("smoke", "cpu", "gpu"))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--keep-cache", action="store_true", help="reuse capped models of an earlier dry run (they are then not measured)")
+    ap.add_argument("--no-write", action="store_true", help="print the table; write no JSON and leave the README alone")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="execute nothing: rebuild the results from the executed notebooks and records an earlier run left in build/dryrun")
+    args = ap.parse_args(argv)
+    if args.max_steps < 1:
+        ap.error(f"--max-steps must be a positive integer, got {args.max_steps}")
+    try:
+        names = select_notebooks(args.notebooks)
+    except ValueError as exc:
+        ap.error(str(exc))
+    if args.rebuild:
+        payload = rebuild(names, args.max_steps, args.profile)
+    else:
+        payload = run(names, args.max_steps, args.profile, args.device, args.keep_cache)
+    info = machine()
+    payload.update({"machine": info, "machine_tag": machine_tag(info), "date": time.strftime("%Y-%m-%d %H:%M")})
+    failed = [n for n, r in payload["notebooks"].items() if r["status"] != "ok"]
+    if not args.no_write:
+        name = f"dryrun__{args.profile}__{payload['machine_tag']}"
+        path = RESULTS / f"{name}.json"
+        if path.exists():  # a run of some notebooks replaces their rows and keeps the others
+            old = json.loads(path.read_text())
+            if old.get("max_steps") == args.max_steps:
+                merged = {**old["notebooks"], **payload["notebooks"]}
+                payload["notebooks"] = {k: merged[k] for k in sorted(merged)}
+        payload["total_wall_s"] = round(sum(r["wall_s"] for r in payload["notebooks"].values()), 1)
+        text = table(payload)
+        print(text)
+        write_json(name, payload)
+        replace_block("dryrun", text)
+        print(f"→ {path}")
+    else:
+        print(table(payload))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

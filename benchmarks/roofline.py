@@ -1,0 +1,297 @@
+"""Roofline: each training step and sampler evaluation against this machine's matmul peak.
+
+``python -m benchmarks.roofline`` (part of ``make bench``; ``--no-write`` prints only). For each
+training of the series (03 MLP, 04 velocity UNet, 05 score UNet, 06 two-pixel UNet, 07 attention
+UNet, 08 AFHQ UNet) at its cpu-profile sizes (and the gpu sizes of the small ones) and for one
+network evaluation of each sampler at the batch the notebook samples with:
+
+* FLOPs per step from ``torch.utils.flop_counter.FlopCounterMode``: forward + backward +
+  optimizer for a training step (it counts matrix products, convolutions and attention, not
+  elementwise work such as Adam's update, activations or normalisation);
+* achieved FLOP/s: those FLOPs over the measured time of a step (median of a few timed steps after
+  warm-up; a training step is a step of ``nbhelpers.training.train`` with the notebook's
+  ``TrainConfig``: batch drawing, EMA, clipping included);
+* this machine's float32 matmul peak, measured in the same run at the same thread count (best of a
+  few square GEMMs), and the ratio achieved / peak.
+
+Batches are random tensors of the notebooks' shapes (the data's values do not change the cost).
+Writes ``benchmarks/results/roofline__<machine>.json`` and a table in ``benchmarks/README.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .common import describe_machine, machine, machine_tag, replace_block, si, write_json
+
+
+@dataclass
+class Case:
+    """One training of the series: everything ``train`` needs, and a sampler's network call."""
+
+    name: str
+    profile: str
+    model: nn.Module
+    loss_fn: Callable[[nn.Module, Any, torch.Generator], torch.Tensor]
+    batch_fn: Callable[[torch.Generator], Any]
+    config: Any
+    sample_call: Callable[[], torch.Tensor]
+    sample_batch: int
+    threads: int | None = None
+    optimizer: torch.optim.Optimizer | None = None
+
+
+@contextmanager
+def threads(n: int | None):
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def gemm_peak(n_threads: int, sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 3) -> dict[str, float]:
+    """Best float32 FLOP/s of square matmuls (2 n³ FLOPs each) at ``n_threads`` threads."""
+    best, best_n = 0.0, 0
+    with threads(n_threads):
+        for n in sizes:
+            a, b = torch.randn(n, n), torch.randn(n, n)
+            torch.mm(a, b)  # warm-up
+            reps = max(1, int(2e9 // (2 * n**3)))
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    torch.mm(a, b)
+                rate = 2 * n**3 * reps / (time.perf_counter() - t0)
+                if rate > best:
+                    best, best_n = rate, n
+    return {"flops_per_s": best, "size": best_n, "threads": n_threads}
+
+
+def step_flops(case: Case) -> int:
+    """FLOPs of one training step: forward, backward and the optimizer's step."""
+    from nbhelpers.training import unwrap
+
+    model = case.model
+    opt = torch.optim.AdamW(unwrap(model).parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    batch = case.batch_fn(g)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = case.loss_fn(model, batch, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def step_seconds(case: Case, warmup: int, timed: int) -> float:
+    """Median wall time of a step of ``nbhelpers.training.train`` after ``warmup`` steps."""
+    from dataclasses import replace
+
+    from nbhelpers.training import train
+
+    stamps: list[float] = []
+    config = replace(case.config, steps=warmup + timed, checkpoint_every=0)
+    t_start = time.perf_counter()
+    train(case.model, case.loss_fn, case.batch_fn, config, progress=False, optimizer=case.optimizer,
+          on_step=lambda step, loss: stamps.append(time.perf_counter()))
+    times = [b - a for a, b in zip([t_start] + stamps[:-1], stamps)]
+    return statistics.median(times[warmup:])
+
+
+@torch.no_grad()
+def sampler_cost(case: Case, timed: int) -> tuple[int, float]:
+    case.model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        case.sample_call()
+    times = []
+    for _ in range(min(timed, 3) + 1):  # a few: one evaluation of a big sampler batch takes a while
+        t0 = time.perf_counter()
+        case.sample_call()
+        times.append(time.perf_counter() - t0)
+    case.model.train()
+    return int(counter.get_total_flops()), statistics.median(times[1:])
+
+
+# --------------------------------------------------------------------------- the series' trainings
+def _images(n: int, c: int, s: int, g: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, c, s, s, generator=g) * 2 - 1
+
+
+def cases(include_gpu: bool = True) -> list[Case]:
+    from nbhelpers import afhq, cfg_mnist
+    from nbhelpers.data import ImageDataset
+    from nbhelpers.ddpm import DDPM
+    from nbhelpers.distributions import toy_gmm, two_pixel
+    from nbhelpers.guidance import drop_labels
+    from nbhelpers.losses import flow_matching_loss, score_matching_loss
+    from nbhelpers.models.mlp import TimeMLP
+    from nbhelpers.models.two_pixel import TwoPixelUNet
+    from nbhelpers.models.unet import NoiseParameterisedScore, UNet, mnist_recipe
+    from nbhelpers.paths import GaussianPath
+    from nbhelpers.training import TrainConfig
+
+    g = torch.Generator().manual_seed(0)
+    out: list[Case] = []
+
+    # 03: TimeMLP(2, 64, 4) by flow matching; the sampler evaluates the 20k (cpu) / 50k (gpu) evaluation points at once
+    gmm, path = toy_gmm(), GaussianPath("linear")
+    for profile, batch, n_eval in (("cpu", 512, 20_000), ("gpu", 1024, 50_000)):
+        if profile == "gpu" and not include_gpu:
+            continue
+        torch.manual_seed(0)
+        mlp = TimeMLP(dim=2, hidden=64, depth=4)
+        x_eval, t_eval = torch.randn(n_eval, 2, generator=g), torch.full((n_eval,), 0.5)
+        out.append(Case("03 MLP flow matching", profile, mlp,
+                        lambda m, z, gen: flow_matching_loss(m, z, path, gen),
+                        lambda gen, b=batch: gmm.sample(b, generator=gen),
+                        TrainConfig(steps=1, lr=2e-3, ema_decay=0.999),
+                        lambda m=mlp, x=x_eval, t=t_eval: m(x, t), n_eval))
+
+    # 04 / 05: the Figure-1 UNet on MNIST (cpu recipe); samplers chunk 500 images
+    recipe = mnist_recipe("cpu")
+    mnist = ImageDataset(_images(2048, 1, 28, g), torch.zeros(2048, dtype=torch.long), "random")
+    x500, t500 = _images(500, 1, 28, g).contiguous(memory_format=torch.channels_last), torch.rand(500, generator=g)
+    torch.manual_seed(0)
+    unet = UNet(recipe.unet).to(memory_format=torch.channels_last)
+    out.append(Case("04 UNet velocity (MNIST)", "cpu", unet, lambda m, b, gen: flow_matching_loss(m, b.x, path, gen),
+                    mnist.batcher(recipe.batch_size, labels=False), recipe.train_config(),
+                    lambda m=unet: m(x500, t500), 500))
+    torch.manual_seed(0)
+    score = NoiseParameterisedScore(UNet(recipe.unet), path).to(memory_format=torch.channels_last)
+    out.append(Case("05 UNet score (MNIST)", "cpu", score,
+                    lambda m, b, gen: score_matching_loss(m, b.x, path, generator=gen, weighting="beta2"),
+                    mnist.batcher(recipe.batch_size, labels=False), recipe.train_config(),
+                    lambda m=score: m(x500, t500), 500))
+
+    # 06: the class-conditional two-pixel UNet, T = 50, one thread (as the notebook runs it); samples 5000 at once
+    tp = two_pixel()
+    ddpm50 = DDPM.from_schedule("cosine", 50)
+    for profile, batch in (("cpu", 256), ("gpu", 1024)):
+        if profile == "gpu" and not include_gpu:
+            continue
+        torch.manual_seed(0)
+        net = TwoPixelUNet(num_classes=2, channels=(64, 128), embed_dim=64, fourier_scale=4.0)
+        x5k, t5k = torch.randn(10_000, 2, generator=g), torch.rand(10_000, generator=g)
+        y5k = torch.cat([torch.zeros(5000, dtype=torch.long), torch.full((5000,), 2)])
+
+        def loss06(m, b, gen):
+            return ddpm50.loss(m, b.x, drop_labels(b.labels, 0.2, 2, gen), kind="l2", generator=gen)
+
+        out.append(Case("06 two-pixel UNet (CFG)", profile, net, loss06,
+                        lambda gen, b=batch: tp.sample_with_labels(b, gen), TrainConfig(steps=1, lr=3e-3),
+                        lambda m=net: m(x5k, t5k, y5k), 5000, threads=1))
+
+    # 07: the attention UNet with classifier-free guidance (cosine, T 200); guided chunks of 500 → batch 1000
+    P = cfg_mnist.preset("cosine", "cpu")
+    torch.manual_seed(0)
+    m07 = cfg_mnist.build_model(P)
+    labelled = ImageDataset(_images(2048, 1, 28, g), torch.arange(2048) % 10, "random")
+    x1k = _images(1000, 1, 28, g).contiguous(memory_format=torch.channels_last)
+    t1k, y1k = torch.rand(1000, generator=g), torch.cat([torch.arange(500) % 10, torch.full((500,), 10)])
+    out.append(Case("07 attention UNet (CFG MNIST)", "cpu", m07,
+                    cfg_mnist.cfg_loss(P.ddpm(), P.p_uncond, channels_last=P.channels_last),
+                    labelled.batcher(P.batch_size), P.train_config(), lambda m=m07: m(x1k, t1k, y1k), 500))
+
+    # 08: seed 004's UNet (dim 16) at 32 px, batch 32, T 50, L1 loss (cpu and gpu profiles are the same sizes)
+    torch.manual_seed(0)
+    diffusion = afhq.make_diffusion(32, 50, 16)
+    cats = afhq.AFHQImages((torch.rand(512, 3, 32, 32, generator=g) * 255).to(torch.uint8), afhq.default_data_path(), "cat")
+    cfg = afhq.AFHQConfig(train_steps=1, batch_size=32, image_size=32, time_steps=50, unet_dim=16)
+    x08, t08 = _images(500, 3, 32, g), torch.randint(0, 50, (500,), generator=g)
+    out.append(Case("08 AFHQ UNet (DDPM)", "cpu = gpu", diffusion, afhq.diffusion_loss,
+                    afhq.make_batch_fn(cats, diffusion, 32), afhq.train_config(cfg),
+                    lambda m=diffusion: m.model(x08, t08), 500))
+    return out
+
+
+def measure(case: Case, warmup: int, timed: int, peaks: dict[int, dict[str, float]]) -> dict[str, Any]:
+    with threads(case.threads):
+        n_threads = torch.get_num_threads()
+        if n_threads not in peaks:
+            peaks[n_threads] = gemm_peak(n_threads)
+        peak = peaks[n_threads]["flops_per_s"]
+        flops = step_flops(case)
+        secs = step_seconds(case, warmup, timed)
+        s_flops, s_secs = sampler_cost(case, timed)
+    params = sum(p.numel() for p in case.model.parameters() if p.requires_grad)
+    return {"name": case.name, "profile": case.profile, "threads": n_threads, "parameters": params,
+            "train": {"flops_per_step": flops, "seconds_per_step": secs, "flops_per_s": flops / secs,
+                      "ratio": flops / secs / peak},
+            "sampler": {"batch": case.sample_batch, "flops_per_eval": s_flops, "seconds_per_eval": s_secs,
+                        "flops_per_s": s_flops / s_secs, "ratio": s_flops / s_secs / peak},
+            "gemm_peak_flops_per_s": peak}
+
+
+def table(payload: dict[str, Any]) -> str:
+    info = payload["machine"]
+    peaks = ", ".join(f"{si(p['flops_per_s'], 'FLOP/s')} at {t} thread{'s' if int(t) > 1 else ''} (n = {p['size']})"
+                      for t, p in sorted(payload["gemm_peaks"].items()))
+    lines = [
+        "### Roofline (`python -m benchmarks.roofline`)", "",
+        f"Measured {payload['date']} on {describe_machine(info)}. float32 GEMM peak: {peaks}. "
+        "FLOPs from `FlopCounterMode` (matrix products, convolutions, attention; forward + backward + optimizer for "
+        "training). A training step is a step of `nbhelpers.training.train` with the notebook's settings (median of "
+        f"{payload['timed']} steps after {payload['warmup']}); a sampler row is one network evaluation at the batch the "
+        "notebook samples with. Ratio = achieved FLOP/s ÷ GEMM peak at the same thread count.", "",
+        "| training | profile | threads | params | FLOPs/step | s/step | achieved | ratio | sampler batch | FLOPs/eval | s/eval | achieved | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in payload["rows"]:
+        t, s = r["train"], r["sampler"]
+        lines.append(f"| {r['name']} | {r['profile']} | {r['threads']} | {si(r['parameters'])} | {si(t['flops_per_step'])} | "
+                     f"{t['seconds_per_step']:.3g} | {si(t['flops_per_s'], 'FLOP/s')} | {t['ratio']:.1%} | {s['batch']} | "
+                     f"{si(s['flops_per_eval'])} | {s['seconds_per_eval']:.3g} | {si(s['flops_per_s'], 'FLOP/s')} | {s['ratio']:.1%} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--warmup", type=int, default=2, help="untimed training steps first (default: %(default)s)")
+    ap.add_argument("--timed", type=int, default=5, help="timed steps / evaluations (default: %(default)s)")
+    ap.add_argument("--only", default="", help="comma list of training numbers, e.g. 04,07 (default: all)")
+    ap.add_argument("--no-gpu-sizes", action="store_true", help="skip the gpu-profile sizes of 03 and 06")
+    ap.add_argument("--no-write", action="store_true", help="print the table; write no JSON and leave the README alone")
+    args = ap.parse_args(argv)
+    if args.warmup < 1 or args.timed < 1:
+        ap.error(f"--warmup and --timed must be positive, got {args.warmup} and {args.timed}")
+    wanted = {w.strip().zfill(2) for w in args.only.split(",") if w.strip()}
+    todo = [c for c in cases(not args.no_gpu_sizes) if not wanted or c.name[:2] in wanted]
+    if not todo:
+        ap.error(f"--only {args.only!r} matches no training; valid choices: 03, 04, 05, 06, 07, 08")
+    peaks: dict[int, dict[str, float]] = {}
+    rows = []
+    t0 = time.perf_counter()
+    for case in todo:
+        print(f"▶ {case.name} [{case.profile}]", flush=True)
+        rows.append(measure(case, args.warmup, args.timed, peaks))
+    info = machine()
+    payload = {"kind": "roofline", "machine": info, "machine_tag": machine_tag(info), "date": time.strftime("%Y-%m-%d %H:%M"),
+               "warmup": args.warmup, "timed": args.timed, "gemm_peaks": {str(k): v for k, v in peaks.items()},
+               "rows": rows, "wall_s": round(time.perf_counter() - t0, 1)}
+    text = table(payload)
+    print(text)
+    print(f"({payload['wall_s']:.0f} s)")
+    if not args.no_write:
+        path = write_json(f"roofline__{payload['machine_tag']}", payload)
+        replace_block("roofline", text)
+        print(f"→ {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
