@@ -305,7 +305,7 @@ def train(
                     return TrainResult(base, ema.model if ema else None, losses, start_step, seconds_before, start_step,
                                        True, ckpt)
         return _train_loop(model, base, loss_fn, batch_fn, config, optimizer, ema, gen, losses, start_step,
-                           seconds_before, ckpt, key_json, progress, desc, on_step, device, rank, world_size)
+                           seconds_before, ckpt, key_json, progress, desc, on_step, device, rank, world_size, cap, key)
     finally:
         if lock is not None:
             lock.release()
@@ -314,8 +314,8 @@ def train(
 def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: BatchFn, config: TrainConfig,
                 optimizer: torch.optim.Optimizer, ema: EMA | None, gen: torch.Generator, losses: list[float],
                 start_step: int, seconds_before: float, ckpt: Path | None, key_json: str, progress: bool, desc: str,
-                on_step: Callable[[int, float], None] | None, device: torch.device, rank: int, world_size: int
-                ) -> TrainResult:
+                on_step: Callable[[int, float], None] | None, device: torch.device, rank: int, world_size: int,
+                cap: int | None, key: Any) -> TrainResult:
 
     def write(step: int, finished: bool, seconds: float) -> None:
         if ckpt is None or rank != 0:
