@@ -348,7 +348,7 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
     last = config.steps if cap is None else min(config.steps, start_step + cap)
     t0 = time.perf_counter()
     bar = _progress(last, start_step, desc, progress and rank == 0)
-    probe = dryrun.probe(desc, base, config.steps, start_step + 1, last, key, use_amp) if rank == 0 else None
+    probe = dryrun.probe(desc, base, config.steps, start_step + 1, last, key, bool(config.amp)) if rank == 0 else None
 
     def flush(last_step: int) -> None:
         if not pending:
