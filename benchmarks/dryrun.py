@@ -198,8 +198,9 @@ def table(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.dryrun`` (dashed flags)."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.dryrun", description=__doc__.splitlines()[0])
     ap.add_argument("--notebooks", default="all", help="'all' or a comma list such as 03,06")
     ap.add_argument("--max-steps", type=int, default=2, help="training steps and network evaluations per sampler call")
     ap.add_argument("--profile", default="gpu", choices=("smoke", "cpu", "gpu"))
@@ -208,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print the table; write no JSON and leave the README alone")
     ap.add_argument("--rebuild", action="store_true",
                     help="execute nothing: rebuild the results from the executed notebooks and records an earlier run left in build/dryrun")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     if args.max_steps < 1:
         ap.error(f"--max-steps must be a positive integer, got {args.max_steps}")

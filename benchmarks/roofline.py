@@ -259,13 +259,19 @@ def table(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.roofline`` (dashed flags)."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.roofline", description=__doc__.splitlines()[0])
     ap.add_argument("--warmup", type=int, default=2, help="untimed training steps first (default: %(default)s)")
     ap.add_argument("--timed", type=int, default=5, help="timed steps / evaluations (default: %(default)s)")
     ap.add_argument("--only", default="", help="comma list of training numbers, e.g. 04,07 (default: all)")
     ap.add_argument("--no-gpu-sizes", action="store_true", help="skip the gpu-profile sizes of 03 and 06")
     ap.add_argument("--no-write", action="store_true", help="print the table; write no JSON and leave the README alone")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     if args.warmup < 1 or args.timed < 1:
         ap.error(f"--warmup and --timed must be positive, got {args.warmup} and {args.timed}")

@@ -15,7 +15,7 @@ from PIL import Image
 
 import benchmarks.__main__ as bench
 import nbhelpers.runner as runner
-from benchmarks import peer_diffusers, peer_lucidrains
+from benchmarks import dryrun, peer_diffusers, peer_lucidrains, roofline
 from nbhelpers import afhq, cli
 from nbhelpers.runtime import ROOT
 
@@ -24,6 +24,8 @@ PARSERS = {
     "benchmarks": bench.build_parser,
     "benchmarks.peer_diffusers": peer_diffusers.build_parser,
     "benchmarks.peer_lucidrains": peer_lucidrains.build_parser,
+    "benchmarks.roofline": roofline.build_parser,
+    "benchmarks.dryrun": dryrun.build_parser,
 }
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
 
