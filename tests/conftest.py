@@ -9,6 +9,7 @@ import pytest
 
 SLOW: frozenset[str] = frozenset({
     "tests/test_afhq.py::test_flags_are_honoured",
+    "tests/test_bench_dryrun.py::test_notebook_06_dry_run_at_gpu_sizes",
     "tests/test_afhq.py::test_resume_after_kill",
     "tests/test_afhq_ddp.py::test_two_gloo_processes_match_one_process",
     "tests/test_checkpoint_cache.py::test_kill_minus_nine_then_resume_with_a_unet",
