@@ -2,7 +2,8 @@
 
 First the roofline table (:mod:`benchmarks.roofline`, a few minutes; ``--no-roofline`` skips it).
 
-Executes the chosen notebooks with papermill in one profile and writes one JSON per run to
+Executes the chosen notebooks with papermill in one profile, each from scratch in an empty trained-model
+cache (what a first run costs; ``--warm`` uses ``checkpoints/``), and writes one JSON per run to
 ``benchmarks/results/<notebook>__<profile>__<machine>.json`` (notebook, profile, device, wall
 time, the notebook's recorded metrics, machine facts). ``--summarise`` only rebuilds the tables in
 ``benchmarks/README.md`` from every JSON in ``benchmarks/results/`` (peer benchmarks included).
@@ -10,18 +11,19 @@ time, the notebook's recorded metrics, machine facts). ``--summarise`` only rebu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from nbhelpers.cli import HelpFormatter, flag, invoked_name
 from nbhelpers.runner import run_notebook, select_notebooks
-from nbhelpers.runtime import PROFILES, atomic_write_bytes
+from nbhelpers.runtime import CHECKPOINT_ENV, PROFILES, build_dir
+
+from .common import machine, machine_tag, write_json
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -51,24 +53,8 @@ HEADLINE: dict[str, list[str]] = {
 }
 
 
-def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def machine_tag(info: dict) -> str:
-    if "gpu" in info:
-        return info["gpu"].replace("NVIDIA ", "").replace(" ", "-").lower()
-    return f"cpu{info['cpu_count']}"
-
-
 def write_result(name: str, payload: dict) -> Path:
-    path = RESULTS / f"{name}.json"
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
-    return path
+    return write_json(name, payload)
 
 
 def _fmt(v) -> str:
@@ -120,7 +106,30 @@ def build_parser() -> argparse.ArgumentParser:
     flag(ap, "notebooks", default="all", help="'all' or a comma list such as 01,02 (default: %(default)s)")
     flag(ap, "summarise", action="store_true", help="only rebuild the tables in benchmarks/README.md")
     flag(ap, "no_roofline", action="store_true", help="skip the roofline table (python -m benchmarks.roofline)")
+    flag(ap, "warm", action="store_true",
+         help="use the trained-model cache (checkpoints/); by default every notebook trains from scratch in an "
+              "empty cache, as on a first run")
     return ap
+
+
+@contextlib.contextmanager
+def model_cache(warm: bool):
+    """An empty trained-model cache for the duration of one notebook (``$NBHELPERS_CHECKPOINT_DIR``) unless
+    ``warm``: a benchmark times what a first run costs, not a cache hit."""
+    if warm:
+        yield
+        return
+    saved = os.environ.get(CHECKPOINT_ENV)
+    build_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-checkpoints-", dir=build_dir()) as tmp:
+        os.environ[CHECKPOINT_ENV] = tmp
+        try:
+            yield
+        finally:
+            if saved is None:
+                os.environ.pop(CHECKPOINT_ENV, None)
+            else:
+                os.environ[CHECKPOINT_ENV] = saved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,9 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         tag = machine_tag(info)
         for name in names:
             print(f"▶ {name} [{args.profile}, {args.device}]", flush=True)
-            r = run_notebook(name, args.profile, args.device)
+            with model_cache(args.warm):
+                r = run_notebook(name, args.profile, args.device)
             payload = {"kind": "notebook", "notebook": name, "profile": r.profile, "device": r.resolved_device or args.device,
                        "status": r.status, "error": r.error, "wall_s": round(r.seconds, 2), "metrics": r.metrics,
+                       "model_cache": "warm" if args.warm else "cold",
                        "machine": info, "machine_tag": tag, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
             path = write_result(f"{name}__{r.profile}__{tag}", payload)
             print(f"  {r.status} in {r.seconds:.1f} s → {path.relative_to(HERE.parent)}", flush=True)

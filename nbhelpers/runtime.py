@@ -43,6 +43,7 @@ PROFILE_ENV = "NBHELPERS_PROFILE"
 DEVICE_ENV = "NBHELPERS_DEVICE"
 DATA_ENV = "NBHELPERS_DATA_DIR"
 HOME_ENV = "NBHELPERS_HOME"
+CHECKPOINT_ENV = "NBHELPERS_CHECKPOINT_DIR"
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 ROOT = (_CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file()
@@ -212,10 +213,15 @@ def build_dir() -> Path:
 
 
 def checkpoints_dir(profile: str | None = None) -> Path:
-    """Trained-model cache. Smoke runs and dry runs (``$NBHELPERS_MAX_STEPS``) keep theirs apart so they
-    never shadow real models."""
+    """Trained-model cache: ``<repo>/checkpoints``, or ``$NBHELPERS_CHECKPOINT_DIR`` where set (a benchmark
+    points it at an empty folder to time a first run). Smoke runs and dry runs (``$NBHELPERS_MAX_STEPS``)
+    keep theirs apart so they never shadow real models."""
     from .dryrun import redirect
 
+    env = os.environ.get(CHECKPOINT_ENV, "").strip()
+    if env:
+        base = Path(env).expanduser().resolve()
+        return redirect(base / "smoke" if profile == "smoke" else base)
     return redirect(build_dir() / "smoke" / "checkpoints" if profile == "smoke" else ROOT / "checkpoints")
 
 

@@ -85,6 +85,27 @@ def test_costs_quote_measurements_and_mark_the_gpu_unmeasured():
     assert "| `gpu` | 75 s | H100 |" in stamp_colab.costs_block("04_x", times)
 
 
+def test_an_unmeasured_gpu_profile_quotes_the_dry_run_prediction(tmp_path):
+    import json
+
+    from nbhelpers.runner import BenchmarkTime
+
+    rows = {"04_x": {"status": "ok", "predicted_s": {"T4": [3700.0, 1480.0], "A100": [1500.0, 290.0]}},
+            "01_x": {"status": "ok", "predicted_s": {"T4": [0.0, 0.0]}},  # no network: nothing to predict
+            "07_x": {"status": "error", "predicted_s": {"T4": [10.0, 5.0]}}}
+    (tmp_path / "dryrun__gpu__cpu2.json").write_text(json.dumps({"kind": "dryrun", "notebooks": rows}))
+    est = stamp_colab.gpu_estimates(tmp_path)
+    assert est == {"04_x": (1480.0, 3700.0)}
+    times = [BenchmarkTime("04_x", "cpu", "cpu2", 799.2)]
+    block = stamp_colab.costs_block("04_x", times, est)
+    assert "| `gpu` | estimate 25–62 min of network time (gpu dry run; not measured) | T4 (predicted) |" in block
+    assert "| `gpu` | estimate pending: not measured yet | — |" in stamp_colab.costs_block("01_x", times, est)
+    assert [stamp_colab.format_band(*b) for b in ((30, 80), (100, 400), (3000, 20000))] == \
+        ["30–80 s", "2–7 min", "0.8–5.6 h"]
+    times.append(BenchmarkTime("04_x", "gpu", "t4", 900.0))  # a measurement replaces the estimate
+    assert "| `gpu` | 15.0 min | T4 |" in stamp_colab.costs_block("04_x", times, est)
+
+
 def test_auto_profile_picks_gpu_on_a_cuda_runtime(monkeypatch):
     monkeypatch.delenv(PROFILE_ENV, raising=False)
     assert resolve_profile("auto", torch.device("cuda")) == "gpu"

@@ -87,6 +87,28 @@ def test_data_dir_env(monkeypatch, tmp_path):
     assert runtime.data_dir() == runtime.ROOT / "data"
 
 
+def test_checkpoint_dir_env_moves_the_model_cache(monkeypatch, tmp_path):
+    monkeypatch.delenv(runtime.CHECKPOINT_ENV, raising=False)
+    assert runtime.checkpoints_dir("cpu") == runtime.ROOT / "checkpoints"
+    monkeypatch.setenv(runtime.CHECKPOINT_ENV, str(tmp_path))
+    assert runtime.checkpoints_dir("cpu") == runtime.checkpoints_dir("gpu") == tmp_path.resolve()
+    assert runtime.checkpoints_dir("smoke") == tmp_path.resolve() / "smoke"
+
+
+def test_benchmarks_time_a_first_run_in_an_empty_model_cache(monkeypatch):
+    import benchmarks.__main__ as bench
+
+    monkeypatch.setenv(runtime.CHECKPOINT_ENV, "/somewhere/else")
+    with bench.model_cache(warm=False):
+        cold = runtime.checkpoints_dir("cpu")
+        assert cold.is_dir() and not any(cold.iterdir()) and cold.is_relative_to(runtime.build_dir())
+    assert not cold.exists() and os.environ[runtime.CHECKPOINT_ENV] == "/somewhere/else"
+    monkeypatch.delenv(runtime.CHECKPOINT_ENV)
+    with bench.model_cache(warm=True):
+        assert runtime.checkpoints_dir("cpu") == runtime.ROOT / "checkpoints"
+    assert bench.build_parser().parse_args(["--warm"]).warm
+
+
 def test_setup_report_and_savefig(monkeypatch, tmp_path):
     monkeypatch.setenv(runtime.PROFILE_ENV, "smoke")
     monkeypatch.setattr(runtime, "build_dir", lambda: tmp_path)

@@ -7,7 +7,8 @@ The repository URL is declared once, as ``Repository`` in pyproject's ``[project
 that value and runs this tool. Per notebook it writes
 - an "Open in Colab" badge under the title of the first (markdown) cell,
 - the run costs per profile at the end of that cell, from ``benchmarks/results/*.json``
-  (a profile without a benchmark says so),
+  (a profile without a benchmark says so; an unmeasured gpu profile quotes the gpu dry run's prediction
+  for a T4, marked as an estimate),
 - the install cell, the first code cell: where ``nbhelpers`` cannot be imported (Colab, a bare kernel) it
   ``%pip install``s the package from the URL, not editable, so the running kernel imports it with no restart;
 and in the README the series table's cost and Colab columns. Notebooks are rewritten with nbformat
@@ -16,6 +17,7 @@ and in the README the series table's cost and Colab columns. Notebooks are rewri
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import tomllib
@@ -78,6 +80,39 @@ def _machine(tag: str) -> str:
 
 
 GPU_UNMEASURED = "estimate pending: not measured yet"
+ESTIMATE_GPU = "T4"  # Colab's GPU: the one a learner who presses the badge most likely gets
+
+
+def gpu_estimates(results_dir: Path | None = None, gpu: str = ESTIMATE_GPU) -> dict[str, tuple[float, float]]:
+    """Per notebook, the gpu profile's predicted (fast, slow) seconds on ``gpu`` from the last gpu dry run
+    (``python -m benchmarks.dryrun``): network time only, so only notebooks that train or sample a network
+    get one."""
+    folder = Path(results_dir) if results_dir is not None else ROOT / "benchmarks" / "results"
+    out: dict[str, tuple[float, float]] = {}
+    for path in sorted(folder.glob("dryrun__gpu__*.json")) if folder.is_dir() else []:
+        data = json.loads(path.read_text())
+        for name, row in data.get("notebooks", {}).items():
+            band = row.get("predicted_s", {}).get(gpu)
+            if row.get("status") == "ok" and band and max(band) > 0:
+                out[name] = (min(band), max(band))
+    return out
+
+
+def format_band(lo: float, hi: float) -> str:
+    """A predicted range in one unit, rounded as loosely as a prediction deserves: ``25–62 min``."""
+    if hi < 90:
+        return f"{lo:.0f}–{hi:.0f} s"
+    if hi < 90 * 60:
+        return f"{max(lo / 60, 1):.0f}–{hi / 60:.0f} min"
+    return f"{lo / 3600:.1f}–{hi / 3600:.1f} h"
+
+
+def _estimate_text(band: tuple[float, float] | None, short: bool = False) -> str:
+    if band is None:
+        return "not measured" if short else GPU_UNMEASURED
+    if short:
+        return f"~{format_band(*band)} ({ESTIMATE_GPU}, est.)"
+    return f"estimate {format_band(*band)} of network time (gpu dry run; not measured)"
 
 
 def costs(notebook: str, times: list[BenchmarkTime]) -> dict[str, BenchmarkTime | None]:
@@ -89,14 +124,21 @@ def costs(notebook: str, times: list[BenchmarkTime]) -> dict[str, BenchmarkTime 
     return out
 
 
-def _cost_text(b: BenchmarkTime | None, profile: str) -> str:
+def _cost_text(b: BenchmarkTime | None, profile: str, estimate: tuple[float, float] | None = None) -> str:
     if b is None:
-        return GPU_UNMEASURED if profile == "gpu" else "not measured yet"
+        return _estimate_text(estimate) if profile == "gpu" else "not measured yet"
     return format_duration(b.seconds)
 
 
-def costs_block(notebook: str, times: list[BenchmarkTime]) -> str:
+def _where(b: BenchmarkTime | None, profile: str, estimate: tuple[float, float] | None) -> str:
+    if b is not None:
+        return _machine(b.machine)
+    return f"{ESTIMATE_GPU} (predicted)" if profile == "gpu" and estimate is not None else "—"
+
+
+def costs_block(notebook: str, times: list[BenchmarkTime], estimates: dict[str, tuple[float, float]] | None = None) -> str:
     c = costs(notebook, times)
+    est = (estimates or {}).get(notebook)
     return "\n".join([
         COSTS_BEGIN,
         "**What a run costs**: wall time of the whole notebook per `profile` (set in the parameters cell), "
@@ -104,25 +146,27 @@ def costs_block(notebook: str, times: list[BenchmarkTime]) -> str:
         "",
         "| profile | wall time | measured on |",
         "|---|---|---|",
-        *(f"| `{p}` | {_cost_text(c[p], p)} | {_machine(c[p].machine) if c[p] else '—'} |" for p in PROFILES),
+        *(f"| `{p}` | {_cost_text(c[p], p, est)} | {_where(c[p], p, est)} |" for p in PROFILES),
         COSTS_END,
     ])
 
 
-def stamp_header(source: str, notebook: str, repo_url: str, times: list[BenchmarkTime]) -> str:
+def stamp_header(source: str, notebook: str, repo_url: str, times: list[BenchmarkTime],
+                 estimates: dict[str, tuple[float, float]] | None = None) -> str:
     """The header cell with its badge (second paragraph) and cost table (last block) brought up to date."""
     body = re.sub(re.escape(COSTS_BEGIN) + r".*?" + re.escape(COSTS_END), "", source, flags=re.S).rstrip()
     body = BADGE_LINE.sub("", body)
     title, _, rest = body.partition("\n")
     rest = re.sub(r"\A\n+", "", rest)
-    return f"{title}\n\n{badge(repo_url, notebook)}\n\n{rest}\n\n{costs_block(notebook, times)}"
+    return f"{title}\n\n{badge(repo_url, notebook)}\n\n{rest}\n\n{costs_block(notebook, times, estimates)}"
 
 
-def stamp_notebook(nb: nbformat.NotebookNode, notebook: str, repo_url: str, times: list[BenchmarkTime]) -> nbformat.NotebookNode:
+def stamp_notebook(nb: nbformat.NotebookNode, notebook: str, repo_url: str, times: list[BenchmarkTime],
+                   estimates: dict[str, tuple[float, float]] | None = None) -> nbformat.NotebookNode:
     cells = nb.cells
     if not cells or cells[0].cell_type != "markdown":
         raise ValueError(f"{notebook}: the first cell must be the markdown header, got {cells[0].cell_type if cells else 'no cells'}")
-    cells[0].source = stamp_header(cells[0].source, notebook, repo_url, times)
+    cells[0].source = stamp_header(cells[0].source, notebook, repo_url, times, estimates)
     install = next((c for c in cells if c.get("id") == INSTALL_CELL_ID), None)
     if install is None:
         install = nbformat.v4.new_code_cell()
@@ -134,7 +178,8 @@ def stamp_notebook(nb: nbformat.NotebookNode, notebook: str, repo_url: str, time
     return nb
 
 
-def stamp_readme(text: str, repo_url: str, times: list[BenchmarkTime], names: list[str]) -> str:
+def stamp_readme(text: str, repo_url: str, times: list[BenchmarkTime], names: list[str],
+                 estimates: dict[str, tuple[float, float]] | None = None) -> str:
     """The README's series table with its cost columns and Colab badges; the prose columns are kept."""
     if SERIES_BEGIN in text:
         head, rest = text.split(SERIES_BEGIN, 1)
@@ -156,15 +201,19 @@ def stamp_readme(text: str, repo_url: str, times: list[BenchmarkTime], names: li
     for name in names:
         what, data = (prose.get(name, []) + ["", ""])[:2]
         c = costs(name, times)
-        cost_cells = ["not measured" if c[p] is None else format_duration(c[p].seconds) for p in PROFILES]
+        cost_cells = [format_duration(c[p].seconds) if c[p] is not None
+                      else _estimate_text((estimates or {}).get(name), short=True) if p == "gpu"
+                      else "not measured" for p in PROFILES]
         lines.append(f"| `{name}` | {what} | {data} | " + " | ".join(cost_cells) + f" | {badge(repo_url, name)} |")
     where = []
     for p in PROFILES:
         machines = sorted({_machine(b.machine) for b in times if b.profile == p and b.notebook in names})
         where.append(f"`{p}` on {' and '.join(machines)}" if machines else f"`{p}` not measured yet")
+    note = (f" A `gpu` time marked *est.* is the dry run's prediction of the network time on a {ESTIMATE_GPU} "
+            "(`python -m benchmarks.dryrun`), not a measurement." if estimates else "")
     lines += ["", "Run times: wall time of the whole notebook from the last `make bench` of each profile "
-              f"(`benchmarks/README.md`); {', '.join(where)}. The badge opens the notebook in Colab, where its "
-              "first cell installs `nbhelpers`.", SERIES_END]
+              f"(`benchmarks/README.md`); {', '.join(where)}.{note} The badge opens the notebook in Colab, where "
+              "its first cell installs `nbhelpers`.", SERIES_END]
     return head + "\n".join(lines) + "\n\n" + tail.lstrip("\n")
 
 
@@ -173,19 +222,20 @@ def stamp_all(check: bool = False, root: Path | None = None) -> list[Path]:
     root = Path(root) if root is not None else ROOT
     repo_url = repository_url(root / "pyproject.toml")
     times = benchmark_times(root / "benchmarks" / "results")
+    estimates = gpu_estimates(root / "benchmarks" / "results")
     names = list_notebooks()
     changed = []
     for name in names:
         path = root / "notebooks" / f"{name}.ipynb"
         before = path.read_text()
-        after = nbformat.writes(stamp_notebook(nbformat.reads(before, as_version=4), name, repo_url, times)) + "\n"
+        after = nbformat.writes(stamp_notebook(nbformat.reads(before, as_version=4), name, repo_url, times, estimates)) + "\n"
         if after != before:
             changed.append(path)
             if not check:
                 path.write_text(after)
     readme = root / "README.md"
     before = readme.read_text()
-    after = stamp_readme(before, repo_url, times, names)
+    after = stamp_readme(before, repo_url, times, names, estimates)
     if after != before:
         changed.append(readme)
         if not check:
