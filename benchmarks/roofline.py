@@ -141,7 +141,8 @@ def cases(include_gpu: bool = True) -> list[Case]:
     from nbhelpers.losses import flow_matching_loss, score_matching_loss
     from nbhelpers.models.mlp import TimeMLP
     from nbhelpers.models.two_pixel import TwoPixelUNet
-    from nbhelpers.models.unet import NoiseParameterisedScore, UNet, mnist_recipe
+    from nbhelpers.models.unet import UNet
+    from nbhelpers.recipes.mnist import NoiseParameterisedScore, mnist_recipe
     from nbhelpers.paths import GaussianPath
     from nbhelpers.training import TrainConfig
 

@@ -7,6 +7,7 @@ import torch
 
 from nbhelpers import data
 from nbhelpers.metrics import images as mi
+from nbhelpers.recipes import mnist as recipes_mnist
 from nbhelpers.metrics.images import (CPU_BARS, EvalResult, MNISTEvaluator, feature_statistics, frechet_distance,
                                       mean_pairwise_distance)
 
@@ -88,7 +89,7 @@ needs_mnist = pytest.mark.skipif(not data.has_mnist(), reason="MNIST not under t
 @pytest.fixture(scope="module")
 def tiny_evaluator():
     """A small classifier trained here on 10 000 MNIST training images (no cache)."""
-    res = mi.train_mnist_classifier("cpu", steps=150, width=8, train_limit=10000, checkpoint=None, progress=False)
+    res = recipes_mnist.train_mnist_classifier("cpu", steps=150, width=8, train_limit=10000, checkpoint=None, progress=False)
     test = data.load_mnist("test", download=False)
     return MNISTEvaluator(res.model, test.images[:3000], test.images[5000:8000], test.labels[5000:8000]), test
 

@@ -1,6 +1,8 @@
 """The offline MNIST evaluator: a small CNN classifier and a Fréchet distance in its feature space.
 
-Generated digits are scored by a CNN trained once on MNIST train (cached like any checkpoint):
+Generated digits are scored by a CNN trained once on MNIST train (cached like any checkpoint; the
+training and the cache live in :mod:`nbhelpers.recipes.mnist`, whose ``mnist_evaluator`` builds
+the evaluator with :meth:`MNISTEvaluator.from_test_set`; this module only scores):
 
 * ``class_histogram`` — the fraction of samples the classifier assigns to each digit;
 * ``recognised_fraction`` — the fraction with max class probability ≥ 0.9;
@@ -30,7 +32,6 @@ evaluator, test images 5000–5499 score about 1.6× the floor, a random 500 of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,13 +50,10 @@ __all__ = [
     "frechet_distance",
     "feature_statistics",
     "mean_pairwise_distance",
-    "train_mnist_classifier",
-    "mnist_evaluator",
     "RECOGNISED_THRESHOLD",
 ]
 
 RECOGNISED_THRESHOLD = 0.9
-EVALUATOR_STEPS = 1200
 _REFERENCE = slice(0, 5000)  # MNIST test images whose statistics are the reference
 _HELD_OUT = slice(5000, 10000)  # real images drawn for the real-vs-real floor
 
@@ -128,56 +126,6 @@ class MNISTClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.dropout(self.features(x)))
-
-
-def _classifier_key(steps: int, width: int, batch_size: int) -> dict[str, Any]:
-    return {"model": "MNISTClassifier-v1", "width": width, "data": "MNIST-train", "batch_size": batch_size, "steps": steps,
-            "augment": "none", "lr_decay": "cosine"}
-
-
-def train_mnist_classifier(
-    device: str | torch.device = "cpu",
-    *,
-    steps: int = EVALUATOR_STEPS,
-    profile: str | None = None,
-    retrain: bool = False,
-    progress: bool = True,
-    root: str | Path | None = None,
-    batch_size: int = 128,
-    width: int = 16,
-    lr: float = 3e-3,
-    train_limit: int | None = None,
-    checkpoint: str | Path | None | bool = True,
-):
-    """Train (or load from the checkpoint cache) the evaluator's classifier with ``nb.training.train``.
-
-    Cross-entropy, AdamW with a cosine learning-rate decay from ``lr`` to 0 (about 99.3 % test
-    accuracy after the default 1200 steps, ~35 s on two CPU cores). ``checkpoint=True`` uses
-    ``nb.training.checkpoint_path("mnist_classifier", key, profile)``; a path uses that file;
-    ``None``/``False`` trains without caching. Returns the ``TrainResult``.
-    """
-    from ..data import load_mnist
-    from ..training import TrainConfig, checkpoint_path, train
-
-    device = torch.device(device)
-    data = load_mnist("train", device=device, root=root, limit=train_limit)
-    torch.manual_seed(0)
-    model = MNISTClassifier(width=width).to(device)
-    key = {**_classifier_key(steps, width, batch_size), "lr": lr}
-    if train_limit is not None:
-        key["train_limit"] = train_limit
-    if checkpoint is True:
-        ckpt = checkpoint_path("mnist_classifier", key, profile=profile)
-    else:
-        ckpt = checkpoint or None
-    batcher = data.batcher(batch_size)
-
-    def loss_fn(m: nn.Module, batch: Any, generator: torch.Generator) -> torch.Tensor:
-        return F.cross_entropy(m(batch.x), batch.y)
-
-    cfg = TrainConfig(steps=steps, lr=lr, weight_decay=1e-4, lr_decay="cosine", seed=0)
-    return train(model, loss_fn, batcher, cfg, checkpoint=ckpt, key=key, retrain=retrain, progress=progress,
-                 desc="MNIST classifier")
 
 
 # --------------------------------------------------------------------------- results
@@ -297,6 +245,16 @@ class MNISTEvaluator:
         self.held_out_features = self.features(held_out)
         self.held_out_labels = held_out_labels.cpu() if held_out_labels is not None else None
         self._floors: dict[int, tuple[float, float]] = {}
+
+    @classmethod
+    def from_test_set(cls, classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> "MNISTEvaluator":
+        """The evaluator of a trained ``classifier`` on the 10 000 MNIST test images ``(10000, 1, 28, 28)``:
+        reference images 0–4999, held-out images 5000–9999, and the classifier's accuracy on all of them."""
+        classifier = classifier.eval()
+        with torch.no_grad():
+            preds = torch.cat([classifier(c).argmax(-1) for c in images.split(1000)])
+        acc = float((preds == labels).double().mean())
+        return cls(classifier, images[_REFERENCE], images[_HELD_OUT], labels[_HELD_OUT], test_accuracy=acc)
 
     # -- raw outputs --------------------------------------------------------------
     def _check(self, images: torch.Tensor) -> torch.Tensor:
@@ -420,38 +378,3 @@ class MNISTEvaluator:
             f = self.held_out_features[preds == c][:per_class]
             out.append(mean_pairwise_distance(f))
         return np.array(out)
-
-
-_EVALUATORS: dict[tuple, MNISTEvaluator] = {}
-
-
-def mnist_evaluator(
-    device: str | torch.device = "cpu",
-    *,
-    steps: int | None = None,
-    profile: str | None = None,
-    retrain: bool = False,
-    progress: bool = True,
-    root: str | Path | None = None,
-) -> MNISTEvaluator:
-    """The offline MNIST evaluator, trained once (``steps``, default ``EVALUATOR_STEPS``) and then loaded from the cache.
-
-    Its test accuracy on all 10 000 MNIST test images is in ``.test_accuracy`` (≥ 0.99 at the
-    default steps). Kept in memory per (device, steps, profile) for the rest of the session.
-    """
-    steps = EVALUATOR_STEPS if steps is None else steps
-    device = torch.device(device)
-    cache_key = (str(device), steps, profile, str(root))
-    if cache_key in _EVALUATORS and not retrain:
-        return _EVALUATORS[cache_key]
-    from ..data import load_mnist
-
-    res = train_mnist_classifier(device, steps=steps, profile=profile, retrain=retrain, progress=progress, root=root)
-    model = res.model.eval()
-    test = load_mnist("test", device=device, root=root)
-    with torch.no_grad():
-        preds = torch.cat([model(c).argmax(-1) for c in test.images.split(1000)])
-    acc = float((preds == test.labels).double().mean())
-    ev = MNISTEvaluator(model, test.images[_REFERENCE], test.images[_HELD_OUT], test.labels[_HELD_OUT], test_accuracy=acc)
-    _EVALUATORS[cache_key] = ev
-    return ev

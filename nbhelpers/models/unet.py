@@ -28,7 +28,7 @@ Shapes: ``x (B, C, H, W)``, ``t (B,)``, ``y (B,)`` int64 → ``(B, out_channels,
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -37,8 +37,7 @@ from torch import nn
 
 from .._checks import check_labels
 
-__all__ = ["UNetConfig", "UNet", "ResidualLayer", "SelfAttention", "UNetDescription", "NORMS", "TIME_EMBEDDINGS", "TIME_MLPS",
-           "NoiseParameterisedScore", "MNISTRecipe", "mnist_recipe", "train_mnist_field", "FIELD_KINDS"]
+__all__ = ["UNetConfig", "UNet", "ResidualLayer", "SelfAttention", "UNetDescription", "NORMS", "TIME_EMBEDDINGS", "TIME_MLPS"]
 
 NORMS = ("batch", "group")
 TIME_EMBEDDINGS = ("sinusoidal", "fourier")
@@ -349,111 +348,3 @@ class UNet(nn.Module):
             class_conditional=self.class_embed is not None,
         )
 
-
-# --------------------------------------------------------------------------- MNIST recipe (notebooks 04 and 05)
-FIELD_KINDS = ("velocity", "score")
-
-
-class NoiseParameterisedScore(nn.Module):
-    """A score network written through a noise predictor: s_θ(x, t) = −ε_θ(x, t) / β_t.
-
-    The conditional score is −ε/β_t (``nb.paths``), so the network ``net`` regresses O(1) noise
-    instead of a target whose size 1/β_t explodes as t → 1 (t = 0 noise, t = 1 data).
-    Trained with ``score_matching_loss(weighting="beta2")`` the loss is exactly ‖ε_θ − ε‖².
-    """
-
-    def __init__(self, net: nn.Module, path: Any) -> None:
-        super().__init__()
-        self.net = net
-        self.path = path
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.path.eps_to_score(self.net(x, t, y), x, t)
-
-
-@dataclass(frozen=True)
-class MNISTRecipe:
-    """The Figure-1 UNet on MNIST as notebooks 04 and 05 train it: architecture and optimisation sizes."""
-
-    unet: UNetConfig
-    steps: int
-    batch_size: int
-    lr: float = 2e-3
-    ema_decay: float | None = 0.999
-    warmup_steps: int = 100
-    checkpoint_every: int = 500
-    lr_decay: str = "none"
-
-    def train_config(self, seed: int = 0):
-        from ..training import TrainConfig
-
-        return TrainConfig(steps=self.steps, lr=self.lr, ema_decay=self.ema_decay, warmup_steps=self.warmup_steps,
-                           lr_decay=self.lr_decay, checkpoint_every=self.checkpoint_every, seed=seed)
-
-    def key(self, kind: str, schedule: str) -> dict[str, Any]:
-        """Checkpoint key: everything that changes the trained model besides the TrainConfig."""
-        return {"unet": self.unet.key(), "data": "MNIST-train", "batch_size": self.batch_size, "kind": kind,
-                "schedule": schedule, "loss": "flow_matching" if kind == "velocity" else "score_matching-beta2-eps"}
-
-
-def mnist_recipe(profile: str, steps: int | None = None) -> MNISTRecipe:
-    """Per-profile sizes: gpu = Figure 1 at 32/64/128 channels, batch 250, 5000 steps (seed 000 task 4b);
-    cpu = the same blocks at 16/32/32 channels, 900 steps; smoke = a few steps of a tiny one.
-    cpu and gpu decay the learning rate to 0 along a cosine."""
-    if profile == "gpu":
-        r = MNISTRecipe(UNetConfig(base_channels=32, channel_mults=(1, 2, 4)), steps=5000, batch_size=250, lr_decay="cosine")
-    elif profile == "cpu":
-        # ~0.27 s a step on two cores. The cosine decay anneals the weights itself: at 900 steps an EMA (which still
-        # remembers the high-rate phase) samples worse than the final weights, so there is none.
-        r = MNISTRecipe(UNetConfig(base_channels=16, channel_mults=(1, 2, 2)), steps=900, batch_size=128, lr=6e-3,
-                        ema_decay=None, lr_decay="cosine")
-    elif profile == "smoke":
-        r = MNISTRecipe(UNetConfig(base_channels=4, channel_mults=(1, 2, 2), time_embed_dim=16), steps=8, batch_size=16,
-                        ema_decay=0.9, warmup_steps=0, checkpoint_every=0)
-    else:
-        raise ValueError(f"unknown profile {profile!r}; valid choices: smoke, cpu, gpu")
-    if steps is not None:
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive integer or None, got {steps!r}")
-        r = replace(r, steps=steps, warmup_steps=min(r.warmup_steps, steps // 4))
-    return r
-
-
-def train_mnist_field(
-    kind: str,
-    schedule: str,
-    recipe: MNISTRecipe,
-    data: Any,
-    *,
-    profile: str | None = None,
-    seed: int = 0,
-    retrain: bool = False,
-    progress: bool = True,
-):
-    """Train (or load from the checkpoint cache) a Figure-1 UNet on MNIST along ``GaussianPath(schedule)``.
-
-    ``kind="velocity"``: u_θ by conditional flow matching; ``kind="score"``: s_θ = −ε_θ/β_t by
-    conditional score matching with weight β_t² (see :class:`NoiseParameterisedScore`). ``data``
-    is an ``ImageDataset`` on the training device. Returns ``nb.training.TrainResult``; use
-    ``.sampling_model`` (the EMA copy) for sampling.
-    """
-    from ..losses import flow_matching_loss, score_matching_loss
-    from ..paths import GaussianPath
-    from ..training import checkpoint_path, train
-
-    if kind not in FIELD_KINDS:
-        raise ValueError(f"unknown kind {kind!r}; valid choices: {', '.join(FIELD_KINDS)}")
-    path = GaussianPath(schedule)
-    device = data.images.device
-    torch.manual_seed(seed)
-    net: nn.Module = UNet(recipe.unet)
-    if kind == "score":
-        net = NoiseParameterisedScore(net, path)
-        loss = lambda m, b, g: score_matching_loss(m, b.x, path, generator=g, weighting="beta2")  # noqa: E731
-    else:
-        loss = lambda m, b, g: flow_matching_loss(m, b.x, path, generator=g)  # noqa: E731
-    net = net.to(device, memory_format=torch.channels_last)
-    key = recipe.key(kind, schedule)
-    ckpt = checkpoint_path(f"mnist_{kind}", key, profile=profile)
-    return train(net, loss, data.batcher(recipe.batch_size, labels=False), recipe.train_config(seed), checkpoint=ckpt,
-                 key=key, retrain=retrain, progress=progress, desc=f"{kind} · {schedule}")

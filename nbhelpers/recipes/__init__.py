@@ -1,0 +1,32 @@
+"""Recipes: the top floor of the package, one module per notebook that needs more than calls.
+
+A recipe holds one notebook's presets, trainer, sweeps and figures; it imports the core
+(``nb.training``, ``nb.ddpm``, ``nb.models``, …) and the core never imports a recipe
+(``tests/test_layers.py`` checks it; ``ARCHITECTURE.md`` draws the floors).
+
+* ``mnist`` — notebooks 04 and 05: the Figure-1 UNet on MNIST along a Gaussian path, and the
+  offline MNIST evaluator's classifier (trained and cached here, scored by ``nb.metrics.images``;
+  04, 05 and 07 use it);
+* ``two_pixel`` — notebook 06: the two-pixel density figures and the guidance explorer;
+* ``cfg_mnist`` — notebook 07: class-conditional DDPM with classifier-free guidance on MNIST;
+* ``afhq`` — notebook 08 and the ``python -m nbhelpers.afhq`` trainer: data, the seed's
+  ``Diffusion``, trainer, figures, CLI.
+
+Submodules load on first use: ``nb.recipes.mnist``.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_SUBMODULES = ("mnist", "two_pixel", "cfg_mnist", "afhq")
+
+__all__ = list(_SUBMODULES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'nbhelpers.recipes' has no attribute {name!r}")

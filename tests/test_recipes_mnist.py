@@ -1,0 +1,44 @@
+"""Notebooks 04 and 05's MNIST recipe: the noise-parameterised score and the per-profile sizes."""
+import pytest
+import torch
+
+from nbhelpers.models.unet import UNet, UNetConfig
+from nbhelpers.recipes.mnist import NoiseParameterisedScore, mnist_recipe
+
+
+def test_noise_parameterised_score_is_minus_eps_over_beta_and_its_loss_is_the_eps_loss():
+    from nbhelpers.losses import score_matching_loss
+    from nbhelpers.paths import GaussianPath
+
+    torch.manual_seed(0)
+    path = GaussianPath("linear")
+    net = UNet(UNetConfig(base_channels=4, channel_mults=(1, 2), time_embed_dim=8)).eval()
+    score = NoiseParameterisedScore(net, path)
+    x, t = torch.randn(3, 1, 8, 8), torch.tensor([0.1, 0.5, 0.9])
+    beta = (1 - t).view(-1, 1, 1, 1)  # linear schedule: β_t = 1 − t
+    with torch.no_grad():
+        torch.testing.assert_close(score(x, t), -net(x, t) / beta)
+    # β²-weighted score matching of s = −ε_θ/β is ‖ε_θ − ε‖²: rebuild it from the same draws
+    z = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        loss = score_matching_loss(score, z, path, generator=torch.Generator().manual_seed(1))
+        g = torch.Generator().manual_seed(1)
+        t_draw = torch.rand(3, generator=g) * 0.999
+        drawn = path.sample(z, t_draw, generator=g)
+        eps_loss = (net(drawn.x, t_draw) - drawn.eps).square().mean()
+    torch.testing.assert_close(loss, eps_loss)
+
+
+def test_mnist_recipes_keep_figure1_and_name_bad_choices():
+    for profile in ("smoke", "cpu", "gpu"):
+        r = mnist_recipe(profile)
+        assert len(r.unet.channel_mults) == 3 and r.unet.res_layers == 2 and r.unet.bottleneck_layers == 3
+    gpu = mnist_recipe("gpu")
+    assert (gpu.batch_size, gpu.steps, gpu.unet.channels) == (250, 5000, (32, 64, 128))  # seed 000 task 4b
+    short = mnist_recipe("cpu", steps=40)
+    assert short.steps == 40 and short.warmup_steps == 10 and short.lr_decay == mnist_recipe("cpu").lr_decay
+    assert short.key("velocity", "linear") != short.key("score", "linear") != short.key("score", "cosine")
+    with pytest.raises(ValueError, match="valid choices: smoke, cpu, gpu"):
+        mnist_recipe("laptop")
+    with pytest.raises(ValueError, match="positive integer"):
+        mnist_recipe("cpu", steps=0)
