@@ -2,7 +2,7 @@
 
     python -m benchmarks.peer_diffusers [--profile cpu|gpu] [--device auto] [--batch N] [--rounds N]
 
-Ours: the 07_mnist_cfg UNet of the chosen preset (``nb.cfg_mnist.preset("cosine", profile)``),
+Ours: the 07_mnist_cfg UNet of the chosen preset (``nb.recipes.cfg_mnist.preset("cosine", profile)``),
 label dropout p_uncond = 0.1, ``DDPM.loss`` on the cosine schedule with T = 200.
 Peer: diffusers' ``UNet2DModel`` (class-conditional through ``num_class_embeds`` = 10 digits + ∅)
 with ``DDPMScheduler`` (``squaredcos_cap_v2``, same T), the same label dropout and ε-MSE. Its
@@ -27,9 +27,9 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from nbhelpers import cfg_mnist
 from nbhelpers.cli import HelpFormatter, flag, int_at_least, invoked_name
 from nbhelpers.guidance import drop_labels
+from nbhelpers.recipes import cfg_mnist
 from nbhelpers.runtime import get_device
 from nbhelpers.training import EMA
 

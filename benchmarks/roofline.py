@@ -133,7 +133,8 @@ def _images(n: int, c: int, s: int, g: torch.Generator) -> torch.Tensor:
 
 
 def cases(include_gpu: bool = True) -> list[Case]:
-    from nbhelpers import afhq, cfg_mnist
+    from nbhelpers import afhq
+    from nbhelpers.recipes import cfg_mnist
     from nbhelpers.data import ImageDataset
     from nbhelpers.ddpm import DDPM
     from nbhelpers.distributions import toy_gmm, two_pixel

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "runtime", "training", "runner", "sde", "schedules", "paths", "distributions", "models",
-    "losses", "solvers", "ddpm", "guidance", "metrics", "plotting", "widgets", "data", "afhq", "cfg_mnist",
+    "losses", "solvers", "ddpm", "guidance", "metrics", "plotting", "widgets", "data", "afhq",
     "answers", "cli", "dryrun", "recipes",
 }
 

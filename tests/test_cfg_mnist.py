@@ -1,4 +1,4 @@
-"""nbhelpers.cfg_mnist: presets, sampling plumbing, the settle measurement, figures and the guidance explorer."""
+"""nbhelpers.recipes.cfg_mnist: presets, sampling plumbing, the settle measurement, figures and the guidance explorer."""
 import math
 
 import matplotlib
@@ -8,10 +8,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from nbhelpers import cfg_mnist  # noqa: E402
 from nbhelpers.ddpm import DDPM  # noqa: E402
 from nbhelpers.models.unet import SelfAttention  # noqa: E402
-from nbhelpers.widgets import draw_guidance_explorer, guidance_explorer  # noqa: E402
+from nbhelpers.recipes import cfg_mnist  # noqa: E402
+from nbhelpers.recipes.cfg_mnist import draw_guidance_explorer, guidance_explorer  # noqa: E402
 
 
 @pytest.mark.parametrize("variant", cfg_mnist.VARIANTS)

@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-from nbhelpers import cfg_mnist
 from nbhelpers.data import Batch
 from nbhelpers.ddpm import DDPM
 from nbhelpers.guidance import CFGModel, drop_labels, guided_eps
 from nbhelpers.models.embeddings import sinusoidal_frequencies
 from nbhelpers.models.unet import ResidualLayer, UNet, UNetConfig
+from nbhelpers.recipes import cfg_mnist
 
 NULL = cfg_mnist.NUM_CLASSES
 

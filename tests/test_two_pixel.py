@@ -1,4 +1,4 @@
-"""nbhelpers.models.two_pixel: the conditional UNet of seed 001 §2.2."""
+"""nbhelpers.models.two_pixel: the conditional UNet of seed 001 §2.2; notebook 06's figures (nbhelpers.recipes.two_pixel)."""
 import pytest
 import torch
 
@@ -106,14 +106,14 @@ def test_two_pixel_figures_draw():
     g = torch.Generator().manual_seed(0)
     steps = {k: torch.randn(500, 2, generator=g) for k in (50, 30, 10)}
     path = {k: torch.randn(2, generator=g) for k in range(51)}
-    fig = nb.plotting.trajectory_density_panels(steps, path, gmm.log_prob, {50: gmm.log_prob})
+    fig = nb.recipes.two_pixel.trajectory_density_panels(steps, path, gmm.log_prob, {50: gmm.log_prob})
     assert len(fig.axes) == 4
-    fig2 = nb.plotting.samples_vs_truth_rows({"T = 5": gmm.sample(300, g), "T = 50": gmm.sample(300, g)}, gmm.log_prob)
+    fig2 = nb.recipes.two_pixel.samples_vs_truth_rows({"T = 5": gmm.sample(300, g), "T = 50": gmm.sample(300, g)}, gmm.log_prob)
     assert len(fig2.axes) == 4
-    fig3 = nb.plotting.paths_over_density([torch.randn(10, 2, generator=g)] * 2, gmm.log_prob, labels=["y = 0", "y = 1"])
+    fig3 = nb.recipes.two_pixel.paths_over_density([torch.randn(10, 2, generator=g)] * 2, gmm.log_prob, labels=["y = 0", "y = 1"])
     assert len(fig3.axes) == 1
     with pytest.raises(ValueError, match=r"\(S, 2\)"):
-        nb.plotting.paths_over_density([torch.zeros(10, 3)], gmm.log_prob)
+        nb.recipes.two_pixel.paths_over_density([torch.zeros(10, 3)], gmm.log_prob)
     plt.close("all")
 
 
@@ -127,9 +127,9 @@ def test_guidance_widget_is_static_headless_and_checks_w():
     s = gmm.sample_with_labels(400, torch.Generator().manual_seed(0))
     samples = {0.0: (s.x, s.labels), 2.0: (s.x, s.labels)}
     metrics = {0.0: {"accuracy": 0.97, "spread": 1.0}, 2.0: {"accuracy": 1.0, "spread": 0.9}}
-    fig = nb.widgets.two_pixel_guidance_explorer(samples, gmm.log_prob, metrics, w=2.0, interactive=False)
+    fig = nb.recipes.two_pixel.two_pixel_guidance_explorer(samples, gmm.log_prob, metrics, w=2.0, interactive=False)
     assert len(fig.axes) == 3  # samples, accuracy, spread (twin axis)
     assert "w = 2" in fig.axes[0].get_title()
     with pytest.raises(ValueError, match=r"\[0.0, 2.0\]"):
-        nb.widgets.draw_two_pixel_guidance(1.0, samples, gmm.log_prob)
+        nb.recipes.two_pixel.draw_two_pixel_guidance(1.0, samples, gmm.log_prob)
     plt.close("all")

@@ -1,8 +1,9 @@
-"""Class-conditional DDPM with classifier-free guidance on MNIST (notebook 07_mnist_cfg).
+"""Class-conditional DDPM with classifier-free guidance on MNIST: notebook 07_mnist_cfg's recipe.
 
 Model presets per profile and variant, the guided training loss, guided sampling in chunks,
 seed 003's partial-diffusion editing, the "when does each pixel settle" measurement, seed 003's
-forward process on digits, and the scores (with standard errors) that compare the two variants.
+forward process on digits, the scores (with standard errors) that compare the two variants, and
+the guidance explorer. The digits are scored by :func:`nbhelpers.recipes.mnist.mnist_evaluator`.
 
 Direction (as in :mod:`nbhelpers.ddpm`): integer step k = 0 is data, k = T is noise, and the
 network receives the float t = k / T. Guidance (as in :mod:`nbhelpers.guidance`):
@@ -23,23 +24,27 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torch import nn
 
-from ._checks import check_float, check_int, check_labels
-from .dryrun import budget
-from .ddpm import DDPM, SampleResult
-from .models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
-from .models.unet import UNet, UNetConfig
-from .training import TrainConfig
+from .._checks import check_float, check_int, check_labels
+from ..dryrun import budget
+from ..ddpm import DDPM, SampleResult
+from ..models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
+from ..models.unet import UNet, UNetConfig
+from ..training import TrainConfig
+from ..widgets import show_explorer
 
 __all__ = [
     "VARIANTS", "SAMPLERS", "NUM_CLASSES", "PaperTimeEncoding", "MnistCFGPreset", "preset", "build_model",
     "cfg_loss", "class_labels", "device_generator", "generate", "edit", "settle_steps", "SettleSummary",
     "settle_summary", "rms_distance", "class_grid_figure",
     "forward_process", "forward_process_figure", "binomial_se", "verdict", "VariantScore", "score_variant",
+    "draw_guidance_explorer", "guidance_explorer",
 ]
 
 VARIANTS = ("cosine", "ddpm_paper")
@@ -173,7 +178,7 @@ def cfg_loss(ddpm: DDPM, p_uncond: float, num_classes: int = NUM_CLASSES, kind: 
     """``loss_fn(model, batch, generator)`` for ``nb.training.train``: the labels of ``batch``
     (``.x``, ``.y``) are replaced by ∅ with probability ``p_uncond`` (:func:`nb.guidance.drop_labels`),
     then Ho et al.'s ε-loss (Algorithm 1) is taken with the kept or dropped labels."""
-    from .guidance import drop_labels
+    from ..guidance import drop_labels
 
     def loss_fn(model: nn.Module, batch: Any, generator: torch.Generator) -> torch.Tensor:
         x = batch.x.contiguous(memory_format=torch.channels_last) if channels_last else batch.x
@@ -526,7 +531,7 @@ def score_variant(ev: Any, labels: torch.Tensor, w0: torch.Tensor, w2: torch.Ten
     """Score a model by its conditional samples ``w0`` and ``w2`` (requested ``labels``) and its
     unconditional samples ``uncond`` with an :class:`nb.metrics.images.MNISTEvaluator` ``ev``
     (see :class:`VariantScore`). Shapes: samples ``(N, 1, 28, 28)``, labels ``(N,)``."""
-    from .metrics.images import feature_statistics, frechet_distance
+    from ..metrics.images import feature_statistics, frechet_distance
 
     if not (len(labels) == len(w0) == len(w2)):
         raise ValueError(f"labels, w0 and w2 must have one entry per sample, got {len(labels)}, {len(w0)}, {len(w2)}")
@@ -547,3 +552,80 @@ def score_variant(ev: Any, labels: torch.Tensor, w0: torch.Tensor, w2: torch.Ten
         class_min=eu.class_min, class_min_se=binomial_se(eu.class_min, n_u),
         class_max=eu.class_max, class_max_se=binomial_se(eu.class_max, n_u),
     )
+
+
+# --------------------------------------------------------------------------- the guidance explorer
+def draw_guidance_explorer(w: float, samples: dict[float, Any], metrics: dict[float, dict[str, float]] | None = None,
+                           per_class: int = 8, num_classes: int = 10, fig: Figure | None = None) -> Figure:
+    """Left: digits drawn with classifier-free guidance weight ``w`` (row = requested digit).
+    Right (when ``metrics`` are given): class accuracy and within-class diversity (relative to real
+    digits) against w, with the chosen w marked.
+
+    ``samples[w]``: ``(N, 1, H, W)`` in [−1, 1] ordered by requested class, N / num_classes per class;
+    ``metrics[w]``: ``{"accuracy": …, "diversity": …}`` (any extra keys are ignored).
+    """
+    if not samples:
+        raise ValueError("samples is empty; pass {w: images} for at least one guidance weight")
+    ws = sorted(float(k) for k in samples)
+    if isinstance(w, bool) or not isinstance(w, (int, float, np.floating)) or float(w) not in ws:
+        raise ValueError(f"w must be one of the sampled guidance weights {ws}, got {w!r}")
+    x = torch.as_tensor(samples[float(w)]).detach().float().cpu()
+    if x.ndim != 4 or x.shape[0] % num_classes:
+        raise ValueError(f"samples[{w}] must be (N, C, H, W) with N a multiple of num_classes={num_classes}, got {tuple(x.shape)}")
+    n_per = x.shape[0] // num_classes
+    k = min(per_class, n_per)
+    H, W = x.shape[-2:]
+    canvas = np.ones((num_classes * (H + 2), k * (W + 2)), dtype=np.float32)
+    img = ((x.clamp(-1, 1) + 1) / 2)[:, 0].numpy()
+    for c in range(num_classes):
+        for j in range(k):
+            canvas[c * (H + 2) + 1:c * (H + 2) + 1 + H, j * (W + 2) + 1:j * (W + 2) + 1 + W] = img[c * n_per + j]
+    if fig is None:
+        fig = plt.figure(figsize=(8.5 if metrics else 4.0, 4.2))
+    else:
+        fig.clf()
+    if metrics:
+        ax_img, ax_m = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
+    else:
+        ax_img, ax_m = fig.subplots(1, 1), None
+    ax_img.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax_img.set_xticks([])
+    ax_img.set_yticks([c * (H + 2) + 1 + H / 2 for c in range(num_classes)])
+    ax_img.set_yticklabels([str(c) for c in range(num_classes)])
+    ax_img.grid(False)
+    ax_img.set_title(f"guidance w = {float(w):g}", fontsize=10)
+    if ax_m is not None:
+        mw = sorted(float(v) for v in metrics)
+        acc = [100 * metrics[v]["accuracy"] for v in mw]
+        div = [metrics[v]["diversity"] for v in mw]
+        ax_m.plot(mw, acc, "o-", color="C0", label="class accuracy (%)")
+        ax_m.set_xlabel("guidance weight w")
+        ax_m.set_ylabel("class accuracy (%)", color="C0")
+        ax_m.set_ylim(min(acc + [50.0]) - 2, 101)
+        ax2 = ax_m.twinx()
+        ax2.plot(mw, div, "s--", color="C1", label="diversity / real")
+        ax2.set_ylabel("within-class diversity / real digits", color="C1")
+        ax2.set_ylim(0, max(div + [1.1]) * 1.05)
+        ax2.axhline(1.0, color="C1", lw=0.8, ls=":")
+        ax2.grid(False)
+        ax_m.axvline(float(w), color="k", lw=1.0, ls=":")
+        if float(w) in metrics:
+            ax_m.plot([float(w)], [100 * metrics[float(w)]["accuracy"]], "o", ms=10, mfc="none", mec="k")
+        ax_m.set_title("quality (accuracy) against diversity", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def guidance_explorer(samples: dict[float, Any], metrics: dict[float, dict[str, float]] | None = None, w: float = 2.0,
+                      per_class: int = 8, interactive: bool | None = None) -> Figure:
+    """A slider over the sampled guidance weights redrawing :func:`draw_guidance_explorer` (static figure when headless)."""
+    ws = sorted(float(k) for k in samples)
+    initial = {"w": float(w), "samples": {float(k): v for k, v in samples.items()},
+               "metrics": {float(k): v for k, v in metrics.items()} if metrics else None, "per_class": per_class}
+
+    def controls() -> dict[str, Any]:
+        import ipywidgets as widgets
+
+        return {"w": widgets.SelectionSlider(options=ws, value=float(w), description="w", continuous_update=False)}
+
+    return show_explorer(draw_guidance_explorer, initial, controls, interactive)
