@@ -5,7 +5,7 @@
 Seed-004 settings on both sides: 32×32 RGB, batch 32, T = 50, cosine schedule, learning rate 1e-3,
 first-layer width 16. Ours is the whole trainer (``nbhelpers.training.train`` with the AFHQ
 batch function: data held on the device, flips, EMA, gradient clipping, bf16 autocast and
-channels-last on CUDA) around ``nbhelpers.afhq.make_diffusion(unet_dim=16)``. The peer is
+channels-last on CUDA) around ``nbhelpers.recipes.afhq.make_diffusion(unet_dim=16)``. The peer is
 ``Unet(dim=16, dim_mults=(1, 2, 4, 8))`` + ``GaussianDiffusion(timesteps=50, beta_schedule="cosine",
 objective="pred_noise")`` stepped with Adam on a batch already on the device (no EMA, no data
 loading; bf16 autocast on CUDA as for ours). The two alternate in blocks of ``--steps`` steps
@@ -23,8 +23,8 @@ import time
 
 import torch
 
-from nbhelpers import afhq
 from nbhelpers.cli import HelpFormatter, flag, int_at_least, invoked_name
+from nbhelpers.recipes import afhq
 from nbhelpers.runtime import get_device
 from nbhelpers.training import TrainConfig, train
 

@@ -133,8 +133,6 @@ def _images(n: int, c: int, s: int, g: torch.Generator) -> torch.Tensor:
 
 
 def cases(include_gpu: bool = True) -> list[Case]:
-    from nbhelpers import afhq
-    from nbhelpers.recipes import cfg_mnist
     from nbhelpers.data import ImageDataset
     from nbhelpers.ddpm import DDPM
     from nbhelpers.distributions import toy_gmm, two_pixel
@@ -143,8 +141,9 @@ def cases(include_gpu: bool = True) -> list[Case]:
     from nbhelpers.models.mlp import TimeMLP
     from nbhelpers.models.two_pixel import TwoPixelUNet
     from nbhelpers.models.unet import UNet
-    from nbhelpers.recipes.mnist import NoiseParameterisedScore, mnist_recipe
     from nbhelpers.paths import GaussianPath
+    from nbhelpers.recipes import afhq, cfg_mnist
+    from nbhelpers.recipes.mnist import NoiseParameterisedScore, mnist_recipe
     from nbhelpers.training import TrainConfig
 
     g = torch.Generator().manual_seed(0)

@@ -155,7 +155,7 @@ class DDPM:
                 _warned.add(msg)
                 warnings.warn(msg, stacklevel=2)
 
-    _BUFFERS = (
+    BUFFERS = (
         "betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
         "sqrt_one_minus_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
         "posterior_mean_coef1", "posterior_mean_coef2",
@@ -172,7 +172,7 @@ class DDPM:
         """A copy whose buffers live on ``device`` (``self`` is unchanged)."""
         new = DDPM.__new__(DDPM)
         new.T = self.T
-        for name in self._BUFFERS:
+        for name in self.BUFFERS:
             setattr(new, name, getattr(self, name).to(device))
         new._cache = {}
         return new
@@ -184,7 +184,7 @@ class DDPM:
     def _table(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
         key = (like.device, like.dtype)
         if key not in self._cache:
-            self._cache[key] = {n: getattr(self, n).to(device=like.device, dtype=like.dtype) for n in self._BUFFERS}
+            self._cache[key] = {n: getattr(self, n).to(device=like.device, dtype=like.dtype) for n in self.BUFFERS}
         return self._cache[key]
 
     def _steps(self, k: Steps, x: torch.Tensor, low: int = 1) -> torch.Tensor:
@@ -221,9 +221,21 @@ class DDPM:
         k = torch.randint(1, self.T + 1, (batch,), generator=generator, device=gen_device)
         return k.to(device) if device is not None else k
 
-    def q_sample(self, x0: torch.Tensor, k: Steps, noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """x_k = √ᾱ_k x_0 + √(1 − ᾱ_k) ε, for k ∈ {0, …, T} (k = 0 returns x_0)."""
-        kk = self._steps(k, x0, low=0)
+    def q_sample(self, x0: torch.Tensor, k: Steps, noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                 *, check_steps: bool = True) -> torch.Tensor:
+        """x_k = √ᾱ_k x_0 + √(1 − ᾱ_k) ε, for k ∈ {0, …, T} (k = 0 returns x_0).
+
+        ``check_steps=False`` skips the range check of ``k``, which reads the steps back to the host (a
+        device sync on every call): for a training step whose ``k`` is an integer ``(B,)`` tensor drawn
+        in range by :meth:`sample_steps`.
+        """
+        if check_steps:
+            kk = self._steps(k, x0, low=0)
+        elif isinstance(k, torch.Tensor) and not k.is_floating_point() and k.dtype != torch.bool:
+            kk = k.long()
+        else:
+            raise ValueError(f"check_steps=False needs k as an integer tensor of steps, got {type(k).__name__} "
+                             f"{getattr(k, 'dtype', '')}".rstrip())
         if noise is None:
             noise = _randn(x0.shape, generator, x0.device, x0.dtype)
         return self._q_sample(x0, kk, noise)

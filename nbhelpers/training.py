@@ -174,7 +174,9 @@ class EMA:
             b_ema.copy_(b)
 
 
-def _key_json(key: dict[str, Any] | None, config: TrainConfig) -> str:
+def key_json(key: dict[str, Any] | None, config: TrainConfig) -> str:
+    """A checkpoint's key as stored: ``{"train": asdict(config), "model": key}`` as sorted JSON.
+    :func:`train` loads or resumes a checkpoint only when this string matches."""
     full = {"train": asdict(config), "model": key or {}}
     return json.dumps(full, sort_keys=True, default=str)
 
@@ -264,7 +266,7 @@ def train(
     if cap is not None:  # dry run: at most `cap` steps from where it starts; cached apart, keyed with the cap
         key = {**(key or {}), "dry_run_max_steps": cap}
         checkpoint = dryrun.redirect(checkpoint) if checkpoint is not None else None
-    key_json = _key_json(key, config)
+    key_str = key_json(key, config)
     ckpt = Path(checkpoint) if checkpoint is not None else None
 
     base = unwrap(model)
@@ -284,7 +286,7 @@ def train(
     try:
         if ckpt is not None and ckpt.exists() and not retrain:
             state = load_checkpoint(ckpt, map_location=device)
-            if state.get("format") != CHECKPOINT_FORMAT or state.get("key") != key_json:
+            if state.get("format") != CHECKPOINT_FORMAT or state.get("key") != key_str:
                 warnings.warn(f"checkpoint {ckpt} was written for another configuration; retraining instead of loading it")
             else:
                 try:
@@ -305,7 +307,7 @@ def train(
                     return TrainResult(base, ema.model if ema else None, losses, start_step, seconds_before, start_step,
                                        True, ckpt)
         return _train_loop(model, base, loss_fn, batch_fn, config, optimizer, ema, gen, losses, start_step,
-                           seconds_before, ckpt, key_json, progress, desc, on_step, device, rank, world_size, cap, key)
+                           seconds_before, ckpt, key_str, progress, desc, on_step, device, rank, world_size, cap, key)
     finally:
         if lock is not None:
             lock.release()
@@ -313,7 +315,7 @@ def train(
 
 def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: BatchFn, config: TrainConfig,
                 optimizer: torch.optim.Optimizer, ema: EMA | None, gen: torch.Generator, losses: list[float],
-                start_step: int, seconds_before: float, ckpt: Path | None, key_json: str, progress: bool, desc: str,
+                start_step: int, seconds_before: float, ckpt: Path | None, key_str: str, progress: bool, desc: str,
                 on_step: Callable[[int, float], None] | None, device: torch.device, rank: int, world_size: int,
                 cap: int | None, key: Any) -> TrainResult:
 
@@ -324,7 +326,7 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
             ckpt,
             {
                 "format": CHECKPOINT_FORMAT,
-                "key": key_json,
+                "key": key_str,
                 "model": base.state_dict(),
                 "ema": ema.model.state_dict() if ema is not None else None,
                 "optimizer": optimizer.state_dict(),

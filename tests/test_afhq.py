@@ -18,10 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
-from nbhelpers import afhq, runtime
-from nbhelpers.afhq import (AFHQ_CLASSES, AFHQConfig, AFHQNotFoundError, Diffusion, afhq_folder, build_parser, load_afhq,
-                            load_folder, main, make_batch_fn, make_diffusion, parse_args, process_steps)
+from nbhelpers import runtime
+from nbhelpers._checks import DataError
 from nbhelpers.ddpm import DDPM
+from nbhelpers.recipes import afhq
+from nbhelpers.recipes.afhq import (AFHQ_CLASSES, AFHQConfig, AFHQNotFoundError, Diffusion, afhq_folder, build_parser,
+                                    load_afhq, load_folder, main, make_batch_fn, make_diffusion, parse_args, process_steps)
 from nbhelpers.runtime import ROOT
 from nbhelpers.training import load_checkpoint
 
@@ -67,7 +69,7 @@ def _tiny_net(seed=0):
 def test_diffusion_buffers_are_nb_ddpm_cosine_buffers():
     d = _tiny_net()
     ref = DDPM.from_schedule("cosine", T)
-    for name in DDPM._BUFFERS:
+    for name in DDPM.BUFFERS:
         assert torch.equal(getattr(d, name), getattr(ref, name)), name
     assert d.num_timesteps == T
 
@@ -201,7 +203,7 @@ def test_images_are_resized_scaled_and_cached(tmp_path):
     data = load_afhq(tmp_path / "train", "cat", image_size=8)
     b = data.first_batch(3)
     assert torch.allclose(b[:, 0], torch.ones(3, 8, 8)) and torch.allclose(b[:, 1], -torch.ones(3, 8, 8))
-    cached = afhq._cache_file(afhq._image_files(folder), 8)
+    cached = afhq.data._cache_file(afhq.data._image_files(folder), 8)
     assert cached.exists() and torch.equal(load_folder(folder, 8), x)
     cached.unlink()
 
@@ -227,11 +229,11 @@ def test_batch_fn_slices_the_global_batch(monkeypatch, afhq_root):
     whole = make_batch_fn(data, d, 6)(torch.Generator().manual_seed(3))
     parts = []
     for rank in range(2):
-        monkeypatch.setattr(afhq, "world", lambda r=rank: (r, 2))
+        monkeypatch.setattr(afhq.diffusion, "world", lambda r=rank: (r, 2))
         parts.append(make_batch_fn(data, d, 6)(torch.Generator().manual_seed(3)))
     for i in range(3):
         assert torch.equal(torch.cat([parts[0][i], parts[1][i]]), whole[i])
-    monkeypatch.setattr(afhq, "world", lambda: (0, 4))
+    monkeypatch.setattr(afhq.diffusion, "world", lambda: (0, 4))
     with pytest.raises(ValueError, match="divisible"):
         make_batch_fn(data, d, 6)
 
@@ -256,7 +258,7 @@ def test_download_helper_unpacks_the_archive_layout(tmp_path, monkeypatch):
 
 def test_an_archive_with_another_digest_is_not_unpacked(tmp_path):
     _fake_archive(tmp_path / "afhq_v1.zip")  # not the published archive
-    with pytest.raises(afhq.DataError, match=r"afhq_v1.zip .*SHA-256 .* expected 7f63dcc1.*download it again"):
+    with pytest.raises(DataError, match=r"afhq_v1.zip .*SHA-256 .* expected 7f63dcc1.*download it again"):
         afhq.download_afhq(tmp_path)
     assert not (tmp_path / "afhq").exists()
 
@@ -268,7 +270,7 @@ def test_a_downloaded_archive_is_checked_before_it_is_kept(tmp_path, monkeypatch
         headers: dict = {}
 
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response(b"an error page, not a zip"))
-    with pytest.raises(afhq.DataError, match=r"SHA-256 .*try the download again"):
+    with pytest.raises(DataError, match=r"SHA-256 .*try the download again"):
         afhq.download_afhq(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither the archive nor a partial file is left
 
@@ -417,7 +419,7 @@ def test_resume_after_kill(tmp_path, afhq_root, capsys):
             "--train_steps", "6", "--save_and_sample_every", "2"]
     script = textwrap.dedent(f"""
         import os, signal, sys
-        from nbhelpers.afhq import parse_args, train_afhq
+        from nbhelpers.recipes.afhq import parse_args, train_afhq
         def die(step, loss):
             if step == 5:
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nbhelpers.afhq import main
+from nbhelpers.recipes.afhq import main
 from nbhelpers.runtime import ROOT
 from nbhelpers.training import load_checkpoint
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from nbhelpers import afhq, guidance, runtime, solvers
+from nbhelpers import guidance, runtime, solvers
 from nbhelpers._checks import DataError, OutputError
 from nbhelpers.data import TensorBatcher, load_mnist, read_idx
 from nbhelpers.ddpm import DDPM, GMMEpsOracle
@@ -27,7 +27,7 @@ from nbhelpers.models.mlp import TimeMLP
 from nbhelpers.models.two_pixel import TwoPixelUNet
 from nbhelpers.models.unet import UNet, UNetConfig
 from nbhelpers.paths import GaussianPath
-from nbhelpers.recipes import cfg_mnist
+from nbhelpers.recipes import afhq, cfg_mnist
 from nbhelpers.schedules import LinearSchedule, PolynomialSchedule, Schedule, ddpm_betas
 from nbhelpers.training import CheckpointError, TrainConfig, load_checkpoint, save_checkpoint
 

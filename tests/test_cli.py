@@ -16,7 +16,8 @@ from PIL import Image
 import benchmarks.__main__ as bench
 import nbhelpers.runner as runner
 from benchmarks import dryrun, peer_diffusers, peer_lucidrains, roofline
-from nbhelpers import afhq, cli
+from nbhelpers import cli
+from nbhelpers.recipes import afhq
 from nbhelpers.runtime import ROOT
 
 PARSERS = {
@@ -212,7 +213,7 @@ def _read_only_save_folder(tmp: Path, monkeypatch) -> list[str]:
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")  # what a read-only folder gives (root ignores chmod)
 
-    monkeypatch.setattr(afhq.tempfile, "TemporaryFile", refuse)
+    monkeypatch.setattr(afhq.trainer.tempfile, "TemporaryFile", refuse)
     return []
 
 

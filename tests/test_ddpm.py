@@ -28,7 +28,7 @@ def test_buffers_match_their_formulas(name, T):
     d = DDPM.from_schedule(name, T)
     assert d.T == T
     ab = _abar_reference(d.betas)
-    for n in DDPM._BUFFERS:
+    for n in DDPM.BUFFERS:
         assert getattr(d, n).shape == (T,), n
     for k in (1, 2, T // 2, T - 1, T):
         i = k - 1
@@ -101,7 +101,7 @@ def test_to_returns_a_moved_copy():
     d = DDPM.from_schedule("cosine", 20)
     e = d.to("cpu")
     assert e is not d and e.T == d.T
-    for n in DDPM._BUFFERS:
+    for n in DDPM.BUFFERS:
         assert torch.equal(getattr(e, n), getattr(d, n))
 
 
@@ -132,6 +132,13 @@ def test_q_sample_per_sample_steps_and_given_noise():
     ab = _abar_reference(d.betas)
     for i, kk in enumerate(k.tolist()):
         assert torch.allclose(xk[i], math.sqrt(ab[kk]) * x0[i] + math.sqrt(1 - ab[kk]) * eps[i], atol=1e-6)
+
+    # without the range check (a training step's k from sample_steps): the same numbers; a non-tensor k is refused
+    assert torch.equal(d.q_sample(x0, k, eps, check_steps=False), xk)
+    with pytest.raises(ValueError, match="check_steps=False needs k as an integer tensor"):
+        d.q_sample(x0, 3, eps, check_steps=False)
+    with pytest.raises(ValueError, match="check_steps=False needs k as an integer tensor"):
+        d.q_sample(x0, k.float(), eps, check_steps=False)
 
 
 def test_predict_x0_inverts_q_sample():

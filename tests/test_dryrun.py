@@ -227,7 +227,7 @@ def test_records_what_a_step_costs(monkeypatch, build, tmp_path):
 
 def test_a_resumed_training_runs_the_cap_again(monkeypatch, build, tmp_path):
     """08 continues its 1k-step model to 10k steps: in a dry run that is N more steps, not zero."""
-    from nbhelpers.afhq import adopt_checkpoint
+    from nbhelpers.recipes.afhq import adopt_checkpoint
 
     monkeypatch.setenv(dryrun.MAX_STEPS_ENV, "2")
     first = _train(Counting(), steps=10, checkpoint=tmp_path / "a.pt")

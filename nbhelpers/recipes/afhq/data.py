@@ -1,0 +1,264 @@
+"""AFHQ data for notebook 08 and the trainer: find, download, decode, cache and batch one domain.
+
+The real AFHQ layout is ``afhq/{train,val}/{cat,dog,wild}/``. The chosen domain is decoded once,
+resized to ``image_size``, cached as one uint8 tensor under ``build/cache/afhq/`` and held on the
+training device; a batch is an index draw plus a random horizontal flip, scaled to [−1, 1].
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..._checks import DataError, check_int, check_sha256
+from ...runtime import atomic_write_bytes, build_dir, data_dir, remove_stale_temps, temp_path
+
+__all__ = ["AFHQ_CLASSES", "AFHQ_URLS", "AFHQ_SHA256", "IMAGE_EXTENSIONS", "AFHQNotFoundError",
+           "default_data_path", "check_class", "afhq_folder", "download_afhq", "load_folder", "AFHQImages",
+           "count_images", "load_afhq"]
+
+
+AFHQ_CLASSES: tuple[str, ...] = ("cat", "dog", "wild")
+
+AFHQ_URLS: dict[str, str] = {
+    # StarGAN v2's official links (clovaai/stargan-v2, download.sh); v1 has train/ and val/.
+    "v1": "https://www.dropbox.com/s/t9l9o3vsx2jai3z/afhq.zip?dl=1",
+    "v2": "https://www.dropbox.com/s/vkzjokiwof5h8w6/afhq_v2.zip?dl=1",
+}
+
+AFHQ_SHA256: dict[str, str | None] = {
+    # SHA-256 of the published archives, checked before unpacking. v1 as pinned by uvcgan2's
+    # scripts/download_dataset.sh for this same Dropbox link; no published digest is known for v2,
+    # so a v2 download is unpacked with its digest printed (compare it with a trusted source).
+    "v1": "7f63dcc14ef58c0e849b59091287e1844da97016073aac20403ae6c6132b950f",
+    "v2": None,
+}
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+class AFHQNotFoundError(FileNotFoundError):
+    """The AFHQ images are not where they were looked for; the message says where to put them."""
+
+
+def default_data_path() -> Path:
+    """``$NBHELPERS_DATA_DIR/afhq/train`` (else ``<repo>/data/afhq/train``)."""
+    return data_dir() / "afhq" / "train"
+
+
+def check_class(data_class: str) -> str:
+    if data_class not in AFHQ_CLASSES:
+        raise ValueError(f"unknown data_class {data_class!r}; valid choices: {', '.join(AFHQ_CLASSES)}")
+    return data_class
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def afhq_folder(data_path: str | Path | None = None, data_class: str = "cat") -> Path:
+    """The folder holding one AFHQ domain: ``data_path/<data_class>``.
+
+    ``data_path`` is the split folder (``afhq/train``, as in seed 004); the ``afhq`` root (train
+    split) and the class folder itself are accepted too. Default: :func:`default_data_path`.
+    Missing images raise :class:`AFHQNotFoundError` with one message saying where to put them.
+    """
+    check_class(data_class)
+    root = Path(data_path).expanduser() if data_path is not None else default_data_path()
+    tried = [root / data_class, root / "train" / data_class, root / "afhq" / "train" / data_class]
+    if root.name == data_class:
+        tried.insert(0, root)
+    for folder in tried:
+        if folder.is_dir() and _image_files(folder):
+            return folder
+    raise AFHQNotFoundError(
+        f"No AFHQ {data_class!r} images under {root} (looked in {', '.join(str(p) for p in tried)}). "
+        f"Put the images at {root / data_class}/ (AFHQ layout afhq/{{train,val}}/{{cat,dog,wild}}/) and pass "
+        f"--data_path <folder>/afhq/train (or set NBHELPERS_DATA_DIR to the folder holding afhq/); "
+        f"when online, `python -m nbhelpers.afhq --download --data_path <folder>` fetches the public archive "
+        f"(nbhelpers.recipes.afhq.download_afhq)."
+    )
+
+
+def download_afhq(root: str | Path, version: str = "v1", timeout: float = 60.0) -> Path:
+    """Download the public AFHQ archive (StarGAN v2, CC BY-NC 4.0) and unpack it under ``root``.
+
+    Returns the train-split folder (``root/afhq/train``, holding ``cat/``, ``dog/``, ``wild/``).
+    v1 ≈ 7 GB with train/ and val/ at 512×512; v2 has train/ and test/. Needs internet access.
+    """
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
+    if version not in AFHQ_URLS:
+        raise ValueError(f"unknown AFHQ version {version!r}; valid choices: {', '.join(AFHQ_URLS)}")
+    root = Path(root).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / f"afhq_{version}.zip"
+    if not archive.exists():
+        remove_stale_temps(archive)
+        part = temp_path(archive, ".part")  # names this process, so a killed download's part is removed later
+        try:
+            with urllib.request.urlopen(AFHQ_URLS[version], timeout=timeout) as response, open(part, "wb") as fh:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"AFHQ {version}") as bar:
+                    while chunk := response.read(1 << 20):
+                        fh.write(chunk)
+                        bar.update(len(chunk))
+            check_sha256(part, AFHQ_SHA256[version], what=f"the AFHQ {version} archive from {AFHQ_URLS[version]}",
+                         remedy="try the download again")
+            os.replace(part, archive)
+        finally:
+            if part.exists():
+                part.unlink()
+    else:
+        check_sha256(archive, AFHQ_SHA256[version], what=f"the AFHQ {version} archive",
+                     remedy="delete it and download it again")
+    target = root / "afhq"
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{archive} is not a readable zip archive ({exc}); delete it and download it again") from None
+    with zf:
+        names = zf.namelist()
+        # v1 unpacks to afhq/train/..., v2 to train/... at the top: always end under root/afhq
+        prefix = "" if names and all(n.startswith("afhq/") for n in names) else "afhq/"
+        for name in names:
+            dest = (root / (prefix + name)).resolve()
+            if root not in dest.parents and dest != root:  # no path escapes from the archive
+                raise ValueError(f"refusing to extract {name!r} outside {root}")
+            if name.endswith("/"):
+                dest.mkdir(parents=True, exist_ok=True)
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(name) as src, open(dest, "wb") as out:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+    return target / "train"
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if img.size != (size, size):
+                img = ImageOps.fit(img, (size, size), method=Image.Resampling.LANCZOS)  # centre crop + resize
+            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+        raise DataError(f"image {path} cannot be decoded ({type(exc).__name__}: {exc}); delete or replace it "
+                        f"(or download the data set again)") from None
+
+
+def _cache_file(files: list[Path], size: int) -> Path:
+    h = hashlib.sha1()
+    h.update(f"{size}|{len(files)}".encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return build_dir() / "cache" / "afhq" / f"{files[0].parent.name}-{size}px-{h.hexdigest()[:12]}.pt"
+
+
+def load_folder(folder: str | Path, image_size: int, limit: int | None = None, cache: bool = True) -> torch.Tensor:
+    """Decode the images of ``folder`` (sorted by name; the first ``limit``) into uint8 ``(N, 3, S, S)``.
+
+    Non-square images are centre-cropped; resizing uses Lanczos. The result is cached under
+    ``build/cache/afhq/`` keyed by the files' paths, sizes and mtimes.
+    """
+    folder = Path(folder)
+    image_size = check_int("image_size", image_size, min=1)
+    limit = check_int("limit", limit, min=1, allow_none=True)
+    files = _image_files(folder)
+    if limit is not None:
+        files = files[:limit]
+    if not files:
+        raise AFHQNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    path = _cache_file(files, image_size) if cache else None
+    if path is not None and path.exists():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a cache written by another version: rebuild it
+            pass
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
+        arrays = list(pool.map(lambda p: _decode(p, image_size), files))
+    images = torch.from_numpy(np.stack(arrays))
+    if path is not None:
+        buf = io.BytesIO()
+        torch.save(images, buf)
+        atomic_write_bytes(path, buf.getvalue())
+    return images
+
+
+@dataclass
+class AFHQImages:
+    """One AFHQ domain held as uint8 ``(N, 3, S, S)`` on the training device.
+
+    :meth:`batch` draws ``batch_size`` indices uniformly (with replacement) and flips each image
+    horizontally with probability ½, using the generator given (on the images' device).
+    """
+
+    images: torch.Tensor
+    folder: Path
+    data_class: str
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device: str | torch.device) -> "AFHQImages":
+        return AFHQImages(self.images.to(device), self.folder, self.data_class)
+
+    @staticmethod
+    def scale(images: torch.Tensor) -> torch.Tensor:
+        """uint8 [0, 255] → float [−1, 1] (channels-last on CUDA, where convolutions prefer it)."""
+        x = images.float().div_(127.5).sub_(1.0)
+        return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+
+    def batch(self, batch_size: int, generator: torch.Generator | None = None, flip: bool = True) -> torch.Tensor:
+        """A random batch ``(B, 3, S, S)`` in [−1, 1] with random horizontal flips."""
+        dev = self.images.device
+        idx = torch.randint(len(self), (batch_size,), generator=generator, device=dev)
+        x = self.images[idx]
+        if flip:
+            flips = torch.rand(batch_size, generator=generator, device=dev) < 0.5
+            x = torch.where(flips[:, None, None, None], x.flip(-1), x)
+        return self.scale(x)
+
+    def first_batch(self, batch_size: int) -> torch.Tensor:
+        """The first ``batch_size`` images in file order, unflipped (seed 004's "initial batch")."""
+        return self.scale(self.images[:batch_size])
+
+
+def count_images(data_path: str | Path | None = None, data_class: str = "cat", limit: int | None = None) -> int:
+    """How many images :func:`load_afhq` with the same arguments would load, without decoding any."""
+    n = len(_image_files(afhq_folder(data_path, data_class)))
+    return n if limit is None else min(n, limit)
+
+
+def load_afhq(
+    data_path: str | Path | None = None,
+    data_class: str = "cat",
+    image_size: int = 32,
+    device: str | torch.device = "cpu",
+    limit: int | None = None,
+    cache: bool = True,
+) -> AFHQImages:
+    """Load one AFHQ domain (see :func:`afhq_folder` for ``data_path``) onto ``device``."""
+    folder = afhq_folder(data_path, data_class)
+    images = load_folder(folder, image_size, limit=limit, cache=cache)
+    return AFHQImages(images.to(device), folder, data_class)
