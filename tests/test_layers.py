@@ -1,0 +1,128 @@
+"""The package's floors: every module imports only modules on floors below its own (ARCHITECTURE.md).
+
+Read statically (ast), so lazy imports inside functions count too. Imports inside one top-level
+unit (``models.unet`` → ``models.embeddings``) are free; the foundation's modules may import each
+other (``runtime`` and ``dryrun`` do, lazily). A new module fails here until it is given a floor.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "nbhelpers"
+
+# bottom to top; a floor's modules import only lower floors (floor 0 also its own)
+FLOORS: tuple[tuple[str, ...], ...] = (
+    ("_checks", "runtime", "dryrun", "answers", "cli"),  # 0 foundation: checks, paths, profiles, dry runs, CLI conventions
+    ("schedules", "solvers", "guidance", "models", "metrics", "plotting", "data", "training"),  # 1 building blocks
+    ("paths", "distributions", "ddpm"),  # 2 probability paths, distributions, discrete DDPM
+    ("losses", "sde"),  # 3 built on paths and solvers
+    ("widgets", "runner"),  # 4 front ends
+    ("recipes",),  # 5 one recipe per notebook
+    ("afhq",),  # 6 the alias of recipes.afhq behind ``python -m nbhelpers.afhq``
+)
+FLOOR = {unit: i for i, units in enumerate(FLOORS) for unit in units}
+ROOT_FLOOR = 0  # ``from nbhelpers import __version__``
+
+# private names imported across units, each with the reason it stays for now; an entry no longer used fails
+KNOWN_PRIVATE: dict[tuple[str, str, str], str] = {
+    ("ddpm", "guidance", "_guided_eps"): "the samplers take guidance_w until guidance enters sampling as a CFGModel "
+                                         "(issue 12, item 2)",
+}
+
+
+def _unit(path: Path, package: Path) -> str | None:
+    """The top-level unit of a file (``models`` for models/unet.py); None for the package's own __init__."""
+    rel = path.relative_to(package)
+    if rel == Path("__init__.py"):
+        return None
+    return rel.parts[0].removesuffix(".py")
+
+
+def _imports(path: Path, package: Path) -> list[tuple[int, str, str]]:
+    """``(line, target unit, imported name)`` for every import of the package from ``path``."""
+    pkg_parts = [package.name, *path.relative_to(package).parent.parts]
+    known = {p.stem for p in package.glob("*.py")} | {p.name for p in package.iterdir() if p.is_dir()}
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg_parts[:len(pkg_parts) - (node.level - 1)]
+                target = base + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.split(".")[0] == package.name:
+                target = node.module.split(".")
+            else:
+                continue
+            for alias in node.names:
+                full = target if node.module else target + [alias.name]
+                unit = full[1] if len(full) > 1 and full[1] in known else ""
+                out.append((node.lineno, unit, alias.name))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == package.name:
+                    out.append((node.lineno, parts[1] if len(parts) > 1 and parts[1] in known else "", alias.name))
+    return out
+
+
+def violations(package: Path = PACKAGE) -> list[str]:
+    """Every import that goes sideways or up, or reaches a private name of another unit, as one line each."""
+    bad, used_known = [], set()
+    for path in sorted(package.rglob("*.py")):
+        unit = _unit(path, package)
+        if unit is None:
+            continue
+        name = path.relative_to(package.parent)
+        if unit not in FLOOR:
+            bad.append(f"{name}: module {unit!r} has no floor; add it to FLOORS in tests/test_layers.py "
+                       f"and to ARCHITECTURE.md")
+            continue
+        here = FLOOR[unit]
+        for line, target, imported in _imports(path, package):
+            if target == unit:
+                continue
+            there = FLOOR.get(target, ROOT_FLOOR) if target else ROOT_FLOOR
+            if there >= here and not (here == 0 and there == 0):
+                bad.append(f"{name}:{line} imports nbhelpers.{target or imported} (floor {there}) from floor {here}; "
+                           f"a module imports only floors below its own")
+            if imported.startswith("_") and not imported.startswith("__") and target:
+                if (unit, target, imported) in KNOWN_PRIVATE:
+                    used_known.add((unit, target, imported))
+                else:
+                    bad.append(f"{name}:{line} imports the private {target}.{imported}; make it public or keep it inside")
+    if package == PACKAGE:
+        bad += [f"KNOWN_PRIVATE entry {k} is no longer used; remove it" for k in set(KNOWN_PRIVATE) - used_known]
+    return list(dict.fromkeys(bad))  # one line per import, however many names it brings
+
+
+def test_no_module_imports_a_floor_above_or_beside_its_own():
+    bad = violations()
+    assert not bad, "\n".join(bad)
+
+
+def test_every_floor_entry_names_a_module():
+    units = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert set(FLOOR) <= units, f"FLOORS names modules that do not exist: {sorted(set(FLOOR) - units)}"
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from ..training import train\n", "imports nbhelpers.training (floor 1) from floor 1"),  # models → training
+    ("from ..losses import flow_matching_loss\n", "imports nbhelpers.losses (floor 3) from floor 1"),
+    ("def f():\n    from ..recipes.mnist import mnist_recipe\n", "imports nbhelpers.recipes (floor 5) from floor 1"),
+    ("import nbhelpers.paths\n", "imports nbhelpers.paths (floor 2) from floor 1"),
+    ("from .. import training\n", "imports nbhelpers.training (floor 1) from floor 1"),
+    ("from ..runtime import _host\n", "imports the private runtime._host"),
+])
+def test_an_upward_or_private_import_is_named(tmp_path, source, expected):
+    package = tmp_path / "nbhelpers"
+    (package / "models").mkdir(parents=True)
+    for unit in FLOOR:
+        if unit != "models":
+            (package / f"{unit}.py").write_text("")
+    (package / "__init__.py").write_text("from .runtime import setup\n")
+    (package / "models" / "__init__.py").write_text("")
+    (package / "models" / "unet.py").write_text("from .._checks import check_labels\nfrom .embeddings import x\n" + source)
+    bad = violations(package)
+    assert len(bad) == 1 and bad[0].startswith("nbhelpers/models/unet.py:") and expected in bad[0], bad
