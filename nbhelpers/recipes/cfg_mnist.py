@@ -399,8 +399,6 @@ def class_grid_figure(panels: Sequence[torch.Tensor], titles: Sequence[str], per
                       size: float = 0.42, row_labels: Sequence[str] | None = None):
     """Several image grids side by side, ``per_row`` images per row (e.g. row = digit).
     Each panel: ``(B, 1, H, W)`` in [−1, 1]. Returns the matplotlib ``Figure``."""
-    import matplotlib.pyplot as plt
-
     if len(panels) != len(titles) or not panels:
         raise ValueError(f"need one title per panel, got {len(panels)} panels and {len(titles)} titles")
     canv, cell = [], None
@@ -454,8 +452,6 @@ def forward_process_figure(frames: torch.Tensor, steps: Sequence[int], ddpm: DDP
     """One row per image, one column per step k of :func:`forward_process`; every panel on the
     same grey scale, [−1, 1] (values beyond it are clipped), so the fading of the digit is not
     hidden by per-panel contrast. Column titles give k and √ᾱ_k, the share of the image left."""
-    import matplotlib.pyplot as plt
-
     if frames.ndim != 5 or frames.shape[2] != 1 or frames.shape[1] != len(steps):
         raise ValueError(f"frames must have shape (B, {len(steps)}, 1, H, W) for {len(steps)} steps, "
                          f"got {tuple(frames.shape)}")
