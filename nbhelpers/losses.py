@@ -19,16 +19,35 @@ from torch import Tensor
 
 from .paths import GaussianPath, expand_time
 
-__all__ = ["flow_matching_loss", "score_matching_loss", "vpsde_dsm_loss", "SCORE_WEIGHTINGS"]
+__all__ = ["flow_matching_loss", "score_matching_loss", "vpsde_dsm_loss", "sample_training_times", "SCORE_WEIGHTINGS",
+           "TIME_SAMPLINGS"]
 
 Model = Callable[..., Tensor]
 
 SCORE_WEIGHTINGS: tuple[str, ...] = ("beta2", "none")
+TIME_SAMPLINGS: tuple[str, ...] = ("uniform", "logit_normal")
 
 
 def _uniform_t(z: Tensor, lo: float, hi: float, generator: torch.Generator | None) -> Tensor:
     u = torch.rand(z.shape[0], generator=generator, device=z.device, dtype=z.dtype)
     return lo + (hi - lo) * u
+
+
+def sample_training_times(z: Tensor, time_sampling: str = "uniform",
+                          generator: torch.Generator | None = None) -> Tensor:
+    """The flow-matching loss's t, one per example, on ``z``'s device.
+
+    ``"uniform"``: t ~ U[0, 1] (seed 000, Algorithm 1). ``"logit_normal"``: t = sigmoid(n), n ~ N(0, 1)
+    (Esser et al. 2024, "Scaling rectified flow transformers"): the same loss, its weight moved from the
+    two ends, where the target is easy (pure noise, or the data itself), to the middle of the path, where
+    the image is decided; a model trained on few steps spends them there.
+    """
+    if time_sampling == "uniform":
+        return _uniform_t(z, 0.0, 1.0, generator)
+    if time_sampling == "logit_normal":
+        n = torch.randn(z.shape[0], generator=generator, device=z.device, dtype=z.dtype)
+        return torch.sigmoid(n)
+    raise ValueError(f"unknown time_sampling {time_sampling!r}; valid choices: {', '.join(TIME_SAMPLINGS)}")
 
 
 def _call(model: Model, x: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
@@ -50,18 +69,22 @@ def flow_matching_loss(
     path: GaussianPath,
     generator: torch.Generator | None = None,
     y: Tensor | None = None,
+    time_sampling: str = "uniform",
 ) -> Tensor:
     """Conditional flow matching (seed 000, Algorithm 1):
 
         t ~ U[0, 1], ε ~ N(0, I), x_t = α_t z + β_t ε,
         L(θ) = E ‖u_θ(x_t, t) − (α̇_t z + β̇_t ε)‖² / d.
 
+    ``time_sampling="logit_normal"`` draws t from :func:`sample_training_times`' logit-normal instead; the
+    minimiser is the same marginal field wherever the density of t is positive.
+
     α̇ z + β̇ ε is u_t(x_t | z) = (α̇ − β̇ α/β) z + (β̇/β) x_t with x_t on the conditional path
     (substitute x_t − α z = β ε); it needs no division by β. Its minimiser is the marginal field
     u_t(x) = E[α̇ z + β̇ ε | x_t = x]. Shapes: z ``(B, ...)``, y ``(B,)`` or None.
     """
     path = _check_path(path)
-    t = _uniform_t(z, 0.0, 1.0, generator)
+    t = sample_training_times(z, time_sampling, generator)
     s = path.sample(z, t, generator=generator)
     target = path.velocity_from_noise(z, s.eps, t)
     return (_call(model, s.x, t, y) - target).square().mean()

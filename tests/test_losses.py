@@ -70,6 +70,29 @@ def test_flow_matching_loss_is_minimised_by_the_oracle_field(gmm, data, schedule
     _check_oracle_is_minimum(loss, oracle, data, deltas=(0.1, 0.3))
 
 
+def test_flow_matching_loss_with_logit_normal_times_has_the_same_minimiser(gmm, data):
+    path = GaussianPath("linear")
+    loss = lambda m, z, g: flow_matching_loss(m, z, path, g, time_sampling="logit_normal")  # noqa: E731
+    oracle = lambda x, t: gmm.marginal_velocity(x, t, path.schedule)  # noqa: E731
+    _check_oracle_is_minimum(loss, oracle, data, deltas=(0.1, 0.3))
+
+
+def test_logit_normal_training_times():
+    """t = sigmoid(n), n ~ N(0, 1): median 1/2, P(t < sigmoid(−1)) = Φ(−1), never at the ends."""
+    from nbhelpers.losses import sample_training_times
+
+    z = torch.zeros(200_000, 2, dtype=torch.float64)
+    t = sample_training_times(z, "logit_normal", _gen(3))
+    assert t.shape == (200_000,) and t.dtype == torch.float64 and 0 < float(t.min()) and float(t.max()) < 1
+    assert float(t.median()) == pytest.approx(0.5, abs=0.005)
+    phi_minus_1 = 0.158655
+    assert float((t < torch.sigmoid(torch.tensor(-1.0))).double().mean()) == pytest.approx(phi_minus_1, abs=0.003)
+    u = sample_training_times(z, "uniform", _gen(3))
+    assert float(u.mean()) == pytest.approx(0.5, abs=0.003) and float((u < 0.1).double().mean()) == pytest.approx(0.1, abs=0.003)
+    with pytest.raises(ValueError, match=r"unknown time_sampling 'beta'; valid choices: uniform, logit_normal"):
+        sample_training_times(z, "beta")
+
+
 def test_flow_matching_loss_closed_form_at_zero_field(gmm, data):
     # linear schedule: target z − ε, so E‖0 − (z − ε)‖²/d = (E|z|² + d)/d with
     # E|z|² = Σ_k w_k (|μ_k|² + d s²) = 4 + 2·0.09 for toy_gmm (radius 2, σ = 0.3)

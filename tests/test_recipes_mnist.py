@@ -42,3 +42,20 @@ def test_mnist_recipes_keep_figure1_and_name_bad_choices():
         mnist_recipe("laptop")
     with pytest.raises(ValueError, match="positive integer"):
         mnist_recipe("cpu", steps=0)
+
+
+def test_mnist_recipe_time_law_enters_the_velocity_key_only():
+    """The cpu profile trains its flow model with logit-normal t; the gpu profile keeps seed 000's U[0, 1].
+    Uniform keys stay as they were (cached models stay valid) and the score model's key never changes."""
+    from dataclasses import replace
+
+    from nbhelpers.recipes.mnist import mnist_recipe, train_mnist_field
+
+    assert mnist_recipe("gpu").time_sampling == "uniform" and mnist_recipe("cpu").time_sampling == "logit_normal"
+    cpu = mnist_recipe("cpu")
+    uni = replace(cpu, time_sampling="uniform")
+    assert "time_sampling" not in uni.key("velocity", "linear")
+    assert cpu.key("velocity", "linear") == {**uni.key("velocity", "linear"), "time_sampling": "logit_normal"}
+    assert cpu.key("score", "linear") == uni.key("score", "linear")
+    with pytest.raises(ValueError, match=r"unknown time_sampling 'beta'; valid choices: uniform, logit_normal"):
+        train_mnist_field("velocity", "linear", replace(cpu, time_sampling="beta"), data=None)
