@@ -11,7 +11,7 @@ DEVICE ?= auto
 NOTEBOOKS ?= all
 PYTEST_ARGS ?=
 
-.PHONY: notebooks test unit bench venv clean help readme-figures colab-badges
+.PHONY: notebooks test unit bench venv clean help readme-figures colab-badges exercises
 
 help:
 	@echo "make notebooks [PROFILE=auto|smoke|cpu|gpu] [NOTEBOOKS=01,02] [DEVICE=auto|cpu|cuda|mps]"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench      benchmark runner (python -m benchmarks)"
 	@echo "make readme-figures [NOTEBOOKS=04,07]  copy the README's figures from the last run into figures/readme/"
 	@echo "make colab-badges  re-stamp Colab badges, install cells and run costs from pyproject's [project.urls]"
+	@echo "make exercises  write the student edition (exercises/) from the notebooks' solution markers"
 
 venv: $(VENV)/.installed
 
@@ -52,6 +53,10 @@ readme-figures: venv
 
 colab-badges: venv
 	$(PY) -m tools.stamp_colab
+
+# the student edition: solution bodies become NotImplementedError, answer cells prompts (committed; a test checks it)
+exercises: venv
+	$(PY) -m tools.make_exercises
 
 clean:
 	rm -rf build

@@ -13,6 +13,7 @@ SLOW: frozenset[str] = frozenset({
     "tests/test_afhq.py::test_resume_after_kill",
     "tests/test_afhq_ddp.py::test_two_gloo_processes_match_one_process",
     "tests/test_checkpoint_cache.py::test_kill_minus_nine_then_resume_with_a_unet",
+    "tests/test_exercises.py::test_student_edition_runs_with_every_exercise_unsolved",
     "tests/test_losses.py::test_flow_matching_loss_is_minimised_by_the_oracle_field",
     "tests/test_metrics_images.py::test_class_accuracy_and_diversity",
     "tests/test_metrics_images.py::test_fd_is_zero_for_identical_sets_and_grows_with_noise",

@@ -19,7 +19,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("schedules", "solvers", "guidance", "models", "metrics", "plotting", "data", "training"),  # 1 building blocks
     ("paths", "distributions", "ddpm"),  # 2 probability paths, distributions, discrete DDPM
     ("losses", "sde"),  # 3 built on paths and solvers
-    ("widgets", "runner"),  # 4 front ends
+    ("widgets", "runner", "exercises"),  # 4 front ends (exercises: the student edition's checks)
     ("recipes",),  # 5 one recipe per notebook
     ("afhq",),  # 6 the alias of recipes.afhq behind ``python -m nbhelpers.afhq``
 )

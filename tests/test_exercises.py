@@ -1,0 +1,278 @@
+"""The student edition: checks that teach, the library fallback, and the generated ``exercises/``.
+
+Every check passes on the library's implementation and on the solution written in the notebook; a wrong
+implementation fails with the case, expected against got and the hint; an unsolved exercise reports
+"not implemented yet" and the notebook carries on with the library's version under a banner.
+"""
+import json
+import math
+import re
+
+import pytest
+import torch
+
+import nbhelpers as nb
+from nbhelpers import exercises as ex
+from nbhelpers.runtime import ROOT
+from tools import make_exercises
+
+NOTEBOOKS = ROOT / "notebooks"
+EXERCISE_DIR = ROOT / "exercises"
+WITH_EXERCISES = ["01_sdes", "02_paths_schedules", "03_flow_matching_2d"]
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def _solution_cells():
+    """``(notebook, exercise name, cell source, next cell source)`` for every marked cell of the solution notebooks."""
+    out = []
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        cells = _cells(path)
+        for i, c in enumerate(cells):
+            name = c["metadata"].get("nbgrader", {}).get("grade_id")
+            if name:
+                out.append((path.stem, name, "".join(c["source"]), "".join(cells[i + 1]["source"])))
+    return out
+
+
+SOLUTIONS = _solution_cells()
+
+
+def _flat(text):
+    """Printed text with the banner's line breaks undone."""
+    return re.sub(r"\n│ ", " ", text)
+
+
+def _defined(src):
+    return re.search(r"^(?:def|class) (\w+)", src, re.M).group(1)
+
+
+def test_there_are_enough_exercises_and_each_lives_in_its_notebook():
+    assert len(ex.EXERCISES) >= 8
+    assert sorted(name for _, name, _, _ in SOLUTIONS) == sorted(ex.EXERCISES), "one marked cell per exercise"
+    for stem, name, src, after in SOLUTIONS:
+        assert ex.EXERCISES[name].notebook == stem
+        assert make_exercises.BEGIN in src and make_exercises.END in src
+        fn = _defined(src)
+        assert re.match(rf'{fn} = nb\.exercises\.use\("{name}", {fn}\)', after), \
+            f"{stem}: the cell after {name} checks it and rebinds {fn}"
+
+
+@pytest.mark.parametrize("name", list(ex.EXERCISES))
+def test_every_check_passes_on_the_library(name):
+    report = ex.check(name, ex.EXERCISES[name].reference())
+    assert report.passed, str(report)
+    assert len(report.results) >= 3
+
+
+@pytest.mark.parametrize("stem, name, src", [s[:3] for s in SOLUTIONS], ids=[s[1] for s in SOLUTIONS])
+def test_the_notebooks_solutions_pass_and_are_used(stem, name, src, capsys):
+    scope = {"torch": torch, "math": math, "nb": nb}
+    for earlier in [s[2] for s in SOLUTIONS if s[0] == stem]:  # a solution may call an earlier one (fm_loss)
+        exec(earlier, scope)
+        if earlier == src:
+            break
+    fn = scope[_defined(src)]
+    assert ex.use(name, fn) is fn
+    out = capsys.readouterr().out
+    assert "cases pass ✓" in out and "┌" not in out
+
+
+def _ou_with_a_sign_error():
+    class OU(nb.sde.OrnsteinUhlenbeck):
+        def drift(self, x, t):
+            return self.theta * x
+
+        def diffusion(self, x, t):
+            return self.sigma
+    return OU
+
+
+def test_a_sign_error_in_the_ou_drift_names_the_case_expected_got_and_hint(capsys):
+    OU = _ou_with_a_sign_error()
+    report = ex.check("ornstein_uhlenbeck", OU)
+    msg = str(report)
+    assert not report.passed and not report.not_implemented
+    assert msg.startswith("ornstein_uhlenbeck: 1 of 4 cases pass\n")
+    assert "  ✗ case 1/4: the drift is −θx (θ = 2) at three points\n" in msg
+    assert "      expected: tensor of shape (3, 2) [-2, 1, -0, -6, 4, -0.5]\n" in msg
+    assert "      got:      tensor of shape (3, 2) [2, -1, 0, 6, -4, 0.5] (max |got − expected| = 12)\n" in msg
+    assert "      hint:     the OU drift pulls x back towards 0: u(x) = −θx, with the minus sign" in msg
+    assert "  ✓ case 3/4: the diffusion is σ = 0.5" in msg
+    assert "✗ case 4/4: a moment: from X_0 = 0 to T = 8" in msg  # the paths explode: the variance is far off
+    # the notebook carries on with the library's class, and says so
+    assert ex.use("ornstein_uhlenbeck", OU) is nb.sde.OrnsteinUhlenbeck
+    out = _flat(capsys.readouterr().out)
+    assert _flat(msg) in out
+    assert "3 of 4 cases fail. The cells below use the library's nbhelpers.sde.OrnsteinUhlenbeck" in out
+
+
+def _wrong(name):
+    """One typical slip per exercise (the MIT labs' drifting copies among them) and the case it must trip."""
+    if name == "em_step":
+        def f(sde, x, t, h, generator):
+            eps = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            return x + h * sde.drift(x, t) + sde.diffusion(x, t) * h * eps  # h instead of √h
+        return f, "a moment: Brownian motion"
+    if name == "brownian_motion":
+        class B(nb.sde.BrownianMotion):
+            def drift(self, x, t):
+                return torch.randn_like(x)  # a drift returning noise
+
+            def diffusion(self, x, t):
+                return self.sigma
+        return B, "the drift is zero"
+    if name == "ornstein_uhlenbeck":
+        return _ou_with_a_sign_error(), "the drift is −θx"
+    if name == "cosine_schedule":
+        class S(nb.schedules.CosineSchedule):
+            def d_alpha(self, t):
+                return torch.cos(0.5 * math.pi * t)  # the chain rule's π/2 forgotten
+        return S, "the hand-written derivatives"
+    if name == "sample_path":
+        def f(schedule, z, t, eps):
+            v = schedule(t)
+            return v.alpha[:, None] * z + v.beta[:, None] * eps  # only right for 2D data
+        return f, "an image batch"
+    if name == "cosine_betas":
+        def f(T, s=0.008):
+            k = torch.arange(T + 1, dtype=torch.float64)
+            fk = torch.cos((k / T + s) / (1 + s) * math.pi / 2) ** 2
+            return 1.0 - (fk[1:] / fk[:-1])  # no clip
+        return f, "the clip"
+    if name == "target_velocity":
+        def f(schedule, z, eps, t):
+            v = schedule(t)
+            return nb.paths.expand_time(v.d_alpha, z) * z - nb.paths.expand_time(v.d_beta, z) * eps  # sign of β̇ε
+        return f, "linear schedule: the target is z − ε"
+    if name == "fm_loss":
+        def f(model, z, schedule, generator=None):
+            t = torch.rand(z.shape[0], generator=generator, dtype=z.dtype)
+            eps = torch.randn(z.shape, generator=generator, dtype=z.dtype)
+            v = schedule(t)
+            x_t = nb.paths.expand_time(v.alpha, z) * z + nb.paths.expand_time(v.beta, z) * eps
+            target = nb.paths.expand_time(v.d_alpha, z) * z + nb.paths.expand_time(v.d_beta, z) * eps
+            return (model(x_t, t) - target).square().sum(1).mean()  # a sum over coordinates
+        return f, "a moment: the zero field"
+    if name in ("euler_sample", "heun_sample"):
+        def f(field, x0, n_steps):
+            h = 1.0 / n_steps
+            x = x0
+            for i in range(n_steps):
+                x = x + h * field(x, torch.full((x.shape[0],), (i + 1) * h, dtype=x.dtype))  # t at the step's end
+            return x
+        return f, "dx/dt = t from x = 1"
+    raise AssertionError(f"no wrong implementation for {name}")
+
+
+@pytest.mark.parametrize("name", list(ex.EXERCISES))
+def test_a_typical_mistake_fails_with_its_case_and_hint(name):
+    fn, case = _wrong(name)
+    report = ex.check(name, fn)
+    assert not report.passed
+    failed = [r for r in report.results if not r.passed]
+    hit = [r for r in failed if r.case.startswith(case)]
+    assert hit, f"{name}: expected case {case!r} to fail; got\n{report}"
+    r = hit[0]
+    assert r.expected and r.got and r.hint
+    assert f"expected: {r.expected}" in str(report) and f"hint:     {r.hint}" in str(report)
+
+
+def test_not_implemented_reports_it_and_falls_back_with_a_banner(capsys):
+    def em_step(sde, x, t, h, generator):
+        raise NotImplementedError("write one Euler–Maruyama step")
+
+    report = ex.check("em_step", em_step)
+    assert report.not_implemented and not report.passed
+    assert str(report).startswith("em_step: not implemented yet — write one Euler–Maruyama step")
+    step = ex.use("em_step", em_step)
+    out = _flat(capsys.readouterr().out)
+    assert "em_step: not implemented yet" in out and "┌" in out and "nbhelpers.solvers.euler_maruyama" in out
+    ou, x = nb.sde.OrnsteinUhlenbeck(1.0, 0.5), torch.randn(4, 2)
+    got = step(ou, x, torch.zeros(4), 0.01, torch.Generator().manual_seed(0))
+    want = nb.solvers.euler_maruyama(ou, x, 0.0, 0.01, 1, generator=torch.Generator().manual_seed(0)).x
+    torch.testing.assert_close(got, want)
+
+
+def test_half_written_class_is_reported_per_case():
+    class B(nb.sde.BrownianMotion):
+        def drift(self, x, t):
+            return torch.zeros_like(x)
+
+        def diffusion(self, x, t):
+            raise NotImplementedError("write the diffusion")
+
+    report = ex.check("brownian_motion", B)
+    assert not report.not_implemented and not report.passed
+    assert [r.status for r in report.results] == ["pass", ex.NOT_IMPLEMENTED, ex.NOT_IMPLEMENTED]
+    assert "✗ case 2/3: the diffusion is σ = 0.7 — not implemented yet" in str(report)
+
+
+def test_an_error_in_the_students_code_is_a_failed_case_not_a_crash():
+    report = ex.check("cosine_betas", lambda T, s=0.008: 1 / 0)
+    assert not report.passed
+    assert all(r.got.startswith("it raised ZeroDivisionError") for r in report.results)
+
+
+def test_unknown_exercise_lists_the_choices():
+    with pytest.raises(ValueError, match="unknown exercise 'em_stp'; valid choices: em_step, "):
+        ex.check("em_stp", print)
+
+
+def test_blanking_replaces_each_marked_region_by_the_task():
+    src = ("class A:\n    def f(self):\n        ### BEGIN SOLUTION\n        return 1\n        ### END SOLUTION\n\n"
+           "    def g(self):\n        ### BEGIN SOLUTION\n        return 2\n        ### END SOLUTION\n")
+    out = make_exercises.blank_solutions(src, "do it")
+    assert out == ("class A:\n    def f(self):\n        raise NotImplementedError(\"do it\")\n\n"
+                   "    def g(self):\n        raise NotImplementedError(\"do it\")\n")
+    with pytest.raises(ValueError, match="without"):
+        make_exercises.blank_solutions("### BEGIN SOLUTION\nx = 1\n", "t")
+
+
+def test_regenerating_gives_the_committed_files():
+    assert make_exercises.out_of_date() == [], "run make exercises"
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_the_student_edition_holds_no_solution_and_no_output(path):
+    student = _cells(EXERCISE_DIR / path.name)
+    solution = _cells(path)
+    assert [c["id"] for c in student] == [c["id"] for c in solution]
+    text = json.dumps(student, ensure_ascii=False)
+    assert "BEGIN SOLUTION" not in text and "run.answer(" not in "".join(
+        "".join(c["source"]) for c in student if "answer" in c["metadata"].get("tags", []))
+    for s, c in zip(student, solution):
+        if s["cell_type"] == "code":
+            assert s["outputs"] == [] and s["execution_count"] is None
+        name = c["metadata"].get("nbgrader", {}).get("grade_id")
+        if name:
+            assert json.dumps(ex.EXERCISES[name].task[:60], ensure_ascii=False)[1:-1] in "".join(s["source"])
+            assert "raise NotImplementedError(" in "".join(s["source"])
+        if "answer" in c["metadata"].get("tags", []):
+            assert s["cell_type"] == "markdown" and "YOUR ANSWER HERE" in "".join(s["source"])
+    head = "".join(student[0]["source"])
+    assert "**Student edition**" in head
+    if "Open In Colab" in head:
+        assert f"/blob/main/exercises/{path.name})" in head
+
+
+@pytest.mark.parametrize("stem", WITH_EXERCISES)
+def test_student_edition_runs_with_every_exercise_unsolved(stem, tmp_path, monkeypatch):
+    """The smoke profile end to end: each check says "not implemented yet", each fallback shows its banner."""
+    import papermill as pm
+
+    monkeypatch.setenv("NBHELPERS_PROFILE", "smoke")
+    monkeypatch.setenv("NBHELPERS_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))  # train with the fallback loss
+    out = tmp_path / f"{stem}.ipynb"
+    pm.execute_notebook(str(EXERCISE_DIR / f"{stem}.ipynb"), str(out), kernel_name="python3", progress_bar=False,
+                        cwd=str(EXERCISE_DIR))
+    cells = {c["id"]: c for c in _cells(out)}
+    names = ex.exercises_in(stem)
+    assert names
+    for name in names:
+        outputs = cells[f"ex-{name}-check"]["outputs"]
+        text = _flat("".join("".join(o["text"]) for o in outputs if o["output_type"] == "stream"))
+        assert text.startswith(f"{name}: not implemented yet — "), text
+        assert "┌" in text and f"The cells below use the library's {ex.EXERCISES[name].reference_name}" in text
