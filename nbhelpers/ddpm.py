@@ -519,24 +519,19 @@ class DDPM:
 class GMMEpsOracle(nn.Module):
     """The exact ε-predictor E[ε | x_k] (and E[ε | x_k, y]) for Gaussian-mixture data.
 
-    Under q(x_k | x_0) a mixture Σ_j w_j N(μ_j, diag s_j²) stays a mixture,
-    p_k(x) = Σ_j w_j N(√ᾱ_k μ_j, ᾱ_k s_j² + 1 − ᾱ_k), and E[ε | x_k] = −√(1 − ᾱ_k) ∇log p_k(x_k).
+    Under q(x_k | x_0) a mixture stays a mixture, p_k = ``gmm.noised(√ᾱ_k, √(1 − ᾱ_k))`` =
+    Σ_j w_j N(√ᾱ_k μ_j, ᾱ_k s_j² + 1 − ᾱ_k), and E[ε | x_k] = −√(1 − ᾱ_k) ∇log p_k(x_k).
     With a label y the mixture is restricted to component y (the null label ``num_classes`` =
     K keeps all components), so it also serves as an exact conditional model for guidance.
-    Called like a network: ``oracle(x, t, y=None)`` with t = k / T.
+    Called like a network: ``oracle(x, t, y=None)`` with t = k / T; k = 0 is the clean data
+    (ᾱ_0 = 1, ε = 0). ``gmm``: a :class:`~nbhelpers.distributions.GaussianMixture` (evaluated in float64).
     """
 
     def __init__(self, ddpm: DDPM, gmm) -> None:
         super().__init__()
         self.ddpm = ddpm
-        means = torch.as_tensor(gmm.means, dtype=torch.float64)
-        K, d = means.shape
-        stds = torch.as_tensor(gmm.stds, dtype=torch.float64)
-        stds = (stds[:, None] if stds.ndim == 1 else stds).expand(K, d)
-        self.num_classes = K
-        self.register_buffer("means", means)
-        self.register_buffer("var", stds**2)
-        self.register_buffer("log_w", torch.log(torch.as_tensor(gmm.weights, dtype=torch.float64)))
+        self.gmm = gmm.to(dtype=torch.float64)
+        self.num_classes = self.gmm.n_components
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         B = x.shape[0]
@@ -547,17 +542,20 @@ class GMMEpsOracle(nn.Module):
         k = torch.round(t * self.ddpm.T).long()
         if int(k.min()) < 0 or int(k.max()) > self.ddpm.T:
             raise ValueError(f"t = k / T must lie in [0, 1] (k in 0..{self.ddpm.T}), got k in {int(k.min())}..{int(k.max())}")
-        # ᾱ_0 = 1 in front, so that k = 0 (clean data) reads ᾱ_0 and not ᾱ_T; there ε = 0 · score = 0.
-        abar = torch.cat([self.ddpm.alphas_cumprod.new_ones(1), self.ddpm.alphas_cumprod])
-        ab = abar.to(x.device)[k][:, None, None]  # (B, 1, 1)
-        xd = x.to(torch.float64)[:, None, :]
-        var = ab * self.var.to(x.device)[None] + (1.0 - ab)  # (B, K, d)
-        resid = xd - ab.sqrt() * self.means.to(x.device)[None]
-        logits = self.log_w.to(x.device)[None] - 0.5 * (torch.log(var) + resid**2 / var).sum(-1)  # (B, K)
+        keep = None
         if y is not None:
             y = check_labels("labels y", y, self.num_classes, B)
             keep = (y[:, None] == torch.arange(self.num_classes, device=x.device)[None]) | (y[:, None] == self.num_classes)
-            logits = logits.masked_fill(~keep, float("-inf"))
-        r = torch.softmax(logits, dim=1)
-        score = -(r[..., None] * resid / var).sum(1)
-        return (-(1.0 - ab[:, 0]).sqrt() * score).to(x.dtype)
+        # ᾱ_0 = 1 in front, so that k = 0 (clean data) reads ᾱ_0 and not ᾱ_T; there ε = 0 · score = 0.
+        abar = torch.cat([self.ddpm.alphas_cumprod.new_ones(1), self.ddpm.alphas_cumprod]).tolist()
+        if self.gmm.device != x.device:
+            self.gmm = self.gmm.to(x.device)  # once: the sampler keeps x on one device
+        gmm = self.gmm
+        xd = x.to(torch.float64)
+        eps = torch.empty_like(xd)
+        for kk in torch.unique(k).tolist():  # one pass in a sampling loop, where every point shares k
+            sel = k == kk
+            ab = abar[kk]
+            score = gmm.noised(ab ** 0.5, (1.0 - ab) ** 0.5).score(xd[sel], None if keep is None else keep[sel])
+            eps[sel] = -((1.0 - ab) ** 0.5) * score
+        return eps.to(x.dtype)

@@ -20,6 +20,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor
 
+from ._checks import check_float
 from .schedules import Schedule, get_schedule
 
 __all__ = [
@@ -147,6 +148,25 @@ class GaussianMixture:
         """n points, shape (n, d)."""
         return self.sample_with_labels(n, generator).x
 
+    # ---------------------------------------------------------------- noising
+    def noised(self, alpha: float | Tensor, beta: float | Tensor) -> "GaussianMixture":
+        """The law of α X + β ε for X from this mixture and independent ε ~ N(0, I):
+
+            Σ_k w_k N(α μ_k, diag(α² s_k² + β²)),
+
+        again a mixture. It is p_t of a Gaussian path at one time (α = α_t, β = β_t) and DDPM's
+        q(x_k) (α = √ᾱ_k, β = √(1 − ᾱ_k)). ``alpha``, ``beta``: numbers or 0-d tensors, β ≥ 0 and
+        α² s_k² + β² > 0. The variances are formed in float64 and rounded once to this dtype.
+        """
+        a, b = check_float("alpha", alpha), check_float("beta", beta, min=0.0)
+        var = a ** 2 * self._var.double() + b ** 2  # (K, d)
+        if not (var > 0).all():
+            raise ValueError(f"alpha = {a!r}, beta = {b!r} leave a component with zero variance")
+        stds = var.sqrt().to(self.means.dtype)
+        if self.stds.ndim == 1:
+            stds = stds[:, 0]  # isotropic components stay isotropic
+        return GaussianMixture(self.weights, a * self.means, stds)
+
     # ---------------------------------------------------------------- marginal of the Gaussian path
     def _component_terms(self, x: Tensor, alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(log w_k + log N_k(x)) (B, K), residual x − α μ_k (B, K, d) and variance v_k (B, K, d)."""
@@ -207,10 +227,21 @@ class GaussianMixture:
         logits, _, _ = self._component_terms(x, one, one - 1)
         return torch.logsumexp(logits, dim=1)
 
-    def score(self, x: Tensor) -> Tensor:
-        """∇_x log p(x) = Σ_k r_k (−(x − μ_k)/s_k²), shape (B, d)."""
+    def score(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        """∇_x log p(x) = Σ_k r_k (−(x − μ_k)/s_k²), shape (B, d).
+
+        ``keep`` (B, K) bool restricts point i's mixture to the components with ``keep[i]`` (the
+        weights renormalised): the score of p(x | component ∈ keep[i]), e.g. of a class label.
+        """
         one = torch.ones(x.shape[0], dtype=x.dtype, device=x.device) if x.ndim == 2 else torch.ones(1)
         logits, resid, var = self._component_terms(x, one, one - 1)
+        if keep is not None:
+            if not isinstance(keep, Tensor) or keep.dtype != torch.bool or keep.shape != logits.shape:
+                raise ValueError(f"keep must be a bool tensor of shape {tuple(logits.shape)}, got "
+                                 f"{getattr(keep, 'dtype', type(keep).__name__)} {tuple(getattr(keep, 'shape', ()))}")
+            if not keep.any(1).all():
+                raise ValueError("keep must leave at least one component for every point")
+            logits = logits.masked_fill(~keep, float("-inf"))
         r = torch.softmax(logits, dim=1)
         return -(r[..., None] * resid / var).sum(1)
 

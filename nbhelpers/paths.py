@@ -83,10 +83,19 @@ class GaussianPath:
         return ScheduleValues(*(expand_time(c, x) for c in (v.alpha, v.beta, v.d_alpha, v.d_beta)))
 
     # ---------------------------------------------------------------- sampling
-    def sample(self, z: Tensor, t: float | Tensor, generator: torch.Generator | None = None) -> PathSample:
-        """x_t = α_t z + β_t ε with fresh ε ~ N(0, I). Shapes: z (B, ...), t (B,) or scalar."""
+    def sample(self, z: Tensor, t: float | Tensor, generator: torch.Generator | None = None,
+               eps: Tensor | None = None) -> PathSample:
+        """x_t = α_t z + β_t ε. Shapes: z (B, ...), t (B,) or scalar, eps like z.
+
+        ``eps=None`` draws a fresh ε ~ N(0, I) from ``generator``; a given ``eps`` is used as is
+        (no draw, ``generator`` unused), so the same noise can be carried across times or schedules.
+        """
         tb = batch_time(t, z)
-        eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+        if eps is None:
+            eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+        elif not isinstance(eps, Tensor) or eps.shape != z.shape:
+            raise ValueError(f"eps must be a tensor shaped like z {tuple(z.shape)}, "
+                             f"got {type(eps).__name__} {tuple(getattr(eps, 'shape', ()))}")
         c = self.coefficients(tb, z)
         return PathSample(x=c.alpha * z + c.beta * eps, eps=eps, t=tb)
 

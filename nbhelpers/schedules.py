@@ -20,7 +20,7 @@ from ._checks import check_int
 
 __all__ = [
     "ScheduleValues", "Schedule", "LinearSchedule", "CosineSchedule", "PolynomialSchedule",
-    "CustomSchedule", "validate_schedule", "get_schedule", "SCHEDULES",
+    "CustomSchedule", "VPMarginalSchedule", "validate_schedule", "get_schedule", "SCHEDULES",
     "ddpm_betas", "alphas_cumprod", "DDPM_SCHEDULES", "discrete_snr",
 ]
 
@@ -183,6 +183,66 @@ class CustomSchedule(Schedule):
 
     def __repr__(self) -> str:
         return f"CustomSchedule(name={self.name!r})"
+
+
+class VPMarginalSchedule(Schedule):
+    """The VP-SDE marginal as a path schedule, in flow time τ = 1 − s (s: Song's time, s = 0 data).
+
+    The VP-SDE dX = −½ b(s) X ds + √b(s) dW with b(s) = b_min + s (b_max − b_min) has
+    X_s | X_0 = z ~ N(c_s z, σ_s² I), c_s = exp(−½ B(s)), σ_s² = 1 − exp(−B(s)),
+    B(s) = ∫_0^s b = b_min s + ½ s² (b_max − b_min). As a path in τ (τ = 0 noise, τ = 1 data):
+
+        α_τ = c_{1−τ},  β_τ = σ_{1−τ},  α̇_τ = ½ b(1−τ) α_τ,  β̇_τ = −½ b(1−τ) α_τ² / β_τ
+
+    (dc/ds = −½ b c, σ² = 1 − c², dτ = −ds). The path never reaches pure noise (α_0 = c_1 ≈ 0.007
+    for the default b), so it is not a :func:`validate_schedule` schedule; the mixture marginals
+    (:meth:`~nbhelpers.distributions.GaussianMixture.marginal_score`) do not need it to be.
+    β̇ divides by β, which is 0 at τ = 1. The s-time helpers (``sde_beta`` … ``std``) are what
+    :class:`~nbhelpers.sde.VPSDE` evaluates, so the formula lives here once.
+    """
+
+    name = "vp-marginal"
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0) -> None:
+        for label, v in (("beta_min", beta_min), ("beta_max", beta_max)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{label} must be a finite number > 0, got {v!r}")
+        if beta_max < beta_min:
+            raise ValueError(f"need beta_min <= beta_max, got beta_min={beta_min!r}, beta_max={beta_max!r}")
+        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
+
+    # ---------------------------------------------------------------- Song's time s (s = 0 data)
+    def sde_beta(self, s: Tensor) -> Tensor:
+        """b(s) = b_min + s (b_max − b_min)."""
+        return self.beta_min + s * (self.beta_max - self.beta_min)
+
+    def integrated_beta(self, s: Tensor) -> Tensor:
+        """B(s) = ∫_0^s b = b_min s + ½ s² (b_max − b_min)."""
+        return self.beta_min * s + 0.5 * s ** 2 * (self.beta_max - self.beta_min)
+
+    def mean_coef(self, s: Tensor) -> Tensor:
+        """c_s = exp(−½ B(s))."""
+        return torch.exp(-0.5 * self.integrated_beta(s))
+
+    def std(self, s: Tensor) -> Tensor:
+        """σ_s = √(1 − exp(−B(s))) (expm1 keeps it accurate near s = 0)."""
+        return torch.sqrt(-torch.expm1(-self.integrated_beta(s)))
+
+    # ---------------------------------------------------------------- flow time τ = 1 − s
+    def alpha(self, t: Tensor) -> Tensor:
+        return self.mean_coef(1 - t)
+
+    def beta(self, t: Tensor) -> Tensor:
+        return self.std(1 - t)
+
+    def d_alpha(self, t: Tensor) -> Tensor:
+        return 0.5 * self.sde_beta(1 - t) * self.alpha(t)
+
+    def d_beta(self, t: Tensor) -> Tensor:
+        return -0.5 * self.sde_beta(1 - t) * self.alpha(t) ** 2 / self.beta(t)
+
+    def __repr__(self) -> str:
+        return f"VPMarginalSchedule(beta_min={self.beta_min:g}, beta_max={self.beta_max:g})"
 
 
 def validate_schedule(schedule: Schedule, n_grid: int = 1001, atol: float = 1e-6,

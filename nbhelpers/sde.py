@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .paths import PathSample, batch_time, expand_time
+from .schedules import VPMarginalSchedule
 from .solvers import Solution, euler_maruyama
 
 __all__ = ["SDE", "BrownianMotion", "OrnsteinUhlenbeck", "Langevin", "FlowScoreSDE", "VPSDE", "ReverseVPSDE"]
@@ -178,7 +179,9 @@ class VPSDE(SDE):
         dX = −½ β(t) X dt + √β(t) dW,   β(t) = β_min + t (β_max − β_min).
 
     X_t | X_0 = x0 ~ N(c_t x0, σ_t² I) with c_t = exp(−½ ∫_0^t β) and σ_t² = 1 − exp(−∫_0^t β),
-    ∫_0^t β = β_min t + ½ t² (β_max − β_min). Sample by integrating the reverse SDE
+    ∫_0^t β = β_min t + ½ t² (β_max − β_min); the formulas live in ``marginal_schedule``
+    (:class:`~nbhelpers.schedules.VPMarginalSchedule`, the same marginal as a path in τ = 1 − t,
+    for the exact mixture scores of :mod:`nbhelpers.distributions`). Sample by integrating the reverse SDE
     dX = [f − g² ∇log p_t] dt + g dW̄ (or the probability-flow ODE dX = [f − ½ g² ∇log p_t] dt)
     from t = 1 down to a small t.
     """
@@ -188,17 +191,18 @@ class VPSDE(SDE):
         self.beta_max = _check_nonneg("beta_max", beta_max, positive=True)
         if self.beta_max < self.beta_min:
             raise ValueError(f"need beta_min <= beta_max, got beta_min={beta_min!r}, beta_max={beta_max!r}")
+        self.marginal_schedule = VPMarginalSchedule(self.beta_min, self.beta_max)
 
     def __repr__(self) -> str:
         return f"VPSDE(beta_min={self.beta_min:g}, beta_max={self.beta_max:g})"
 
     def beta(self, t: Tensor) -> Tensor:
         """β(t) = β_min + t (β_max − β_min)."""
-        return self.beta_min + t * (self.beta_max - self.beta_min)
+        return self.marginal_schedule.sde_beta(t)
 
     def integrated_beta(self, t: Tensor) -> Tensor:
         """∫_0^t β(s) ds = β_min t + ½ t² (β_max − β_min)."""
-        return self.beta_min * t + 0.5 * t ** 2 * (self.beta_max - self.beta_min)
+        return self.marginal_schedule.integrated_beta(t)
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
         """f(x, t) = −½ β(t) x."""
@@ -211,12 +215,12 @@ class VPSDE(SDE):
     def marginal_mean_coef(self, t: float | Tensor) -> Tensor:
         """c_t = exp(−½ ∫_0^t β)."""
         t = torch.as_tensor(t, dtype=torch.get_default_dtype()) if not isinstance(t, Tensor) else t
-        return torch.exp(-0.5 * self.integrated_beta(t))
+        return self.marginal_schedule.mean_coef(t)
 
     def marginal_std(self, t: float | Tensor) -> Tensor:
         """σ_t = sqrt(1 − exp(−∫_0^t β))."""
         t = torch.as_tensor(t, dtype=torch.get_default_dtype()) if not isinstance(t, Tensor) else t
-        return torch.sqrt(-torch.expm1(-self.integrated_beta(t)))
+        return self.marginal_schedule.std(t)
 
     def marginal(self, x0: Tensor, t: float | Tensor, generator: torch.Generator | None = None) -> PathSample:
         """Draw x_t = c_t x0 + σ_t ε in closed form. Returns ``PathSample(x, eps, t)``; t (B,) or a scalar."""

@@ -82,8 +82,9 @@ def draw_path_explorer(t: float, schedule_name: str, z: Any, eps: Any | None = N
     eps = torch.as_tensor(eps, dtype=z.dtype)
     if eps.shape != z.shape:
         raise ValueError(f"eps must have the shape of z {tuple(z.shape)}, got {tuple(eps.shape)}")
-    c = GaussianPath(sched).coefficients(float(t), z)
-    x = (c.alpha * z + c.beta * eps).numpy()
+    path = GaussianPath(sched)
+    x = path.sample(z, float(t), eps=eps).x.numpy()
+    c = path.coefficients(float(t), z)
 
     if fig is None:
         fig = plt.figure(figsize=(9, 4))

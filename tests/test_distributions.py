@@ -92,6 +92,61 @@ def test_marginal_score_is_autograd_of_marginal_log_prob(sched):
     torch.testing.assert_close(gmm.marginal_score(x.detach(), t, sched), ref)
 
 
+@pytest.mark.parametrize("stds", [[0.5, 0.3, 0.8], [[0.5, 1.0], [0.3, 0.2], [0.8, 0.4]]], ids=["isotropic", "diagonal"])
+def test_noised_is_the_path_marginal_at_one_time(stds):
+    """noised(α_t, β_t) is p_t of the Gaussian path (the existing formula), in law and moments."""
+    gmm = D.GaussianMixture([0.2, 0.5, 0.3], [[-2.0, 0.0], [1.0, 1.5], [1.5, -1.5]], stds, dtype=torch.float64)
+    x = 2 * torch.randn(30, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    for sched, t in (("cosine", 0.3), ("linear", 0.7), (S.VPMarginalSchedule(), 0.4)):
+        v = S.get_schedule(sched)(torch.tensor(t, dtype=torch.float64))
+        noisy = gmm.noised(v.alpha, v.beta)
+        assert isinstance(noisy, D.GaussianMixture) and noisy.stds.shape == gmm.stds.shape
+        torch.testing.assert_close(noisy.log_prob(x), gmm.marginal_log_prob(x, t, sched), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(noisy.score(x), gmm.marginal_score(x, t, sched), rtol=1e-12, atol=1e-12)
+        # Cov[αX + βε] = α² Cov[X] + β² I and E = α E[X]
+        a, b = float(v.alpha), float(v.beta)
+        torch.testing.assert_close(noisy.mean(), a * gmm.mean())
+        torch.testing.assert_close(noisy.covariance(), a ** 2 * gmm.covariance() + b ** 2 * torch.eye(2, dtype=torch.float64))
+    # DDPM's q(x_k) for the two-pixel world, written out: Σ w_j N(√ᾱ μ_j, ᾱ s² + 1 − ᾱ)
+    tp, ab = D.two_pixel().to(dtype=torch.float64), 0.37
+    s = float(tp.stds[0])  # 0.1 as stored (float32)
+    want = D.GaussianMixture(tp.weights, math.sqrt(ab) * tp.means, math.sqrt(ab * s ** 2 + 1 - ab), dtype=torch.float64)
+    got = tp.noised(math.sqrt(ab), math.sqrt(1 - ab))
+    torch.testing.assert_close(got.stds, want.stds, rtol=1e-14, atol=0)
+    torch.testing.assert_close(got.means, want.means, rtol=1e-14, atol=0)
+    # α = 1, β = 0 is the mixture itself
+    same = gmm.noised(1.0, 0.0)
+    assert torch.equal(same.means, gmm.means) and torch.equal(same.stds, gmm.stds)
+
+
+def test_score_restricted_to_components():
+    gmm = _gmm64()
+    x = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    keep = torch.zeros(6, 3, dtype=torch.bool)
+    keep[:3, 1] = True  # points 0–2: component 1 alone
+    keep[3:] = True  # points 3–5: the whole mixture
+    got = gmm.score(x, keep)
+    torch.testing.assert_close(got[:3], -(x[:3] - gmm.means[1]) / 0.3 ** 2)
+    torch.testing.assert_close(got[3:], gmm.score(x[3:]))
+    # two of three components: the score of the renormalised two-component mixture
+    pair = D.GaussianMixture(torch.tensor([0.2, 0.3]) / 0.5, gmm.means[[0, 2]], gmm.stds[[0, 2]], dtype=torch.float64)
+    torch.testing.assert_close(gmm.score(x, torch.tensor([[True, False, True]] * 6)), pair.score(x))
+    with pytest.raises(ValueError, match=r"keep must be a bool tensor of shape \(6, 3\)"):
+        gmm.score(x, keep[:, :2])
+    with pytest.raises(ValueError, match="at least one component"):
+        gmm.score(x, torch.zeros(6, 3, dtype=torch.bool))
+
+
+def test_noised_rejects_bad_coefficients():
+    gmm = _gmm64()
+    with pytest.raises(ValueError, match="beta must be a finite number >= 0"):
+        gmm.noised(1.0, -0.1)
+    with pytest.raises(ValueError, match="alpha must be a finite number"):
+        gmm.noised(float("nan"), 0.5)
+    with pytest.raises(ValueError, match="zero variance"):
+        D.GaussianMixture([1.0], [[0.0, 0.0]], 0.5).noised(0.0, 0.0)
+
+
 @pytest.mark.parametrize("sched", ["linear", "cosine", S.PolynomialSchedule(2.0)], ids=str)
 def test_marginal_velocity_satisfies_continuity_equation(sched):
     """∂_t log p_t + ∇·u_t + u_t·∇log p_t = 0, every term by autograd of the closed forms."""

@@ -54,28 +54,9 @@ def test_exact_flow_score_sde_reproduces_the_mixture():
     assert sc.energy_ratio < 2.5 and sc.max_weight_error < 0.04
 
 
-class _VPMarginal(nb.schedules.Schedule):
-    """The VP-SDE marginal N(c_t x0, σ_t²) as a path schedule in τ = 1 − t (only α, β are needed)."""
-
-    def __init__(self, vp):
-        self.vp = vp
-
-    def alpha(self, tau):
-        return self.vp.marginal_mean_coef(1 - tau)
-
-    def beta(self, tau):
-        return self.vp.marginal_std(1 - tau)
-
-    def d_alpha(self, tau):
-        return 0.5 * self.vp.beta(1 - tau) * self.alpha(tau)
-
-    def d_beta(self, tau):
-        return -0.5 * self.vp.beta(1 - tau) * self.alpha(tau) ** 2 / self.beta(tau)
-
-
 def test_vp_reverse_sde_and_probability_flow_with_the_exact_score():
     gmm, vp = _mixture(), nb.sde.VPSDE()
-    sched = _VPMarginal(vp)
+    sched = vp.marginal_schedule  # the VP marginal as a path in τ = 1 − t
     score = lambda x, t: gmm.marginal_score(x, 1 - t, sched)  # noqa: E731
     x1 = vp.prior_sample((N, 2), generator=_gen(5))
     x_sde = nb.solvers.euler_maruyama(vp.reverse(score), None, x1, 1.0, 1e-3, 300, generator=_gen(6)).x

@@ -157,18 +157,6 @@ def test_errors():
 
 
 # --------------------------------------------------------------------------- VP-SDE (t = 0 data)
-def _vp_gmm_score(gmm, sde):
-    """Exact score of the VP-SDE marginal of a mixture: Σ_k w_k N(c_t μ_k, (c_t² s_k² + σ_t²) I)."""
-    def score(x, t):
-        c = sde.marginal_mean_coef(t)[:, None, None]
-        var = c**2 * gmm.stds[None, :, None] ** 2 + sde.marginal_std(t)[:, None, None] ** 2  # (B, K, 1)
-        resid = x[:, None, :] - c * gmm.means[None]
-        logits = gmm.weights.log()[None] - 0.5 * (resid.square() / var + torch.log(2 * math.pi * var)).sum(-1)
-        r = torch.softmax(logits, dim=1)
-        return -(r[..., None] * resid / var).sum(1)
-    return score
-
-
 def test_vpsde_dsm_loss_closed_forms():
     sde = nb.sde.VPSDE()
     x0 = torch.randn(N, 2, generator=_gen(5), dtype=torch.float64)
@@ -185,6 +173,7 @@ def test_vpsde_dsm_loss_closed_forms():
 
 def test_vpsde_dsm_loss_is_minimised_by_the_exact_score(gmm, data):
     sde = nb.sde.VPSDE()
-    oracle = _vp_gmm_score(gmm, sde)
+    # the exact score of the VP marginal Σ_k w_k N(c_t μ_k, (c_t² s_k² + σ_t²) I): a mixture path in τ = 1 − t
+    oracle = lambda x, t: gmm.marginal_score(x, 1 - t, sde.marginal_schedule)  # noqa: E731
     loss = lambda m, z, g: vpsde_dsm_loss(m, z, sde, g)  # noqa: E731
     _check_oracle_is_minimum(loss, oracle, data, deltas=(0.3,), weight=lambda t: sde.marginal_std(t) ** 2)

@@ -44,6 +44,25 @@ def test_sample_reproducible_and_scalar_time_and_images():
     assert s.t.shape == (4,)
 
 
+def test_sample_with_given_eps_draws_nothing_and_reuses_it():
+    path = P.GaussianPath("cosine")
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    eps = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    t = torch.linspace(0.1, 0.9, 5, dtype=torch.float64)
+    state = g.get_state()
+    s = path.sample(z, t, generator=g, eps=eps)
+    assert torch.equal(g.get_state(), state)  # no draw
+    assert s.eps is eps
+    v = path.schedule(t)
+    torch.testing.assert_close(s.x, v.alpha[:, None] * z + v.beta[:, None] * eps, rtol=0, atol=0)
+    # the draw it replaces: the same ε as a fresh sample from the same generator state
+    fresh = path.sample(z, t, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(path.sample(z, t, eps=fresh.eps).x, fresh.x, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"eps must be a tensor shaped like z \(5, 2\)"):
+        path.sample(z, t, eps=eps[:3])
+
+
 @pytest.mark.parametrize("sched", SCHEDS, ids=str)
 def test_velocity_is_time_derivative_of_path(sched):
     path = P.GaussianPath(sched)
@@ -54,8 +73,7 @@ def test_velocity_is_time_derivative_of_path(sched):
     h = 1e-6
 
     def x_at(tt):
-        c = path.coefficients(tt, z)
-        return c.alpha * z + c.beta * eps
+        return path.sample(z, tt, eps=eps).x
 
     fd = (x_at(t + h) - x_at(t - h)) / (2 * h)
     u = path.velocity_from_noise(z, eps, t)
@@ -84,8 +102,7 @@ def test_all_conversions_are_consistent(sched):
     z = torch.randn(10, 2, generator=g, dtype=torch.float64)
     eps = torch.randn(10, 2, generator=g, dtype=torch.float64)
     t = torch.linspace(0.05, 0.95, 10, dtype=torch.float64)
-    c = path.coefficients(t, z)
-    x = c.alpha * z + c.beta * eps
+    x = path.sample(z, t, eps=eps).x
     truth = {"eps": eps, "data": z, "score": path.conditional_score(x, z, t),
              "velocity": path.velocity_from_noise(z, eps, t)}
     for src, tgt in itertools.product(P.PREDICTION_KINDS, repeat=2):
@@ -100,8 +117,7 @@ def test_velocity_conversion_is_finite_at_the_ends():
     path = P.GaussianPath("linear")
     z, eps = torch.randn(2, 2), torch.randn(2, 2)
     t = torch.tensor([0.0, 1.0])
-    c = path.coefficients(t, z)
-    x = c.alpha * z + c.beta * eps
+    x = path.sample(z, t, eps=eps).x
     u = path.velocity_from_noise(z, eps, t)
     torch.testing.assert_close(path.convert(u, x, t, "velocity", "data"), z)
     torch.testing.assert_close(path.convert(u, x, t, "velocity", "eps"), eps)

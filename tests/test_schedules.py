@@ -127,3 +127,61 @@ def test_ddpm_bad_inputs():
         S.alphas_cumprod(torch.tensor([0.1, 1.5]))
     snr = S.discrete_snr(S.alphas_cumprod(S.ddpm_betas("linear", 10)))
     assert (torch.diff(snr) < 0).all()
+
+
+# --------------------------------------------------------------------------- VP-SDE marginal as a path
+def test_vp_marginal_schedule_derivatives_match_autograd():
+    sched = S.VPMarginalSchedule(0.1, 20.0)
+    t = torch.linspace(0.0, 0.98, 50, dtype=torch.float64, requires_grad=True)
+    v = sched(t)
+    (da,) = torch.autograd.grad(v.alpha.sum(), t)
+    (db,) = torch.autograd.grad(sched.beta(t).sum(), t)
+    torch.testing.assert_close(v.d_alpha, da, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(v.d_beta, db, rtol=1e-10, atol=1e-12)
+
+
+def test_vp_marginal_schedule_solves_the_vpsde_moment_odes():
+    """α_τ, β_τ are the mean factor and std of the VP-SDE at s = 1 − τ: integrate its moment ODEs
+    dm/ds = f(m, s) and dv/ds = 2 (∂f/∂x) v + g² (linear drift f(x) = −½ b x) by RK4 from m = 1, v = 0."""
+    from nbhelpers.sde import VPSDE
+    vp = VPSDE(0.1, 20.0)
+    sched = vp.marginal_schedule
+    assert isinstance(sched, S.VPMarginalSchedule) and (sched.beta_min, sched.beta_max) == (0.1, 20.0)
+    one = torch.ones(1, 1, dtype=torch.float64)
+
+    def rhs(s, mv):
+        ts = torch.full((1,), s, dtype=torch.float64)
+        f = vp.drift(one, ts)[0, 0]  # −½ b(s) (the drift at x = 1)
+        g2 = vp.diffusion(one, ts)[0, 0] ** 2
+        return torch.stack([f * mv[0], 2 * f * mv[1] + g2])
+
+    n, mv, s_grid, out = 2000, torch.tensor([1.0, 0.0], dtype=torch.float64), [0.0], [torch.tensor([1.0, 0.0])]
+    h = 1.0 / n
+    for i in range(n):
+        s = i * h
+        k1 = rhs(s, mv)
+        k2 = rhs(s + h / 2, mv + h / 2 * k1)
+        k3 = rhs(s + h / 2, mv + h / 2 * k2)
+        k4 = rhs(s + h, mv + h * k3)
+        mv = mv + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        if (i + 1) % 100 == 0:
+            s_grid.append(s + h)
+            out.append(mv.clone())
+    s = torch.tensor(s_grid, dtype=torch.float64)
+    ref = torch.stack(out).to(torch.float64)
+    v = sched(1 - s)
+    torch.testing.assert_close(v.alpha, ref[:, 0], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(v.beta ** 2, ref[:, 1], rtol=1e-9, atol=1e-12)
+    # and the SDE's own closed forms read the same numbers (one formula)
+    torch.testing.assert_close(vp.marginal_mean_coef(s), sched.mean_coef(s), rtol=0, atol=0)
+    torch.testing.assert_close(vp.marginal_std(s), sched.std(s), rtol=0, atol=0)
+    # the path never reaches pure noise: α_0 = c_1 ≈ 0.0066, β_1 = σ_0 = 0
+    assert 0.005 < float(v.alpha[-1]) < 0.01 and float(v.beta[0]) == 0.0
+
+
+def test_vp_marginal_schedule_rejects_bad_betas():
+    for kwargs, message in (({"beta_min": 0.0}, "beta_min must be a finite number > 0"),
+                            ({"beta_max": float("nan")}, "beta_max must be a finite number > 0"),
+                            ({"beta_min": 5.0, "beta_max": 1.0}, "need beta_min <= beta_max")):
+        with pytest.raises(ValueError, match=message):
+            S.VPMarginalSchedule(**kwargs)
