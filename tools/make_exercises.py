@@ -42,11 +42,13 @@ def _lines(src: str) -> list[str]:
     return src.splitlines(keepends=True)
 
 
-def _raise_line(indent: str, task: str) -> str:
-    """``raise NotImplementedError("…")``, wrapped as implicitly joined strings below 110 characters."""
-    parts = textwrap.wrap(task, 110 - len(indent) - 8, drop_whitespace=False)
-    if len(parts) == 1:
-        return f"{indent}raise NotImplementedError({json.dumps(task, ensure_ascii=False)})\n"
+def _raise_line(indent: str, task: str, limit: int = 100) -> str:
+    """``raise NotImplementedError("…")`` on one line when it fits in ``limit`` characters, else wrapped as
+    implicitly joined strings, each line within the limit."""
+    one = f"{indent}raise NotImplementedError({json.dumps(task, ensure_ascii=False)})"
+    if len(one) <= limit:
+        return one + "\n"
+    parts = textwrap.wrap(task, limit - len(indent) - 6, drop_whitespace=False)
     body = "\n".join(f"{indent}    {json.dumps(p, ensure_ascii=False)}" for p in parts)
     return f"{indent}raise NotImplementedError(\n{body})\n"
 
