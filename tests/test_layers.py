@@ -19,9 +19,9 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("schedules", "solvers", "guidance", "models", "metrics", "plotting", "data", "training"),  # 1 building blocks
     ("paths", "distributions", "ddpm"),  # 2 probability paths, distributions, discrete DDPM
     ("losses", "sde"),  # 3 built on paths and solvers
-    ("widgets", "runner", "exercises"),  # 4 front ends (exercises: the student edition's checks)
+    ("widgets", "runner"),  # 4 front ends
     ("recipes",),  # 5 one recipe per notebook
-    ("afhq",),  # 6 the alias of recipes.afhq behind ``python -m nbhelpers.afhq``
+    ("afhq", "exercises"),  # 6 the alias behind ``python -m nbhelpers.afhq``; the student edition's checks
 )
 FLOOR = {unit: i for i, units in enumerate(FLOORS) for unit in units}
 ROOT_FLOOR = 0  # ``from nbhelpers import __version__``

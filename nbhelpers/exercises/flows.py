@@ -1,235 +1,21 @@
-"""Exercises: checks that teach, and the fallback that keeps a notebook running with blanks.
-
-**Convention: nbgrader's markers.** In the solution notebooks a teaching function keeps its body between
-``### BEGIN SOLUTION`` and ``### END SOLUTION``; ``tools/make_exercises.py`` (``make exercises``) writes the
-student edition in ``exercises/``, where each marked body becomes ``raise NotImplementedError("<task>")``.
-The exercise's cell also carries nbgrader's cell metadata (``solution: true``, ``grade_id`` = the exercise's
-name), so an instructor with nbgrader can run ``nbgrader generate_assignment`` on the same notebooks. We follow
-nbgrader rather than otter-grader because its markers are plain comments that need nothing at run time: the
-checks here are ordinary functions, so the student edition runs in JupyterLab, in Colab and headless with no
-grading server and no extra package. Written answers are cells tagged ``answer`` (the mechanism papermill
-already uses for ``parameters``): nbgrader marks them through its own metadata and tooling, a tag survives
-Jupyter and Colab as it is, and the generator replaces the whole cell with a prompt.
-
-In a notebook::
-
-    def em_step(sde, x, t, h, generator):
-        ### BEGIN SOLUTION
-        eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return x + h * sde.drift(x, t) + sde.diffusion(x, t) * math.sqrt(h) * eps
-        ### END SOLUTION
-
-    em_step = nb.exercises.use("em_step", em_step)
-
-:func:`use` runs the exercise's check, prints one line per case (pass or fail, expected against got and one
-hint; "not implemented yet" while the body still raises) and returns what the later cells call: the student's
-function once every case passes, otherwise the library's equivalent, announced by a banner. :func:`check`
-returns the :class:`CheckReport` without choosing.
-
-Every case compares against a closed form or the library (shapes, boundary values, a moment, a known
-solution); tolerances of the statistical cases are four standard errors. Time directions are those of the
-modules checked: :mod:`nbhelpers.paths` and the samplers use t = 0 noise, t = 1 data; DDPM's k = 0 data.
-"""
+"""Exercises of notebooks 01–03: SDE steps, schedules and paths, the flow-matching loss and its samplers."""
 from __future__ import annotations
 
 import math
-import textwrap
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-from . import losses as _losses
-from . import paths as _paths
-from . import schedules as _schedules
-from . import sde as _sde
-from . import solvers as _solvers
-
-__all__ = ["Case", "CaseResult", "CheckReport", "Exercise", "EXERCISES", "check", "use", "exercises_in",
-           "NOT_IMPLEMENTED"]
-
-NOT_IMPLEMENTED = "not implemented yet"
-
-
-@dataclass(frozen=True)
-class Case:
-    """One check: ``got(fn)`` runs the student's function (or class) on this case's inputs;
-    ``expected()`` is the closed form or the library's answer; ``hint`` is shown when they differ."""
-
-    name: str
-    got: Callable[[Any], Any]
-    expected: Callable[[], Any]
-    hint: str
-    atol: float = 1e-5
-    rtol: float = 1e-5
-
-
-@dataclass(frozen=True)
-class Exercise:
-    """A teaching function of a notebook: its task, its cases and the library's equivalent (the fallback)."""
-
-    name: str
-    notebook: str
-    task: str
-    reference: Callable[[], Any]
-    reference_name: str
-    cases: Callable[[], list[Case]]
-
-
-@dataclass
-class CaseResult:
-    case: str
-    status: str  # "pass" | "fail" | NOT_IMPLEMENTED
-    expected: str = ""
-    got: str = ""
-    hint: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "pass"
-
-
-@dataclass
-class CheckReport:
-    """The outcome of :func:`check`; ``str()`` is the message printed in the notebook."""
-
-    exercise: Exercise
-    results: list[CaseResult] = field(default_factory=list)
-
-    @property
-    def not_implemented(self) -> bool:
-        return bool(self.results) and all(r.status == NOT_IMPLEMENTED for r in self.results)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.results) and all(r.passed for r in self.results)
-
-    @property
-    def failures(self) -> list[CaseResult]:
-        return [r for r in self.results if not r.passed]
-
-    def __str__(self) -> str:
-        ex, n = self.exercise, len(self.results)
-        if self.not_implemented:
-            return f"{ex.name}: {NOT_IMPLEMENTED} — {ex.task}"
-        ok = sum(r.passed for r in self.results)
-        lines = [f"{ex.name}: {ok} of {n} cases pass" + (" ✓" if ok == n else "")]
-        for i, r in enumerate(self.results, 1):
-            mark = "✓" if r.passed else "✗"
-            lines.append(f"  {mark} case {i}/{n}: {r.case}" + (f" — {r.status}" if r.status == NOT_IMPLEMENTED else ""))
-            if not r.passed:
-                if r.status != NOT_IMPLEMENTED:
-                    lines.append(f"      expected: {r.expected}")
-                    lines.append(f"      got:      {r.got}")
-                lines.append(f"      hint:     {r.hint}")
-        return "\n".join(lines)
-
-    def banner(self) -> str:
-        """The box :func:`use` prints when the later cells run on the library's implementation."""
-        ex = self.exercise
-        why = NOT_IMPLEMENTED if self.not_implemented else f"{len(self.failures)} of {len(self.results)} cases fail"
-        text = (f"{ex.name}: {why}. The cells below use the library's {ex.reference_name} instead, "
-                f"so they still run; fill in {ex.name} and re-run its cell and this one.")
-        body = textwrap.wrap(text, 96)
-        width = max(map(len, body)) + 2
-        return "\n".join(["┌" + "─" * width, *(f"│ {line}" for line in body), "└" + "─" * width])
-
-
-# --------------------------------------------------------------------------- comparing and formatting
-def _fmt(v: Any) -> str:
-    if isinstance(v, Tensor):
-        flat = v.detach().flatten().double().cpu()
-        vals = ", ".join(f"{x:.4g}" for x in flat[:6].tolist()) + (", …" if flat.numel() > 6 else "")
-        return f"tensor of shape {tuple(v.shape)} [{vals}]" if v.ndim else f"{flat.item():.6g} (0-d tensor)"
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, tuple) and all(isinstance(x, int) for x in v):
-        return f"shape {v}"
-    return repr(v)
-
-
-def _compare(got: Any, expected: Any, atol: float, rtol: float) -> str | None:
-    """None when ``got`` matches ``expected``; otherwise what differs (shape, type or values)."""
-    if isinstance(expected, Tensor):
-        if not isinstance(got, Tensor):
-            return f"a tensor was expected, got {type(got).__name__}"
-        if tuple(got.shape) != tuple(expected.shape):
-            return f"shape {tuple(got.shape)} instead of {tuple(expected.shape)}"
-        g, e = got.detach().double().cpu(), expected.detach().double().cpu()
-        if not torch.isfinite(g).all():
-            return "it holds inf or nan"
-        if torch.allclose(g, e, atol=atol, rtol=rtol):
-            return None
-        return f"max |got − expected| = {(g - e).abs().max().item():.3g}"
-    if isinstance(expected, tuple):
-        return None if tuple(got) == expected else "a different shape"
-    try:
-        g = float(got)
-    except (TypeError, ValueError, RuntimeError):
-        return f"a number was expected, got {type(got).__name__}"
-    if math.isfinite(g) and abs(g - float(expected)) <= atol + rtol * abs(float(expected)):
-        return None
-    return f"|got − expected| = {abs(g - float(expected)):.3g}, allowed {atol + rtol * abs(float(expected)):.3g}"
-
-
-def _run_case(case: Case, fn: Any) -> CaseResult:
-    try:
-        got = case.got(fn)
-    except NotImplementedError as exc:
-        return CaseResult(case.name, NOT_IMPLEMENTED, hint=str(exc) or case.hint)
-    except Exception as exc:  # a student's error is a finding of the check, not a crash of the notebook
-        msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-        return CaseResult(case.name, "fail", expected=_fmt(case.expected()), got=f"it raised {msg}", hint=case.hint)
-    expected = case.expected()
-    diff = _compare(got, expected, case.atol, case.rtol)
-    if diff is None:
-        return CaseResult(case.name, "pass")
-    return CaseResult(case.name, "fail", expected=_fmt(expected), got=f"{_fmt(got)} ({diff})", hint=case.hint)
-
-
-def _exercise(name: str) -> Exercise:
-    if name not in EXERCISES:
-        raise ValueError(f"unknown exercise {name!r}; valid choices: {', '.join(EXERCISES)}")
-    return EXERCISES[name]
-
-
-def check(name: str, fn: Any) -> CheckReport:
-    """Run exercise ``name``'s cases on ``fn`` (the student's function or class) and report each one."""
-    ex = _exercise(name)
-    return CheckReport(ex, [_run_case(c, fn) for c in ex.cases()])
-
-
-def use(name: str, fn: Any, quiet: bool = False) -> Any:
-    """Check ``fn`` and return what the later cells should call: ``fn`` once every case passes, otherwise the
-    library's equivalent (the report and a banner say so)."""
-    report = check(name, fn)
-    if not quiet:
-        print(report)
-    if report.passed:
-        return fn
-    if not quiet:
-        print(report.banner())
-    return report.exercise.reference()
-
-
-def exercises_in(notebook: str) -> list[str]:
-    """The exercises of one notebook (``"01_sdes"``), in order."""
-    return [n for n, ex in EXERCISES.items() if ex.notebook == notebook]
-
-
-# --------------------------------------------------------------------------- shared inputs
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    return torch.randn(*shape, generator=_gen(seed), dtype=dtype)
-
-
-def _se_var(n: int) -> float:
-    """Relative standard error of a sample variance of n Gaussian draws."""
-    return math.sqrt(2 / (n - 1))
+from .. import losses as _losses
+from .. import paths as _paths
+from .. import schedules as _schedules
+from .. import sde as _sde
+from .. import solvers as _solvers
+from .core import Case, Exercise, register
+from .core import gen as _gen
+from .core import randn as _randn
+from .core import se_var as _se_var
 
 
 class _TimeDrift(_sde.SDE):
@@ -571,7 +357,7 @@ def _sampler_cases(kind: str) -> list[Case]:
     ]
 
 
-EXERCISES: dict[str, Exercise] = {ex.name: ex for ex in [
+register(
     Exercise("em_step", "01_sdes",
              "write one Euler–Maruyama step: draw ε = torch.randn(x.shape, generator=generator, device=x.device, "
              "dtype=x.dtype) and return x + h·sde.drift(x, t) + sde.diffusion(x, t)·√h·ε (t is a (B,) tensor)",
@@ -611,4 +397,4 @@ EXERCISES: dict[str, Exercise] = {ex.name: ex for ex in [
              "integrate dx/dt = f(x, t) from t = 0 to 1 with n_steps Heun steps (x̃ = x + h·f(x, t); "
              "x ← x + h/2·(f(x, t) + f(x̃, t + h))) and return the final x",
              _heun_reference, "nbhelpers.solvers.heun", lambda: _sampler_cases("heun")),
-]}
+)
