@@ -133,7 +133,7 @@ def _readme(table: list[tuple[str, list[str]]]) -> str:
              "library's implementation under a banner — so every figure still appears while you work on one",
              "exercise at a time. Written answers are prompts (`YOUR ANSWER HERE`).", "",
              "The markers follow nbgrader (`### BEGIN SOLUTION` / `### END SOLUTION`, cell metadata `solution`,",
-             "`grade_id`); see `nbhelpers/exercises.py` for why.", "",
+             "`grade_id`); see `nbhelpers/exercises/__init__.py` for why.", "",
              "| notebook | exercises | what the check compares against |", "|---|---|---|"]
     for stem, names in table:
         if not names:
