@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
 
-from ._checks import check_finite, check_float, check_int, check_labels
+from ._checks import check_float, check_int, check_labels
 from .dryrun import budget
 
 __all__ = ["DDPM", "Posterior", "StepResult", "SampleResult", "GMMEpsOracle", "LOSS_KINDS", "SIGMA_CHOICES"]
@@ -92,23 +92,17 @@ ABAR_T_WARN = 0.01
 _warned: set[str] = set()
 
 
-def _check_guidance(y: torch.Tensor | None, guidance_w: Any, num_classes: Any, batch: int
-                    ) -> tuple[torch.Tensor | None, float | torch.Tensor | None, int | None]:
-    """Check labels, guidance weight and class count once, before a sampling loop."""
-    if num_classes is not None:
-        num_classes = check_int("num_classes", num_classes, min=1)
-    if guidance_w is not None:
-        if y is None or num_classes is None:
-            raise ValueError("guidance_w needs labels y and num_classes (the null label is num_classes)")
-        if isinstance(guidance_w, torch.Tensor) and guidance_w.ndim == 1:
-            if guidance_w.shape[0] != batch:
-                raise ValueError(f"guidance_w must be a number or a ({batch},) tensor, got shape {tuple(guidance_w.shape)}")
-            guidance_w = check_finite("guidance_w", guidance_w)
-        else:
-            guidance_w = check_float("guidance_w", guidance_w)
-    if y is not None and num_classes is not None:
-        y = check_labels("labels y", y, num_classes, batch)
-    return y, guidance_w, num_classes
+def _check_y(y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+    """Labels, when given, are one integer per sample: ``(B,)``. Their range is the model's to check
+    (a :class:`nbhelpers.guidance.CFGModel` checks them against its ``num_classes``)."""
+    if y is None:
+        return None
+    if not isinstance(y, torch.Tensor) or y.dtype.is_floating_point or y.dtype.is_complex or tuple(y.shape) != (batch,):
+        got = f"{y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"labels y must be an integer tensor of shape ({batch},), one class per sample, got {got}; "
+                         f"for classifier-free guidance pass nbhelpers.guidance.CFGModel(model, w, num_classes) "
+                         f"as the model")
+    return y
 
 
 # --------------------------------------------------------------------------- the process
@@ -295,21 +289,13 @@ class DDPM:
         x_k: torch.Tensor,
         k: Steps,
         y: torch.Tensor | None = None,
-        guidance_w: float | None = None,
-        num_classes: int | None = None,
     ) -> torch.Tensor:
-        """ε_θ(x_k, k/T, y), or the guided ε̄ = (w + 1) ε(x, t, y) − w ε(x, t, ∅) when ``guidance_w`` is set."""
-        y, guidance_w, num_classes = _check_guidance(y, guidance_w, num_classes, x_k.shape[0])
-        return self._eps(model, x_k, self._steps(k, x_k), y, guidance_w, num_classes)
+        """ε_θ(x_k, k/T, y); guided when ``model`` is a :class:`nbhelpers.guidance.CFGModel`."""
+        y = _check_y(y, x_k.shape[0])
+        return self._eps(model, x_k, self._steps(k, x_k), y)
 
-    def _eps(self, model: Model, x_k: torch.Tensor, kk: torch.Tensor, y: torch.Tensor | None,
-             guidance_w: float | None, num_classes: int | None) -> torch.Tensor:
-        t = kk.to(x_k.dtype) / self.T
-        if guidance_w is None:
-            return _call(model, x_k, t, y)
-        from .guidance import _guided_eps
-
-        return _guided_eps(model, x_k, t, y, guidance_w, num_classes)  # checked by _check_guidance
+    def _eps(self, model: Model, x_k: torch.Tensor, kk: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return _call(model, x_k, kk.to(x_k.dtype) / self.T, y)
 
     @torch.no_grad()
     def p_step(
@@ -321,23 +307,20 @@ class DDPM:
         generator: torch.Generator | None = None,
         clip_x0: bool = True,
         sigma: str = "posterior",
-        guidance_w: float | None = None,
-        num_classes: int | None = None,
     ) -> StepResult:
         """One reverse step x_k → x_{k-1} (seed 004 Alg. 2): x̂_0 from ε_θ (clamped to [−1, 1] when
         ``clip_x0``), μ̃_k(x_k, x̂_0) of eq. 18, plus σ_k z with σ_k² = β̃_k (``"posterior"``) or β_k
         (``"beta"``); no noise where k = 1."""
         if sigma not in SIGMA_CHOICES:
             raise ValueError(f"unknown sigma {sigma!r}; valid choices: {', '.join(SIGMA_CHOICES)}")
-        y, guidance_w, num_classes = _check_guidance(y, guidance_w, num_classes, x_k.shape[0])
-        return self._p_step(model, x_k, k, y, generator, clip_x0, sigma, guidance_w, num_classes)
+        y = _check_y(y, x_k.shape[0])
+        return self._p_step(model, x_k, k, y, generator, clip_x0, sigma)
 
     def _p_step(self, model: Model, x_k: torch.Tensor, k: Steps, y: torch.Tensor | None,
-                generator: torch.Generator | None, clip_x0: bool, sigma: str, guidance_w: float | torch.Tensor | None,
-                num_classes: int | None) -> StepResult:
+                generator: torch.Generator | None, clip_x0: bool, sigma: str) -> StepResult:
         kk = self._steps(k, x_k)
         last = k == 1 if isinstance(k, int) else bool((kk == 1).all())
-        eps = self._eps(model, x_k, kk, y, guidance_w, num_classes)
+        eps = self._eps(model, x_k, kk, y)
         x0_pred = self._predict_x0(x_k, kk, eps)
         if clip_x0:
             x0_pred = x0_pred.clamp(-1.0, 1.0)
@@ -398,8 +381,6 @@ class DDPM:
         return_steps: Sequence[int] | None = None,
         start_step: int | None = None,
         x_start: torch.Tensor | None = None,
-        guidance_w: float | None = None,
-        num_classes: int | None = None,
         progress: bool = False,
         device: str | torch.device | None = None,
     ) -> SampleResult:
@@ -413,7 +394,7 @@ class DDPM:
         if sigma not in SIGMA_CHOICES:
             raise ValueError(f"unknown sigma {sigma!r}; valid choices: {', '.join(SIGMA_CHOICES)}")
         x, k0 = self._start(model, shape_or_x, start_step, x_start, generator, device)
-        y, guidance_w, num_classes = _check_guidance(y, guidance_w, num_classes, x.shape[0])
+        y = _check_y(y, x.shape[0])
         model = budget(model)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
         keep = self._record(return_steps, k0)
         traj = {} if keep is not None else None
@@ -427,7 +408,7 @@ class DDPM:
             steps = progress_bar(steps, desc="DDPM", leave=False)
         nfe = 0
         for k in steps:
-            out = self._p_step(model, x, k, y, generator, clip_x0, sigma, guidance_w, num_classes)
+            out = self._p_step(model, x, k, y, generator, clip_x0, sigma)
             x = out.x_prev
             nfe += 1
             if keep is not None:
@@ -459,8 +440,6 @@ class DDPM:
         return_steps: Sequence[int] | None = None,
         start_step: int | None = None,
         x_start: torch.Tensor | None = None,
-        guidance_w: float | None = None,
-        num_classes: int | None = None,
         progress: bool = False,
         device: str | torch.device | None = None,
     ) -> SampleResult:
@@ -475,7 +454,7 @@ class DDPM:
         """
         eta = check_float("eta", eta, min=0.0)
         x, k0 = self._start(model, shape_or_x, start_step, x_start, generator, device)
-        y, guidance_w, num_classes = _check_guidance(y, guidance_w, num_classes, x.shape[0])
+        y = _check_y(y, x.shape[0])
         model = budget(model)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
         ks = self.ddim_steps(n_steps, k0)
         keep = self._record(return_steps, k0)
@@ -496,7 +475,7 @@ class DDPM:
         nfe = 0
         for k, k_next in pairs:
             kk = self._steps(k, x)
-            eps = self._eps(model, x, kk, y, guidance_w, num_classes)
+            eps = self._eps(model, x, kk, y)
             nfe += 1
             x0_pred = self._predict_x0(x, kk, eps)
             a, a_next = abar[k - 1], (abar[k_next - 1] if k_next > 0 else abar.new_ones(()))

@@ -78,13 +78,6 @@ def guided_eps(
     B = x.shape[0]
     y = check_labels("labels y", y, num_classes, B)
     w = _check_w(w, B)
-    return _guided_eps(model, x, t, y, w, num_classes)
-
-
-def _guided_eps(model: Model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, w: float | torch.Tensor,
-                num_classes: int) -> torch.Tensor:
-    """:func:`guided_eps` without the argument checks (the samplers check once, before their loop)."""
-    B = x.shape[0]
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     t = t.expand(B) if t.ndim == 0 else t
     out = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null_labels(B, num_classes, y.device)]))
@@ -97,14 +90,20 @@ def _guided_eps(model: Model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
 class CFGModel(nn.Module):
     """Wrap a conditional ε-network so that ``forward(x, t, y)`` returns the guided ε̄ with weight ``w``.
 
-    ``y = None`` gives the unconditional output ε(x, t, ∅). The wrapper owns no parameters besides
-    the wrapped model's, so it can be handed to any sampler that expects ``model(x, t, y)``.
+    This is how guidance enters sampling: every sampler takes a model ``model(x, t, y)``, and
+    ``DDPM.sample(CFGModel(net, w, num_classes), shape, y=labels)`` samples with guidance weight w
+    (one batched network call per step). ``w`` is a number or a ``(B,)`` tensor (one weight per
+    sample, e.g. a sweep over w in one batch). ``y = None`` gives the unconditional output
+    ε(x, t, ∅). The wrapper owns no parameters besides the wrapped model's.
     """
 
-    def __init__(self, model: nn.Module, w: float, num_classes: int) -> None:
+    def __init__(self, model: Model, w: float | torch.Tensor, num_classes: int) -> None:
         super().__init__()
         self.model = model
-        self.w = check_float("guidance weight w", w)
+        if isinstance(w, torch.Tensor) and w.ndim == 1:
+            self.w = check_finite("guidance weight w", w)
+        else:
+            self.w = check_float("guidance weight w", w)
         self.num_classes = _check_classes(num_classes)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -113,4 +112,5 @@ class CFGModel(nn.Module):
         return guided_eps(self.model, x, t, y, self.w, self.num_classes)
 
     def extra_repr(self) -> str:
-        return f"w={self.w:g}, num_classes={self.num_classes}"
+        w = f"{self.w:g}" if isinstance(self.w, float) else f"tensor of shape {tuple(self.w.shape)}"
+        return f"w={w}, num_classes={self.num_classes}"

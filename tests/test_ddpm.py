@@ -91,8 +91,8 @@ def test_bad_inputs_raise_clear_errors():
         d.loss(lambda x, t: x, x, kind="l3")
     with pytest.raises(ValueError, match="posterior, beta"):
         d.p_step(lambda x, t: x, x, 5, sigma="sqrt")
-    with pytest.raises(ValueError, match="num_classes"):
-        d.p_step(lambda x, t, y: x, x, 5, y=torch.zeros(3, dtype=torch.long), guidance_w=1.0)
+    with pytest.raises(ValueError, match=r"labels y must be an integer tensor of shape \(3,\).*CFGModel"):
+        d.p_step(lambda x, t, y: x, x, 5, y=torch.zeros(3))
     with pytest.raises(ValueError, match="n_steps"):
         d.ddim_sample(lambda x, t: x, (3, 2), n_steps=11)
 

@@ -66,14 +66,24 @@ def test_cfg_model_keeps_the_signature():
     assert set(dict(wrapped.named_parameters())) == {"model.emb"}
 
 
-def test_ddpm_guidance_argument_matches_the_wrapper():
+def test_guided_ddpm_sampling_is_the_guided_eps_step_by_step():
+    """Guidance enters sampling as a model: DDPM with a CFGModel takes, at every step, the step of the
+    plain sampler whose ε is guided_eps; one batched network call per step; a (B,) weight per sample."""
     d = DDPM.from_schedule("cosine", 20)
     m = _Counting()
     y = torch.randint(0, 3, (16,), generator=torch.Generator().manual_seed(0))
-    a = d.sample(m, (16, 2), y=y, guidance_w=1.5, num_classes=3, generator=torch.Generator().manual_seed(1))
-    b = d.sample(CFGModel(m, 1.5, 3), (16, 2), y=y, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(a.x, b.x)
-    assert a.nfe == 20
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
+    a = d.sample(CFGModel(m, 1.5, 3), x, y=y, generator=torch.Generator().manual_seed(2))
+    assert a.nfe == 20 and m.batches == [32] * 20
+    gen, ref = torch.Generator().manual_seed(2), x
+    for k in range(20, 0, -1):
+        ref = d.p_step(lambda x_, t, y_: guided_eps(m, x_, t, y_, 1.5, 3), ref, k, y=y, generator=gen).x_prev
+    assert torch.equal(a.x, ref)
+    w = torch.linspace(0, 3, 16)
+    per_sample = d.ddim_sample(CFGModel(m, w, 3), x, 5, y=y).x
+    for i in (0, 7, 15):
+        one = d.ddim_sample(CFGModel(m, float(w[i]), 3), x[i:i + 1], 5, y=y[i:i + 1]).x
+        assert torch.allclose(per_sample[i:i + 1], one, atol=1e-6)
 
 
 def test_drop_labels_rate_and_values():
@@ -101,6 +111,6 @@ def test_guided_sampling_with_the_exact_conditional_eps_lands_in_the_requested_m
     n = 2000
     y = torch.arange(n) % 2
     for w in (0.0, 1.0):
-        x = d.sample(oracle, (n, 2), y=y, guidance_w=w, num_classes=2, sigma="beta", generator=torch.Generator().manual_seed(0)).x
+        x = d.sample(CFGModel(oracle, w, 2), (n, 2), y=y, sigma="beta", generator=torch.Generator().manual_seed(0)).x
         nearest = torch.cdist(x.double(), gmm.means.double()).argmin(1)
         assert float((nearest == y).double().mean()) >= 0.99

@@ -27,10 +27,7 @@ FLOOR = {unit: i for i, units in enumerate(FLOORS) for unit in units}
 ROOT_FLOOR = 0  # ``from nbhelpers import __version__``
 
 # private names imported across units, each with the reason it stays for now; an entry no longer used fails
-KNOWN_PRIVATE: dict[tuple[str, str, str], str] = {
-    ("ddpm", "guidance", "_guided_eps"): "the samplers take guidance_w until guidance enters sampling as a CFGModel "
-                                         "(issue 12, item 2)",
-}
+KNOWN_PRIVATE: dict[tuple[str, str, str], str] = {}
 
 
 def _unit(path: Path, package: Path) -> str | None:

@@ -34,6 +34,7 @@ from torch import nn
 from .._checks import check_float, check_int, check_labels
 from ..dryrun import budget
 from ..ddpm import DDPM, SampleResult
+from ..guidance import CFGModel, drop_labels
 from ..models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
 from ..models.unet import UNet, UNetConfig
 from ..training import TrainConfig
@@ -178,7 +179,6 @@ def cfg_loss(ddpm: DDPM, p_uncond: float, num_classes: int = NUM_CLASSES, kind: 
     """``loss_fn(model, batch, generator)`` for ``nb.training.train``: the labels of ``batch``
     (``.x``, ``.y``) are replaced by ∅ with probability ``p_uncond`` (:func:`nb.guidance.drop_labels`),
     then Ho et al.'s ε-loss (Algorithm 1) is taken with the kept or dropped labels."""
-    from ..guidance import drop_labels
 
     def loss_fn(model: nn.Module, batch: Any, generator: torch.Generator) -> torch.Tensor:
         x = batch.x.contiguous(memory_format=torch.channels_last) if channels_last else batch.x
@@ -246,7 +246,8 @@ def generate(
     device = next(model.parameters()).device
     model = budget(model)  # a dry run ($NBHELPERS_MAX_STEPS): one budget of network evaluations for all the chunks
     labels = labels.to(device)
-    w = None if guidance_w == 0.0 else guidance_w
+    if guidance_w != 0.0:  # w = 0 is plain conditional sampling: one network call per step, no wrapper
+        model = CFGModel(model, guidance_w, num_classes)
     xs, trajs, preds, nfe = [], [], [], 0
     for i in range(0, labels.shape[0], chunk):
         y = labels[i:i + chunk]
@@ -255,11 +256,10 @@ def generate(
                              device=generator.device if generator is not None else device).to(device))
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             if sampler == "ancestral":
-                out = ddpm.sample(model, start, y=y, generator=generator, return_steps=return_steps,
-                                  guidance_w=w, num_classes=num_classes)
+                out = ddpm.sample(model, start, y=y, generator=generator, return_steps=return_steps)
             else:
                 out = ddpm.ddim_sample(model, start, n_steps, eta=eta, y=y, generator=generator,
-                                       return_steps=return_steps, guidance_w=w, num_classes=num_classes)
+                                       return_steps=return_steps)
         xs.append(out.x.float().cpu())
         trajs.append({k: v.float().cpu() for k, v in out.trajectory.items()} if out.trajectory is not None else None)
         preds.append({k: v.float().cpu() for k, v in out.x0_preds.items()} if out.x0_preds is not None else None)
@@ -291,10 +291,10 @@ def edit(
     labels = check_labels("labels", labels, num_classes, images.shape[0])
     device = next(model.parameters()).device
     k0 = int(round(float(t0) * ddpm.T))
-    w = None if guidance_w == 0.0 else guidance_w
+    if guidance_w != 0.0:
+        model = CFGModel(model, guidance_w, num_classes)
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-        out = ddpm.sample(model, x_start=images.to(device), y=labels.to(device), start_step=k0, generator=generator,
-                          guidance_w=w, num_classes=num_classes)
+        out = ddpm.sample(model, x_start=images.to(device), y=labels.to(device), start_step=k0, generator=generator)
     return out.x.float().cpu()
 
 
