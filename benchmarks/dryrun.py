@@ -31,7 +31,7 @@ from typing import Any
 
 from nbhelpers import dryrun
 from nbhelpers.runner import run_notebook, select_notebooks
-from nbhelpers.runtime import PROFILE_ENV, build_dir
+from nbhelpers.runtime import PROFILE_ENV, PROFILES, build_dir
 
 from .common import (GPU_PEAKS, LAUNCH_S, RESULTS, UTILISATION, describe_machine, duration, machine, machine_tag, replace_block,
                      si, write_json)
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.dryrun", description=__doc__.splitlines()[0])
     ap.add_argument("--notebooks", default="all", help="'all' or a comma list such as 03,06")
     ap.add_argument("--max-steps", type=int, default=2, help="training steps and network evaluations per sampler call")
-    ap.add_argument("--profile", default="gpu", choices=("smoke", "cpu", "gpu"))
+    ap.add_argument("--profile", default="gpu", choices=PROFILES)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--keep-cache", action="store_true", help="reuse capped models of an earlier dry run (they are then not measured)")
     ap.add_argument("--no-write", action="store_true", help="print the table; write no JSON and leave the README alone")

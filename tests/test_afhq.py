@@ -143,7 +143,7 @@ def test_last_reverse_step_with_the_true_noise_recovers_x0():
 
 
 def test_bad_loss_type_names_the_choices():
-    with pytest.raises(ValueError, match="l1, l2, huber"):
+    with pytest.raises(ValueError, match="l2, l1, huber"):
         Diffusion(torch.nn.Identity(), 8, 3, T, loss_type="l3")
 
 

@@ -33,6 +33,7 @@ from torch import nn
 
 from .._checks import check_float, check_int, check_labels
 from ..dryrun import budget
+from ..runtime import PROFILES
 from ..ddpm import DDPM, SampleResult
 from ..guidance import CFGModel, drop_labels
 from ..models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
@@ -132,8 +133,8 @@ def preset(variant: str = "cosine", profile: str = "cpu") -> MnistCFGPreset:
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(VARIANTS)}")
-    if profile not in ("smoke", "cpu", "gpu"):
-        raise ValueError(f"unknown profile {profile!r}; valid choices: smoke, cpu, gpu")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid choices: {', '.join(PROFILES)}")
     paper = variant == "ddpm_paper"
     schedule, T = ("linear", 1000) if paper else ("cosine", 200)
     if profile == "smoke":  # seconds, every code path; the real profiles keep the seeds' T
