@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["DataError", "OutputError", "check_int", "check_float", "check_finite", "check_labels", "check_name", "check_sha256"]
+__all__ = ["DataError", "OutputError", "check_int", "check_float", "check_finite", "check_labels", "check_name",
+           "check_sha256", "batch_time"]
 
 
 class DataError(ValueError):
@@ -159,3 +160,25 @@ def check_sha256(path: Path, expected: str | None, what: str, remedy: str) -> st
         raise DataError(f"{path} ({what}) has SHA-256 {digest}, expected {expected}: it is damaged or not the "
                         f"published file; {remedy}")
     return digest
+
+
+def batch_time(t: float | torch.Tensor, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``t`` as a ``(B,)`` tensor on ``x``'s device, in ``dtype`` (default: ``x``'s dtype).
+
+    The one time normaliser: a scalar is repeated B times, ``(B, 1)`` becomes ``(B,)``, and anything
+    else must already be ``(B,)`` (``ValueError`` otherwise). A tensor ``t`` is not read back, so no
+    GPU sync; a Python number must be finite.
+    """
+    if x.ndim < 1:
+        raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
+    B = x.shape[0]
+    if isinstance(t, numbers.Real):
+        t = check_float("t", t)
+    t = torch.as_tensor(t, dtype=x.dtype if dtype is None else dtype, device=x.device)
+    if t.ndim == 0:
+        return t.expand(B)
+    if t.ndim == 2 and t.shape[1] == 1:
+        t = t[:, 0]
+    if t.ndim != 1 or t.shape[0] != B:
+        raise ValueError(f"t must be a scalar or have shape ({B},) to match x {tuple(x.shape)}, got {tuple(t.shape)}")
+    return t

@@ -26,8 +26,9 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch import nn
 
-from ._checks import check_float, check_int, check_labels
+from ._checks import batch_time, check_float, check_int, check_labels
 from .dryrun import budget
+from .runtime import randn
 
 __all__ = ["DDPM", "Posterior", "StepResult", "SampleResult", "GMMEpsOracle", "LOSS_KINDS", "SIGMA_CHOICES"]
 
@@ -67,13 +68,6 @@ class SampleResult:
 
 
 # --------------------------------------------------------------------------- helpers
-def _randn(shape: Sequence[int], generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Standard normal draw on ``device``; drawn on the generator's device and moved when they differ."""
-    gen_device = generator.device if generator is not None else device
-    out = torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype)
-    return out.to(device)
-
-
 def _model_device(model: Model) -> torch.device:
     if isinstance(model, nn.Module):
         for p in model.parameters():
@@ -231,7 +225,7 @@ class DDPM:
             raise ValueError(f"check_steps=False needs k as an integer tensor of steps, got {type(k).__name__} "
                              f"{getattr(k, 'dtype', '')}".rstrip())
         if noise is None:
-            noise = _randn(x0.shape, generator, x0.device, x0.dtype)
+            noise = randn(x0.shape, generator, x0.device, x0.dtype)
         return self._q_sample(x0, kk, noise)
 
     def _q_sample(self, x0: torch.Tensor, kk: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -258,7 +252,7 @@ class DDPM:
         if kind not in LOSS_KINDS:
             raise ValueError(f"unknown loss kind {kind!r}; valid choices: {', '.join(LOSS_KINDS)}")
         k = self.sample_steps(x0.shape[0], generator, device=x0.device)
-        noise = _randn(x0.shape, generator, x0.device, x0.dtype)
+        noise = randn(x0.shape, generator, x0.device, x0.dtype)
         x_k = self._q_sample(x0, k, noise)
         eps = _call(model, x_k, k.to(x0.dtype) / self.T, y)
         if kind == "l2":
@@ -329,7 +323,7 @@ class DDPM:
             return StepResult(mean, x0_pred, eps)
         var = self._at("posterior_variance" if sigma == "posterior" else "betas", kk, x_k)
         nonzero = (kk > 1).to(x_k.dtype).reshape(var.shape)
-        z = _randn(x_k.shape, generator, x_k.device, x_k.dtype)
+        z = randn(x_k.shape, generator, x_k.device, x_k.dtype)
         return StepResult(mean + nonzero * var.sqrt() * z, x0_pred, eps)
 
     def _start(
@@ -358,7 +352,7 @@ class DDPM:
         if not shape:
             raise ValueError("shape_or_x must be a non-empty shape (B, ...) or a tensor, got ()")
         dev = torch.device(device) if device is not None else _model_device(model)
-        return _randn(shape, generator, dev, torch.float32), k0
+        return randn(shape, generator, dev, torch.float32), k0
 
     def _record(self, return_steps: Sequence[int] | None, k0: int) -> set[int] | None:
         if return_steps is None:
@@ -485,7 +479,7 @@ class DDPM:
             var = eta**2 * (1.0 - a_next) / (1.0 - a) * (1.0 - a / a_next)
             x = a_next.sqrt() * x0_pred + (1.0 - a_next - var).clamp(min=0.0).sqrt() * eps
             if k_next > 0 and eta > 0:
-                x = x + var.sqrt() * _randn(x.shape, generator, x.device, x.dtype)
+                x = x + var.sqrt() * randn(x.shape, generator, x.device, x.dtype)
             if keep is not None:
                 if k in keep:
                     preds[k] = x0_pred
@@ -514,9 +508,8 @@ class GMMEpsOracle(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         B = x.shape[0]
-        t = torch.as_tensor(t, device=x.device, dtype=torch.float64)
-        t = t.expand(B) if t.ndim == 0 else t
-        if t.shape != (B,) or not bool(torch.isfinite(t).all()):
+        t = batch_time(t, x, dtype=torch.float64)
+        if not bool(torch.isfinite(t).all()):
             raise ValueError(f"t must be a finite scalar or a ({B},) tensor of k / T, got shape {tuple(t.shape)}")
         k = torch.round(t * self.ddpm.T).long()
         if int(k.min()) < 0 or int(k.max()) > self.ddpm.T:

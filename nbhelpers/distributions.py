@@ -20,7 +20,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from ._checks import check_float
+from ._checks import batch_time, check_float
+from .runtime import randn
 from .schedules import Schedule, get_schedule
 
 __all__ = [
@@ -44,17 +45,6 @@ class LabeledSample:
 
     def __iter__(self) -> Iterator[Tensor]:
         return iter((self.x, self.labels))
-
-
-def _batch_t(t: float | Tensor, x: Tensor) -> Tensor:
-    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    if t.ndim == 0:
-        return t.expand(x.shape[0])
-    if t.ndim == 2 and t.shape[1] == 1:
-        t = t[:, 0]
-    if t.shape != (x.shape[0],):
-        raise ValueError(f"t must be a scalar or have shape ({x.shape[0]},), got {tuple(t.shape)}")
-    return t
 
 
 class GaussianMixture:
@@ -140,7 +130,7 @@ class GaussianMixture:
         if n == 0:
             return LabeledSample(self.means.new_zeros((0, self.dim)), torch.zeros(0, dtype=torch.long, device=dev))
         labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        noise = torch.randn((n, self.dim), generator=generator, device=dev, dtype=self.means.dtype)
+        noise = randn((n, self.dim), generator, dev, self.means.dtype)
         x = self.means[labels] + self._var[labels].sqrt() * noise
         return LabeledSample(x, labels)
 
@@ -180,7 +170,7 @@ class GaussianMixture:
 
     def _coeffs(self, x: Tensor, t: float | Tensor, schedule: Schedule | str):
         sched = get_schedule(schedule)
-        return sched(_batch_t(t, x))
+        return sched(batch_time(t, x))
 
     def marginal_log_prob(self, x: Tensor, t: float | Tensor, schedule: Schedule | str) -> Tensor:
         """log p_t(x), p_t = Σ w_k N(α_t μ_k, α_t² s_k² + β_t²). Shapes: x (B, d), t (B,) → (B,)."""

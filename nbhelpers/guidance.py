@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ._checks import check_finite, check_float, check_int, check_labels
+from ._checks import batch_time, check_finite, check_float, check_int, check_labels
 
 __all__ = ["drop_labels", "null_labels", "guided_eps", "CFGModel"]
 
@@ -78,8 +78,7 @@ def guided_eps(
     B = x.shape[0]
     y = check_labels("labels y", y, num_classes, B)
     w = _check_w(w, B)
-    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    t = t.expand(B) if t.ndim == 0 else t
+    t = batch_time(t, x)
     out = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null_labels(B, num_classes, y.device)]))
     eps_c, eps_u = out[:B], out[B:]
     if isinstance(w, torch.Tensor) and w.ndim == 1:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .paths import GaussianPath, expand_time
+from .runtime import randn
 
 __all__ = ["flow_matching_loss", "score_matching_loss", "vpsde_dsm_loss", "sample_training_times", "SCORE_WEIGHTINGS",
            "TIME_SAMPLINGS"]
@@ -45,7 +46,7 @@ def sample_training_times(z: Tensor, time_sampling: str = "uniform",
     if time_sampling == "uniform":
         return _uniform_t(z, 0.0, 1.0, generator)
     if time_sampling == "logit_normal":
-        n = torch.randn(z.shape[0], generator=generator, device=z.device, dtype=z.dtype)
+        n = randn((z.shape[0],), generator, z.device, z.dtype)
         return torch.sigmoid(n)
     raise ValueError(f"unknown time_sampling {time_sampling!r}; valid choices: {', '.join(TIME_SAMPLINGS)}")
 
@@ -144,7 +145,7 @@ def vpsde_dsm_loss(
     if not (0.0 <= eps < 1.0):
         raise ValueError(f"eps must lie in [0, 1), got {eps!r}")
     t = _uniform_t(x0, eps, 1.0, generator)
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    noise = randn(x0.shape, generator, x0.device, x0.dtype)
     m = expand_time(torch.as_tensor(sde.marginal_mean_coef(t), dtype=x0.dtype, device=x0.device), x0)
     std = expand_time(torch.as_tensor(sde.marginal_std(t), dtype=x0.dtype, device=x0.device), x0)
     xt = m * x0 + std * noise

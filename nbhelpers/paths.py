@@ -17,35 +17,18 @@ broadcast over the data dimensions.
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ._checks import check_float
+from ._checks import batch_time  # the time normaliser; re-exported here for existing callers
+from .runtime import randn
 from .schedules import Schedule, ScheduleValues, get_schedule, validate_schedule
 
 __all__ = ["PathSample", "GaussianPath", "PREDICTION_KINDS", "batch_time", "expand_time"]
 
 PREDICTION_KINDS: tuple[str, ...] = ("eps", "score", "velocity", "data")
-
-
-def batch_time(t: float | Tensor, x: Tensor) -> Tensor:
-    """``t`` as a ``(B,)`` tensor on ``x``'s device and dtype (a scalar is repeated B times)."""
-    if x.ndim < 1:
-        raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
-    B = x.shape[0]
-    if isinstance(t, numbers.Real):  # a tensor t is not read back here (that would sync a GPU every step)
-        t = check_float("t", t)
-    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    if t.ndim == 0:
-        return t.expand(B)
-    if t.ndim == 2 and t.shape[1] == 1:
-        t = t[:, 0]
-    if t.ndim != 1 or t.shape[0] != B:
-        raise ValueError(f"t must be a scalar or have shape ({B},) to match x {tuple(x.shape)}, got {tuple(t.shape)}")
-    return t
 
 
 def expand_time(v: Tensor, x: Tensor) -> Tensor:
@@ -92,7 +75,7 @@ class GaussianPath:
         """
         tb = batch_time(t, z)
         if eps is None:
-            eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            eps = randn(z.shape, generator, z.device, z.dtype)
         elif not isinstance(eps, Tensor) or eps.shape != z.shape:
             raise ValueError(f"eps must be a tensor shaped like z {tuple(z.shape)}, "
                              f"got {type(eps).__name__} {tuple(getattr(eps, 'shape', ()))}")

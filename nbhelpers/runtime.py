@@ -27,7 +27,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -111,6 +111,18 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def randn(shape: Sequence[int] | torch.Size, generator: torch.Generator | None = None,
+          device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """ε ~ N(0, I) of ``shape`` on ``device``, drawn from ``generator`` on the generator's own device.
+
+    A CPU generator can feed a CUDA run (the draw is moved), so the same seed gives the same numbers on
+    every device; without a generator the draw comes from the global RNG of ``device``.
+    """
+    gen_device = generator.device if generator is not None else device
+    out = torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype)
+    return out if device is None else out.to(device)
 
 
 # --------------------------------------------------------------------------- frontends and progress bars

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .paths import PathSample, batch_time, expand_time
+from .runtime import randn
 from .schedules import VPMarginalSchedule
 from .solvers import Solution, euler_maruyama
 
@@ -225,7 +226,7 @@ class VPSDE(SDE):
     def marginal(self, x0: Tensor, t: float | Tensor, generator: torch.Generator | None = None) -> PathSample:
         """Draw x_t = c_t x0 + σ_t ε in closed form. Returns ``PathSample(x, eps, t)``; t (B,) or a scalar."""
         tb = batch_time(t, x0)
-        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        eps = randn(x0.shape, generator, x0.device, x0.dtype)
         c = expand_time(self.marginal_mean_coef(tb), x0)
         s = expand_time(self.marginal_std(tb), x0)
         return PathSample(x=c * x0 + s * eps, eps=eps, t=tb)
@@ -241,7 +242,7 @@ class VPSDE(SDE):
     def prior_sample(self, shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None = None,
                      device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Tensor:
         """x_1 ~ N(0, I) (the t = 1 marginal is N(0, I) up to c_1 ≈ 0)."""
-        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+        return randn(shape, generator, device, dtype)
 
     def reverse(self, score_fn: Callable[[Tensor, Tensor], Tensor]) -> "ReverseVPSDE":
         """The reverse-time SDE as an object for ``euler_maruyama(sde, x1, 1.0, t_min, n_steps)``."""

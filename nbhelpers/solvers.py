@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ._checks import check_finite, check_float, check_int
 from .dryrun import budget
+from .runtime import randn
 
 __all__ = ["Solution", "euler", "heun", "euler_maruyama", "simulate_sde", "time_grid", "sample_from_noise", "METHODS"]
 
@@ -166,7 +167,7 @@ def euler_maruyama(drift: Field | Any, diffusion: Field | float | Tensor | None 
             g = diffusion_fn(x, t)
             if isinstance(g, Tensor) and g.ndim == 1 and x.ndim > 1 and g.shape[0] == x.shape[0]:
                 g = g.reshape(-1, *([1] * (x.ndim - 1)))  # per-sample g(t) of shape (B,)
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            noise = randn(x.shape, generator, x.device, x.dtype)
             x = x + h * _call(drift, x, ts[i]) + g * torch.sqrt(h.abs()) * noise
             if traj is not None:
                 traj.append(x)

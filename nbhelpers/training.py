@@ -5,14 +5,18 @@
 * ``batch_fn(generator) -> batch`` draws one batch; ``loss_fn(model, batch, generator) -> loss``
   returns a scalar. Both take the loop's ``torch.Generator`` (on the model's device), so a run is
   reproducible under ``config.seed`` and resumes bit-for-bit on the CPU.
-* tqdm progress, per-step loss history, optional EMA of the weights, gradient clipping,
-  optional linear warm-up, bf16 autocast on CUDA (``amp=True``).
+* tqdm progress, per-step loss history, gradient clipping, bf16 autocast on CUDA (``amp=True``).
+* Optional EMA of the weights, a :class:`torch.optim.swa_utils.AveragedModel` (:func:`ema_model`), and
+  optional linear warm-up and cosine decay, a :class:`torch.optim.lr_scheduler.LambdaLR` of
+  :meth:`TrainConfig.lr_factor` (:func:`lr_scheduler`).
 * A non-finite loss stops training with ``FloatingPointError`` naming the step.
 * With ``checkpoint=path`` the run is cached: a finished checkpoint with the same key is loaded
   instead of retraining (unless ``retrain=True``); an unfinished one is resumed (model,
-  optimizer, EMA, step, loss history and RNG state); a checkpoint written for another key is
-  not loaded and the model is retrained. Files are written atomically and read with
-  ``torch.load(weights_only=True)``.
+  optimizer, learning-rate scheduler, EMA, step, loss history and RNG state); a checkpoint written
+  for another key is not loaded and the model is retrained. Files are written atomically and read
+  with ``torch.load(weights_only=True)``. A checkpoint's ``"ema"`` is a plain state_dict of the
+  model (it loads into the bare model); one written before the scheduler's state was saved resumes
+  with the scheduler set to its step.
 * Under ``torch.distributed`` (e.g. ``torchrun``) the model is wrapped in
   DistributedDataParallel, the history holds the loss averaged over ranks, and only rank 0
   writes checkpoints and shows progress. The generator is seeded identically on every rank:
@@ -21,7 +25,6 @@
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
@@ -35,6 +38,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import dryrun
 from ._checks import DataError, check_float, check_int
@@ -90,19 +95,30 @@ class TrainConfig:
         self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, min=0)
         self.seed = check_int("seed", self.seed)
 
-    def lr_at(self, step: int) -> float:
-        """Learning rate of optimisation step ``step`` (1-based): linear warm-up over ``warmup_steps``, then
-        constant (``lr_decay="none"``) or a cosine decay to 0 at the last step (``"cosine"``)."""
+    @property
+    def schedules_lr(self) -> bool:
+        """Whether the learning rate changes during training (a warm-up or a decay)."""
+        return bool(self.warmup_steps) or self.lr_decay != "none"
+
+    def lr_factor(self, step: int) -> float:
+        """Learning-rate multiplier of optimisation step ``step`` (1-based): a linear warm-up
+        ``min(1, step / warmup_steps)``, then 1 (``lr_decay="none"``) or the cosine decay
+        ``(1 + cos(π·progress)) / 2`` with progress running from 0 after the warm-up to 1 at the last step."""
         factor = min(1.0, step / self.warmup_steps) if self.warmup_steps else 1.0
         if self.lr_decay == "cosine" and step > self.warmup_steps:
             progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
             factor *= 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        return self.lr * factor
+        return factor
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimisation step ``step`` (1-based): ``lr * lr_factor(step)``."""
+        return self.lr * self.lr_factor(step)
 
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns. ``sampling_model`` is the EMA copy when there is one."""
+    """What :func:`train` returns. ``ema`` is the EMA copy of the model as a plain module (the
+    ``AveragedModel``'s ``module``), ``None`` without EMA; ``sampling_model`` is it when there is one."""
 
     model: nn.Module
     ema: nn.Module | None
@@ -155,23 +171,38 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-class EMA:
-    """Exponential moving average of a model's parameters (buffers are copied)."""
+def ema_model(model: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of ``model``'s parameters, started at its current weights.
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.model = copy.deepcopy(unwrap(model)).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+    After each optimisation step, ``ema.update_parameters(model)`` sets ``θ_ema ← θ_ema + (1 − decay)(θ − θ_ema)``
+    (``torch.lerp``); buffers (BatchNorm statistics) are copied from the model, not averaged (``use_buffers=False``).
+    The copy is in eval mode without gradients; ``ema.module`` is the averaged model itself. ``n_averaged`` counts
+    the start as one model, so the first update already averages.
+    """
+    base = unwrap(model)
+    ema = AveragedModel(base, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+    ema.update_parameters(base)  # n_averaged 0 → 1: a copy, so every later update is an EMA step
+    ema.eval().requires_grad_(False)
+    return ema
 
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        src = unwrap(model)
-        ema_p = [p for p in self.model.parameters()]
-        src_p = [p.detach() for p in src.parameters()]
-        torch._foreach_lerp_(ema_p, src_p, 1.0 - self.decay)
-        for b_ema, b in zip(self.model.buffers(), src.buffers()):
-            b_ema.copy_(b)
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> LambdaLR | None:
+    """The warm-up and decay of ``config`` as a ``LambdaLR``: each group's learning rate times
+    :meth:`TrainConfig.lr_factor` (so ``config.lr_at(step)`` with the default optimizer), set for step 1 on
+    construction and for step ``k + 1`` by ``scheduler.step()`` after step ``k``. ``None`` when
+    ``config`` keeps the rate constant: the loop then leaves the optimizer's rate alone."""
+    if not config.schedules_lr:
+        return None
+    return LambdaLR(optimizer, lambda done: config.lr_factor(done + 1))
+
+
+def _catch_up(scheduler: LambdaLR, step: int) -> None:
+    """Set a fresh ``scheduler`` (and its optimizer's rates) to the state after ``step`` steps; used for a
+    checkpoint written before the scheduler's state was saved."""
+    scheduler.last_epoch = step - 1
+    with warnings.catch_warnings():  # stepping without an optimizer step is the point here
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        scheduler.step()
 
 
 def key_json(key: dict[str, Any] | None, config: TrainConfig) -> str:
@@ -272,7 +303,8 @@ def train(
     base = unwrap(model)
     if optimizer is None:
         optimizer = torch.optim.AdamW(base.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    ema = EMA(base, config.ema_decay) if config.ema_decay is not None else None
+    ema = ema_model(base, config.ema_decay) if config.ema_decay is not None else None
+    scheduler = lr_scheduler(optimizer, config)
     gen = torch.Generator(device=device).manual_seed(config.seed)
     losses: list[float] = []
     start_step = 0
@@ -291,22 +323,27 @@ def train(
             else:
                 try:
                     base.load_state_dict(state["model"])
-                    if ema is not None and state.get("ema") is not None:
-                        ema.model.load_state_dict(state["ema"])
                     losses = [float(v) for v in state["losses"].tolist()]
                     start_step = int(state["step"])
                     seconds_before = float(state.get("seconds", 0.0))
+                    if ema is not None and state.get("ema") is not None:
+                        ema.module.load_state_dict(state["ema"])
+                        ema.n_averaged.fill_(start_step + 1)  # the start and one update per step
                     if not state.get("finished"):
                         optimizer.load_state_dict(state["optimizer"])
+                        if scheduler is not None and state.get("scheduler") is not None:
+                            scheduler.load_state_dict(state["scheduler"])
+                        elif scheduler is not None:  # written before the scheduler's state was saved
+                            _catch_up(scheduler, start_step)
                         _set_rng_state(state["rng"], gen, device)
                 except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
                     raise CheckpointError(f"checkpoint {ckpt} is incomplete or does not fit this model "
                                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
                                           f"delete it to retrain") from None
                 if state.get("finished"):
-                    return TrainResult(base, ema.model if ema else None, losses, start_step, seconds_before, start_step,
-                                       True, ckpt)
-        return _train_loop(model, base, loss_fn, batch_fn, config, optimizer, ema, gen, losses, start_step,
+                    return TrainResult(base, ema.module if ema else None, losses, start_step, seconds_before,
+                                       start_step, True, ckpt)
+        return _train_loop(model, base, loss_fn, batch_fn, config, optimizer, scheduler, ema, gen, losses, start_step,
                            seconds_before, ckpt, key_str, progress, desc, on_step, device, rank, world_size, cap, key)
     finally:
         if lock is not None:
@@ -314,7 +351,8 @@ def train(
 
 
 def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: BatchFn, config: TrainConfig,
-                optimizer: torch.optim.Optimizer, ema: EMA | None, gen: torch.Generator, losses: list[float],
+                optimizer: torch.optim.Optimizer, scheduler: LambdaLR | None, ema: AveragedModel | None,
+                gen: torch.Generator, losses: list[float],
                 start_step: int, seconds_before: float, ckpt: Path | None, key_str: str, progress: bool, desc: str,
                 on_step: Callable[[int, float], None] | None, device: torch.device, rank: int, world_size: int,
                 cap: int | None, key: Any) -> TrainResult:
@@ -328,8 +366,9 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
                 "format": CHECKPOINT_FORMAT,
                 "key": key_str,
                 "model": base.state_dict(),
-                "ema": ema.model.state_dict() if ema is not None else None,
+                "ema": ema.module.state_dict() if ema is not None else None,
                 "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "step": step,
                 "finished": finished,
                 "losses": torch.tensor(losses, dtype=torch.float64),
@@ -372,9 +411,6 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
 
     try:
         for step in range(start_step + 1, last + 1):
-            if config.warmup_steps or config.lr_decay != "none":
-                for g in optimizer.param_groups:
-                    g["lr"] = config.lr_at(step)
             batch = batch_fn(gen)
             if probe is not None:
                 probe.start(step)
@@ -385,10 +421,12 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(base.parameters(), config.grad_clip)
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()  # the rate of step + 1
             if ema is not None:
-                ema.update(base)
+                ema.update_parameters(base)
             if probe is not None:
-                probe.stop(step, batch, optimizer, ema.model if ema is not None else None)
+                probe.stop(step, batch, optimizer, ema.module if ema is not None else None)
             pending.append(loss.detach())
             flushed = len(pending) >= flush_every or step == last or (config.checkpoint_every and step % config.checkpoint_every == 0)
             if flushed:
@@ -403,7 +441,7 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
     seconds = seconds_before + time.perf_counter() - t0
     write(last, True, seconds)
     base.eval()
-    return TrainResult(base, ema.model if ema else None, losses, last, seconds, start_step, False, ckpt)
+    return TrainResult(base, ema.module if ema else None, losses, last, seconds, start_step, False, ckpt)
 
 
 def count_parameters(model: nn.Module) -> int:

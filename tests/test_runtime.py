@@ -318,3 +318,34 @@ def test_a_lock_in_a_folder_that_cannot_exist_fails_with_the_folder_named(tmp_pa
     blocker.write_text("x")
     with pytest.raises(runtime.OutputError, match=r"a-file.*(choose a writable folder|not a folder)"):
         runtime.FolderLock(blocker / "sub" / "model.pt.lock").acquire()
+
+
+def test_randn_draws_on_the_generator_device_and_moves():
+    """The one generator-aware draw: the same numbers as torch.randn on the generator's device."""
+    want = torch.randn(3, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    got = runtime.randn((3, 4), torch.Generator().manual_seed(5), "cpu", torch.float64)
+    assert torch.equal(got, want) and got.dtype == torch.float64
+    assert runtime.randn(torch.Size([2]), torch.Generator().manual_seed(5)).dtype == torch.get_default_dtype()
+    torch.manual_seed(9)
+    a = runtime.randn((4,), None, "cpu")
+    torch.manual_seed(9)
+    assert torch.equal(a, torch.randn(4))
+    if torch.cuda.is_available():  # a CPU generator feeds a CUDA tensor with the CPU numbers
+        on_gpu = runtime.randn((3, 4), torch.Generator().manual_seed(5), "cuda", torch.float64)
+        assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), want)
+
+
+def test_batch_time_is_the_one_time_normaliser():
+    from nbhelpers._checks import batch_time
+    x = torch.zeros(3, 2, 5, dtype=torch.float64)
+    for t in (0.25, torch.tensor(0.25), torch.full((3,), 0.25), torch.full((3, 1), 0.25)):
+        out = batch_time(t, x)
+        assert out.shape == (3,) and out.dtype == torch.float64 and torch.all(out == 0.25)
+    assert batch_time(0.5, x, dtype=torch.float32).dtype == torch.float32
+    assert nb.paths.batch_time is batch_time  # the old home keeps the name
+    with pytest.raises(ValueError, match=r"t must be a scalar or have shape \(3,\)"):
+        batch_time(torch.zeros(4), x)
+    with pytest.raises(ValueError, match="t must be a finite number"):
+        batch_time(float("nan"), x)
+    with pytest.raises(ValueError, match="x must have a batch dimension"):
+        batch_time(0.5, torch.tensor(1.0))

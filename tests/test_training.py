@@ -1,4 +1,4 @@
-"""The shared training loop: reproducibility, resume, cache, EMA, non-finite guard."""
+"""The shared training loop: reproducibility, resume, cache, EMA, learning-rate schedule, non-finite guard."""
 import os
 import signal
 import subprocess
@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from nbhelpers.training import EMA, TrainConfig, checkpoint_path, load_checkpoint, train
+from nbhelpers.training import (TrainConfig, checkpoint_path, ema_model, load_checkpoint, lr_scheduler, save_checkpoint,
+                                train)
 
 
 def _problem():
@@ -118,12 +119,34 @@ def test_non_finite_loss_names_the_step():
 
 def test_ema_tracks_weights():
     m = nn.Linear(2, 2)
-    ema = EMA(m, 0.5)
+    ema = ema_model(m, 0.5)
     with torch.no_grad():
         m.weight.add_(1.0)
-    before = ema.model.weight.clone()
-    ema.update(m)
-    assert torch.allclose(ema.model.weight, 0.5 * before + 0.5 * m.weight)
+    before = ema.module.weight.clone()
+    ema.update_parameters(m)
+    assert torch.allclose(ema.module.weight, 0.5 * before + 0.5 * m.weight)
+    assert not ema.training and not any(p.requires_grad for p in ema.parameters())
+
+
+def test_ema_is_a_lerp_per_step_and_copies_buffers():
+    """θ_ema ← lerp(θ_ema, θ, 1 − decay) from the first update on (the start counts as one model), bit for bit;
+    BatchNorm statistics are the model's own, not averaged."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    ema = ema_model(m, 0.9)
+    ref = [p.detach().clone() for p in m.parameters()]
+    for _ in range(5):
+        m(torch.randn(16, 3))  # moves the running statistics
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(torch.randn_like(p))
+        ema.update_parameters(m)
+        ref = [torch.lerp(r, p.detach(), 1.0 - 0.9) for r, p in zip(ref, m.parameters())]
+        for got, want in zip(ema.module.parameters(), ref):
+            assert torch.equal(got, want)
+        for got, want in zip(ema.module.buffers(), m.buffers()):
+            assert torch.equal(got, want)
+    assert int(ema.n_averaged) == 6
 
 
 @pytest.mark.parametrize("bad", [dict(steps=-1), dict(steps=1, lr=0), dict(steps=1, ema_decay=1.5), dict(steps=1, grad_clip=0)])
@@ -145,13 +168,90 @@ def test_lr_schedule_boundary_values():
     assert TrainConfig(steps=1, betas=[0.9, 0.99]).betas == (0.9, 0.99)  # normalised, so keys and checkpoints agree
 
 
-def test_the_loop_applies_the_lr_schedule():
-    model, batch_fn, loss_fn = _problem()
-    cfg = TrainConfig(steps=20, lr=0.01, warmup_steps=4, lr_decay="cosine")
+def test_lr_factor_is_lr_at_over_lr():
+    cfg = TrainConfig(steps=30, lr=0.2, warmup_steps=7, lr_decay="cosine")
+    assert [cfg.lr_at(s) for s in range(1, 31)] == [0.2 * cfg.lr_factor(s) for s in range(1, 31)]
+    assert cfg.schedules_lr and TrainConfig(steps=3, warmup_steps=1).schedules_lr and not TrainConfig(steps=3).schedules_lr
+    assert lr_scheduler(torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1), TrainConfig(steps=3)) is None
+
+
+def _lr_recorder(opt, seen):
+    """A loss function that records the rate the optimiser will use in this step."""
+    _, _, loss_fn = _problem()
+
+    def recording(m, batch, gen):
+        seen.append(opt.param_groups[0]["lr"])
+        return loss_fn(m, batch, gen)
+
+    return recording
+
+
+@pytest.mark.parametrize("warmup, decay", [(4, "cosine"), (0, "cosine"), (5, "none")])
+def test_the_loop_applies_the_lr_schedule_exactly(tmp_path, warmup, decay):
+    """The rate of every step is ``config.lr_at(step)`` to the bit, in one run and across a resume."""
+    cfg = TrainConfig(steps=20, lr=0.01, warmup_steps=warmup, lr_decay=decay, checkpoint_every=5)
+    want = [cfg.lr_at(s) for s in range(1, 21)]
+    model, batch_fn, _ = _problem()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     seen = []
-    train(model, loss_fn, batch_fn, cfg, progress=False, optimizer=opt, on_step=lambda step, loss: seen.append(opt.param_groups[0]["lr"]))
-    assert seen == pytest.approx([cfg.lr_at(s) for s in range(1, 21)])
+    train(model, _lr_recorder(opt, seen), batch_fn, cfg, progress=False, optimizer=opt)
+    assert seen == want
+
+    def die(step, loss):
+        if step == 10:
+            raise KeyboardInterrupt
+
+    ck, seen = tmp_path / "m.pt", []
+    model, _, _ = _problem()
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    with pytest.raises(KeyboardInterrupt):
+        train(model, _lr_recorder(opt, seen), batch_fn, cfg, checkpoint=ck, progress=False, optimizer=opt, on_step=die)
+    assert load_checkpoint(ck)["scheduler"]["last_epoch"] == 10
+    model, _, _ = _problem()
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    res = train(model, _lr_recorder(opt, seen), batch_fn, cfg, checkpoint=ck, progress=False, optimizer=opt)
+    assert res.resumed_from == 10 and seen == want
+
+
+def _as_written_before_the_scheduler(state, config):
+    """A checkpoint as the loop wrote it before the scheduler's state was saved: no ``"scheduler"``, the
+    optimizer's groups without ``initial_lr`` and at the rate of the last step taken (set before each step)."""
+    old = {k: v for k, v in state.items() if k != "scheduler"}
+    groups = [{k: v for k, v in g.items() if k != "initial_lr"} for g in state["optimizer"]["param_groups"]]
+    for g in groups:
+        g["lr"] = config.lr_at(int(state["step"]))
+    old["optimizer"] = {**state["optimizer"], "param_groups": groups}
+    return old
+
+
+def test_checkpoint_written_before_the_scheduler_resumes_bit_for_bit(tmp_path):
+    cfg = TrainConfig(steps=40, lr=0.01, seed=1, ema_decay=0.9, warmup_steps=5, lr_decay="cosine", checkpoint_every=10)
+    full, bf, lf = _problem()
+    ref = train(full, lf, bf, cfg, progress=False)
+
+    def die(step, loss):
+        if step == 20:
+            raise KeyboardInterrupt
+
+    ck = tmp_path / "m.pt"
+    part, _, _ = _problem()
+    with pytest.raises(KeyboardInterrupt):
+        train(part, lf, bf, cfg, checkpoint=ck, progress=False, on_step=die)
+    state = load_checkpoint(ck)
+    assert state["scheduler"] is not None
+    save_checkpoint(ck, _as_written_before_the_scheduler(state, cfg))
+    assert "scheduler" not in load_checkpoint(ck)
+
+    again, _, _ = _problem()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "scheduler stepped before the optimizer" warning reaches the user
+        res = train(again, lf, bf, cfg, checkpoint=ck, progress=False)
+    assert res.resumed_from == 20 and res.losses == ref.losses
+    for p, q in zip(res.model.parameters(), ref.model.parameters()):
+        assert torch.equal(p, q)
+    for p, q in zip(res.ema.parameters(), ref.ema.parameters()):
+        assert torch.equal(p, q)
+    assert load_checkpoint(ck)["scheduler"]["last_epoch"] == 40
 
 
 def test_kill_minus_nine_then_resume(tmp_path):

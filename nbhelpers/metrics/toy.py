@@ -26,6 +26,8 @@ from typing import Any, Callable, Protocol
 
 import torch
 
+from ..runtime import randn
+
 __all__ = [
     "energy_distance",
     "mmd",
@@ -163,8 +165,9 @@ def sliced_wasserstein(
     if d == 1:
         theta = torch.ones(1, 1, dtype=x.dtype, device=x.device)
     else:
-        gen_device = generator.device if generator is not None else torch.device("cpu")
-        theta = torch.randn(d, n_projections, generator=generator, device=gen_device, dtype=torch.float64).to(x.device)
+        # a generator draws on its own device; without one the global CPU RNG, so every device gets the same directions
+        theta = randn((d, n_projections), generator, x.device if generator is not None else "cpu", torch.float64)
+        theta = theta.to(x.device)
         theta = theta / theta.norm(dim=0, keepdim=True)
     return float(_wasserstein_1d(x @ theta, y @ theta, p).mean()) ** (1.0 / p)
 

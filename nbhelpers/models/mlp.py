@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_labels
+from .._checks import batch_time, check_labels
 from .embeddings import get_time_embedding
 
 __all__ = ["TimeMLP", "ScoreFromNoise", "ACTIVATIONS"]
@@ -75,13 +75,7 @@ class TimeMLP(nn.Module):
         h = x.reshape(B, -1)
         if h.shape[1] != self.dim:
             raise ValueError(f"x has {h.shape[1]} features per sample, this TimeMLP was built for dim={self.dim}")
-        t = torch.as_tensor(t, dtype=h.dtype, device=h.device)
-        if t.dim() == 2 and t.shape[1] == 1:
-            t = t[:, 0]
-        if t.dim() == 0:
-            t = t.expand(B)
-        if t.shape != (B,):
-            raise ValueError(f"t must be a scalar or have shape ({B},), got {tuple(t.shape)}")
+        t = batch_time(t, h)
         temb = t[:, None] if self.time_embedding is None else self.time_embedding(t).to(h.dtype)
         parts = [h, temb]
         if self.class_embedding is not None:
@@ -118,9 +112,7 @@ class ScoreFromNoise(nn.Module):
         self.net, self.std, self.min_std = net, std, float(min_std)
 
     def forward(self, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        if t.dim() == 0:
-            t = t.expand(x.shape[0])
+        t = batch_time(t, x)
         eps = self.net(x, t) if y is None else self.net(x, t, y)
         sigma = torch.as_tensor(self.std(t), dtype=x.dtype, device=x.device).clamp_min(self.min_std)
         return -eps / sigma.reshape(-1, *([1] * (x.dim() - 1)))

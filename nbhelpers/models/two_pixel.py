@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_labels
+from .._checks import batch_time, check_labels
 from .embeddings import GaussianFourierEmbedding
 
 __all__ = ["TwoPixelUNet"]
@@ -76,8 +76,7 @@ class TwoPixelUNet(nn.Module):
         if x.ndim != 2 or x.shape[1] != 2:
             raise ValueError(f"x must have shape (B, 2), got {tuple(x.shape)}")
         B = x.shape[0]
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        t = t.expand(B) if t.ndim == 0 else t
+        t = batch_time(t, x)
         e_t = self.time_embed(t)
         if self.class_embed is None:
             if y is not None:

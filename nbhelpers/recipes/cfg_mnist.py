@@ -38,6 +38,7 @@ from ..ddpm import DDPM, SampleResult
 from ..guidance import CFGModel, drop_labels
 from ..models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
 from ..models.unet import UNet, UNetConfig
+from ..runtime import randn
 from ..training import TrainConfig
 from ..widgets import show_explorer
 
@@ -253,8 +254,7 @@ def generate(
     for i in range(0, labels.shape[0], chunk):
         y = labels[i:i + chunk]
         start = (x_T[i:i + chunk].to(device) if x_T is not None else
-                 torch.randn((y.shape[0], 1, 28, 28), generator=generator,
-                             device=generator.device if generator is not None else device).to(device))
+                 randn((y.shape[0], 1, 28, 28), generator, device))
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             if sampler == "ancestral":
                 out = ddpm.sample(model, start, y=y, generator=generator, return_steps=return_steps)
@@ -443,8 +443,7 @@ def forward_process(ddpm: DDPM, images: torch.Tensor, steps: Sequence[int],
     bad = [k for k in steps if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= ddpm.T]
     if bad or not len(steps):
         raise ValueError(f"steps must be integers in [0, {ddpm.T}] (T of this DDPM), got {list(steps)!r}")
-    noise = torch.randn(images.shape, generator=generator,
-                        device=generator.device if generator is not None else images.device).to(images)
+    noise = randn(images.shape, generator, images.device).to(images)
     return torch.stack([ddpm.q_sample(images, int(k), noise) for k in steps], dim=1)
 
 

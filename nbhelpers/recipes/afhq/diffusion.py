@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...ddpm import DDPM, LOSS_KINDS, SampleResult
+from ...runtime import randn
 from ...training import world
 from .data import AFHQImages
 
@@ -74,8 +75,7 @@ class Diffusion(nn.Module):
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """The seed's L1 loss ‖ε − ε_θ(x_t, t/T)‖₁ (mean over elements); ``loss_type`` may pick l2 or huber."""
         if noise is None:
-            gen_device = generator.device if generator is not None else x_0.device
-            noise = torch.randn(x_0.shape, generator=generator, device=gen_device, dtype=x_0.dtype).to(x_0.device)
+            noise = randn(x_0.shape, generator, x_0.device, x_0.dtype)
         if isinstance(t, torch.Tensor) and t.is_cuda and not t.is_floating_point():
             # Without the range check of the steps, which reads them back to the host and would stall
             # the GPU queue on every training step (the steps come from DDPM.sample_steps, in range).
@@ -118,7 +118,7 @@ class Diffusion(nn.Module):
         """``batch_size`` images ``(B, C, S, S)`` in [−1, 1] by Alg. 2."""
         shape = (batch_size, self.channels, self.image_size, self.image_size)
         dev = next(self.model.parameters()).device
-        x = torch.randn(shape, generator=generator, device=generator.device if generator is not None else dev).to(dev)
+        x = randn(shape, generator, dev)
         if dev.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         return self.p_sample_loop(x, generator=generator).x
@@ -165,7 +165,7 @@ def make_batch_fn(data: AFHQImages, diffusion: Diffusion, batch_size: int) -> Ca
     def batch_fn(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x0 = data.batch(batch_size, generator)
         t = ddpm.sample_steps(batch_size, generator, device=x0.device)
-        noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0.device)
+        noise = randn(x0.shape, generator, x0.device)
         if noise.is_cuda:
             noise = noise.contiguous(memory_format=torch.channels_last)
         return x0[part], t[part], noise[part]

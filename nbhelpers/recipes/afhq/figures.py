@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ...runtime import atomic_write_bytes, save_figure
+from ...runtime import atomic_write_bytes, randn, save_figure
 from .data import AFHQImages
 from .diffusion import Diffusion, autocast
 
@@ -33,8 +33,7 @@ def process_steps(T: int, fractions: Sequence[float] = PROCESS_FRACTIONS) -> lis
 def forward_process(diffusion: Diffusion, x0: torch.Tensor, steps: Sequence[int],
                     generator: torch.Generator | None = None) -> torch.Tensor:
     """x_k = √ᾱ_k x_0 + √(1 − ᾱ_k) ε for each k in ``steps`` with one shared ε: ``(len(steps), B, C, H, W)``."""
-    noise = torch.randn(x0.shape, generator=generator, device=generator.device if generator is not None else x0.device)
-    noise = noise.to(x0.device, x0.dtype)
+    noise = randn(x0.shape, generator, x0.device).to(x0.dtype)
     return torch.stack([diffusion.q_sample(x0, int(k), noise) for k in steps])
 
 
