@@ -161,6 +161,46 @@ def test_forward_and_backward_process_frames():
     assert torch.equal(bwd[0], fwd[-1]) and torch.equal(bwd[-1], ref.x)
 
 
+class _NoiseOracle(torch.nn.Module):
+    """Answers the one noise shared by every frame of forward_process, whatever x_t and t."""
+
+    def __init__(self, noise):
+        super().__init__()
+        self.noise = noise
+
+    def forward(self, x, t):
+        return self.noise
+
+
+def test_x0_predictions_with_the_true_noise_give_back_the_clean_images():
+    x0 = torch.rand(3, 3, 8, 8, dtype=torch.float64) * 1.8 - 0.9  # inside [−1, 1]: the clamp does nothing
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)).double()  # forward_process's draw
+    d = Diffusion(_NoiseOracle(noise), 8, 3, T)
+    steps = process_steps(T)
+    fwd = afhq.forward_process(d, x0, steps, torch.Generator().manual_seed(0))
+    got = afhq.x0_predictions(d, fwd, steps)
+    assert got.shape == fwd.shape and torch.equal(got[0], x0)  # k = 0 is returned as it is
+    torch.testing.assert_close(got, x0.expand_as(got), atol=1e-9, rtol=0)
+    # a predict_x0 that forgets the clamp is the caller's choice: out-of-range images come back unclamped
+    wide = x0 * 3
+    fwd = afhq.forward_process(d, wide, steps, torch.Generator().manual_seed(0))
+    assert afhq.x0_predictions(d, fwd, steps)[1:].abs().max() <= 1.0  # the library clamps
+    raw = afhq.x0_predictions(d, fwd, steps, lambda d_, x, k, e: d_.ddpm.predict_x0(x, k, e))
+    torch.testing.assert_close(raw[1:], wide.expand_as(raw[1:]), atol=1e-9, rtol=0)
+    with pytest.raises(ValueError, match="one step per frame: got 4 steps for 5 frames"):
+        afhq.x0_predictions(d, fwd, steps[:4])
+
+
+def test_as_loss_fn_trains_on_the_given_p_losses():
+    d = _tiny_net()
+    x0 = torch.rand(4, 3, 8, 8) * 2 - 1
+    t, noise = torch.tensor([1, 2, 3, T]), torch.randn(4, 3, 8, 8)
+    lib = afhq.as_loss_fn(lambda diff, x, k, e: diff.p_losses(x, k, e))
+    assert torch.equal(lib(d, (x0, t, noise), None), afhq.diffusion_loss(d, (x0, t, noise), None))
+    seen = afhq.as_loss_fn(lambda *args: args)(d, (x0, t, noise), None)
+    assert seen[0] is d and seen[1] is x0 and seen[2] is t and seen[3] is noise
+
+
 def test_process_steps_at_seed_fractions():
     assert process_steps(50) == [0, 12, 25, 37, 49]
     assert process_steps(100) == [0, 25, 50, 75, 99]

@@ -29,18 +29,19 @@ from .data import (AFHQ_CLASSES, AFHQ_URLS, AFHQ_SHA256, IMAGE_EXTENSIONS, AFHQN
                    default_data_path, check_class, afhq_folder, download_afhq, load_folder, AFHQImages,
                    count_images, load_afhq)
 from .diffusion import (LOSS_TYPES, Diffusion, afhq_unet_config, make_diffusion, make_batch_fn,
-                        diffusion_loss, autocast, sample_images)
-from .figures import (PROCESS_FRACTIONS, process_steps, forward_process, backward_process, plot_process,
+                        diffusion_loss, as_loss_fn, autocast, sample_images)
+from .figures import (PROCESS_FRACTIONS, process_steps, forward_process, backward_process, library_predict_x0,
+                      x0_predictions, plot_process,
                       save_image_grid, visualize, write_loss_log, write_fid_log)
 from .trainer import (AFHQConfig, train_key, train_config, adopt_checkpoint, AFHQResult, SampleAndScore,
                       train_afhq, check_save_folder)
 from .cli import (TABLE1_FLAGS, build_parser, table1, parse_args, main)
 
-__all__ = ["AFHQ_CLASSES", "AFHQ_URLS", "AFHQ_SHA256", "IMAGE_EXTENSIONS", "AFHQNotFoundError",
-           "default_data_path", "check_class", "afhq_folder", "download_afhq", "load_folder", "AFHQImages",
-           "count_images", "load_afhq", "LOSS_TYPES", "Diffusion", "afhq_unet_config", "make_diffusion",
-           "make_batch_fn", "diffusion_loss", "autocast", "sample_images", "PROCESS_FRACTIONS", "process_steps",
-           "forward_process", "backward_process", "plot_process", "save_image_grid", "visualize", "write_loss_log",
-           "write_fid_log", "AFHQConfig", "train_key", "train_config", "adopt_checkpoint", "AFHQResult",
-           "SampleAndScore", "train_afhq", "check_save_folder", "TABLE1_FLAGS", "build_parser", "table1",
+__all__ = ["AFHQ_CLASSES", "AFHQ_URLS", "AFHQ_SHA256", "IMAGE_EXTENSIONS", "AFHQNotFoundError", "default_data_path",
+           "check_class", "afhq_folder", "download_afhq", "load_folder", "AFHQImages", "count_images", "load_afhq",
+           "LOSS_TYPES", "Diffusion", "afhq_unet_config", "make_diffusion", "make_batch_fn", "diffusion_loss",
+           "as_loss_fn", "autocast", "sample_images", "PROCESS_FRACTIONS", "process_steps", "forward_process",
+           "backward_process", "library_predict_x0", "x0_predictions", "plot_process", "save_image_grid", "visualize",
+           "write_loss_log", "write_fid_log", "AFHQConfig", "train_key", "train_config", "adopt_checkpoint",
+           "AFHQResult", "SampleAndScore", "train_afhq", "check_save_folder", "TABLE1_FLAGS", "build_parser", "table1",
            "parse_args", "main"]

@@ -5,7 +5,7 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +14,8 @@ from ...runtime import atomic_write_bytes, save_figure
 from .data import AFHQImages
 from .diffusion import Diffusion, autocast
 
-__all__ = ["PROCESS_FRACTIONS", "process_steps", "forward_process", "backward_process", "plot_process",
+__all__ = ["PROCESS_FRACTIONS", "process_steps", "forward_process", "backward_process", "library_predict_x0",
+           "x0_predictions", "plot_process",
            "save_image_grid", "visualize", "write_loss_log", "write_fid_log"]
 
 
@@ -45,6 +46,32 @@ def backward_process(diffusion: Diffusion, x_k: torch.Tensor, start_step: int, s
     (each ≤ ``start_step``) in the order given: ``(len(steps), B, C, H, W)``."""
     res = diffusion.p_sample_loop(x_k, generator=generator, start_step=start_step, return_steps=sorted(set(steps)))
     return torch.stack([res.trajectory[int(k)] for k in steps])
+
+
+def library_predict_x0(diffusion: Diffusion, x_k: torch.Tensor, k: int | torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """x̂_0 = clamp((x_k − √(1 − ᾱ_k) ε)/√ᾱ_k, −1, 1): eq. 19 with the clamp of Alg. 2 (``DDPM.predict_x0``)."""
+    return diffusion.ddpm.predict_x0(x_k, k, eps).clamp(-1.0, 1.0)
+
+
+@torch.no_grad()
+def x0_predictions(diffusion: Diffusion, frames: torch.Tensor, steps: Sequence[int],
+                   predict_x0: Callable = library_predict_x0) -> torch.Tensor:
+    """The network's guess of the clean image from each frame: ``predict_x0(diffusion, x_k, k, ε_θ(x_k, k/T))``
+    for the frame x_k at step k (k ≥ 1); a frame at k = 0 is the clean image and is returned as it is.
+
+    Shapes: ``frames`` ``(F, B, C, H, W)`` (as from :func:`forward_process`) → the same shape.
+    """
+    if len(steps) != frames.shape[0]:
+        raise ValueError(f"one step per frame: got {len(steps)} steps for {frames.shape[0]} frames")
+    out = []
+    for x_k, k in zip(frames, steps):
+        k = int(k)
+        if k == 0:
+            out.append(x_k)
+            continue
+        eps = diffusion.model(x_k, diffusion.ddpm.time(k, x_k))
+        out.append(predict_x0(diffusion, x_k, k, eps.to(x_k.dtype)))
+    return torch.stack(out)
 
 
 def _to_display(x: torch.Tensor) -> np.ndarray:
