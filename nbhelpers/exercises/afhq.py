@@ -69,7 +69,8 @@ def _p_losses_cases() -> list[Case]:
              "x_t = diffusion.q_sample(x_0, t, noise); ε̂ = diffusion.model(x_t, t / diffusion.num_timesteps) — the "
              "network reads the float time t/T, not the integer step; return the mean of |ε − ε̂|"),
         Case("a network that returns the true noise of x_t has loss 0 (float64)",
-             lambda f: f(_diffusion(_Oracle(x64, T_CHECK)), x64, t, n64), lambda: torch.tensor(0.0, dtype=torch.float64),
+             lambda f: f(_diffusion(_Oracle(x64, T_CHECK)), x64, t, n64),
+             lambda: torch.tensor(0.0, dtype=torch.float64),
              "call the network on the noised x_t = q_sample(x_0, t, noise) (not on x_0), at the time t/T of "
              "the same step t", atol=1e-8),
         Case("a network that always answers ε̂ = 0 costs the mean |ε| of the noise (L1, not squared)",
