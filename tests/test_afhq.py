@@ -161,6 +161,46 @@ def test_forward_and_backward_process_frames():
     assert torch.equal(bwd[0], fwd[-1]) and torch.equal(bwd[-1], ref.x)
 
 
+class _NoiseOracle(torch.nn.Module):
+    """Answers the one noise shared by every frame of forward_process, whatever x_t and t."""
+
+    def __init__(self, noise):
+        super().__init__()
+        self.noise = noise
+
+    def forward(self, x, t):
+        return self.noise
+
+
+def test_x0_predictions_with_the_true_noise_give_back_the_clean_images():
+    x0 = torch.rand(3, 3, 8, 8, dtype=torch.float64) * 1.8 - 0.9  # inside [−1, 1]: the clamp does nothing
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)).double()  # forward_process's draw
+    d = Diffusion(_NoiseOracle(noise), 8, 3, T)
+    steps = process_steps(T)
+    fwd = afhq.forward_process(d, x0, steps, torch.Generator().manual_seed(0))
+    got = afhq.x0_predictions(d, fwd, steps)
+    assert got.shape == fwd.shape and torch.equal(got[0], x0)  # k = 0 is returned as it is
+    torch.testing.assert_close(got, x0.expand_as(got), atol=1e-9, rtol=0)
+    # a predict_x0 that forgets the clamp is the caller's choice: out-of-range images come back unclamped
+    wide = x0 * 3
+    fwd = afhq.forward_process(d, wide, steps, torch.Generator().manual_seed(0))
+    assert afhq.x0_predictions(d, fwd, steps)[1:].abs().max() <= 1.0  # the library clamps
+    raw = afhq.x0_predictions(d, fwd, steps, lambda d_, x, k, e: d_.ddpm.predict_x0(x, k, e))
+    torch.testing.assert_close(raw[1:], wide.expand_as(raw[1:]), atol=1e-9, rtol=0)
+    with pytest.raises(ValueError, match="one step per frame: got 4 steps for 5 frames"):
+        afhq.x0_predictions(d, fwd, steps[:4])
+
+
+def test_as_loss_fn_trains_on_the_given_p_losses():
+    d = _tiny_net()
+    x0 = torch.rand(4, 3, 8, 8) * 2 - 1
+    t, noise = torch.tensor([1, 2, 3, T]), torch.randn(4, 3, 8, 8)
+    lib = afhq.as_loss_fn(lambda diff, x, k, e: diff.p_losses(x, k, e))
+    assert torch.equal(lib(d, (x0, t, noise), None), afhq.diffusion_loss(d, (x0, t, noise), None))
+    seen = afhq.as_loss_fn(lambda *args: args)(d, (x0, t, noise), None)
+    assert seen[0] is d and seen[1] is x0 and seen[2] is t and seen[3] is noise
+
+
 def test_process_steps_at_seed_fractions():
     assert process_steps(50) == [0, 12, 25, 37, 49]
     assert process_steps(100) == [0, 25, 50, 75, 99]
@@ -462,3 +502,228 @@ def test_a_stale_save_folder_lock_is_taken_over_and_removed(tmp_path):
         afhq.train_afhq(cfg, log=lambda msg: None)
     lock = save / "model.pt.lock"
     assert not lock.exists() or json.loads(lock.read_text())["pid"] == os.getpid()  # ours until this process exits
+
+
+# =========================================================================== notebook 08: figures, settings, runs
+class _FakeRun:
+    """What notebook_settings reads of a NotebookRun: the profile, pick and train_steps."""
+
+    def __init__(self, profile):
+        self.profile = profile
+
+    def pick(self, smoke, cpu, gpu):
+        return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[self.profile]
+
+    def train_steps(self, steps, epochs, *, default, n_examples, batch_size):
+        return default if steps is None else steps
+
+
+class _StubFID:
+    """An FID without Inception weights (``available=False``) or a constant one."""
+
+    def __init__(self, value=None):
+        self.available, self.value, self.reason = value is not None, value, "no weights here"
+
+    def __call__(self, images):
+        return self.value
+
+    def describe(self, n):
+        return f"FID of {n} samples"
+
+
+@pytest.fixture()
+def tiny_cats(afhq_root):
+    return load_afhq(afhq_root / "train", "cat", image_size=8, cache=False)
+
+
+def _lines(ax):
+    return [(line.get_xdata(), line.get_ydata()) for line in ax.get_lines()]
+
+
+def test_process_labels_name_fraction_and_step():
+    assert afhq.process_labels(process_steps(50)) == ["0 % (t=0)", "25 % (t=12)", "50 % (t=25)", "75 % (t=37)",
+                                                       "99 % (t=49)"]
+    with pytest.raises(ValueError, match="one step per fraction: got 2 steps for 5 fractions"):
+        afhq.process_labels([0, 1])
+
+
+def test_schedule_figure_plots_alpha_bar_from_one_and_the_clipped_betas():
+    import matplotlib.pyplot as plt
+
+    d = Diffusion(torch.nn.Identity(), 8, 3, 50)
+    fig = afhq.schedule_figure(d)
+    (k, abar), = _lines(fig.axes[0])
+    (k1, beta), = _lines(fig.axes[1])
+    np.testing.assert_array_equal(k, np.arange(51))
+    assert abar[0] == 1.0 and np.allclose(abar[1:], d.alphas_cumprod.numpy())
+    assert np.allclose(beta, d.betas.numpy()) and beta[-1] == pytest.approx(0.999)  # the clip at α_T = 0.001
+    plt.close(fig)
+
+
+def test_batch_figure_shows_the_seeded_batch(tiny_cats):
+    import matplotlib.pyplot as plt
+
+    a, b = afhq.batch_figure(tiny_cats, seed=3, n=4), afhq.batch_figure(tiny_cats, seed=3, n=4)
+    arr = [f.axes[0].get_images()[0].get_array() for f in (a, b)]
+    np.testing.assert_array_equal(arr[0], arr[1])  # same seed, same flips
+    assert a.axes[0].get_title() == "a training batch (random flips)"
+    x = tiny_cats.batch(4, torch.Generator().manual_seed(3))  # the draw it shows: one row of four 8×8 tiles
+    assert arr[0].shape == (10, 40, 3)
+    np.testing.assert_allclose(arr[0][1:9, 1:9], ((x[0] + 1) / 2).permute(1, 2, 0).numpy(), atol=1e-6)
+    plt.close("all")
+
+
+def test_loss_figure_and_long_loss_figure_show_the_numbers_given():
+    import matplotlib.pyplot as plt
+
+    losses, per_step = list(np.linspace(1.0, 0.5, 30)), [0.9, 0.5, 0.2, 0.1, 0.05]
+    fig = afhq.loss_figure(losses, per_step, batch_size=8, smooth=5)
+    assert "30 steps (batch 8, T = 5)" in fig.axes[0].get_title()
+    (x, y), = _lines(fig.axes[1])
+    np.testing.assert_array_equal(x, [1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(y, per_step)
+    fig = afhq.long_loss_figure(losses, first_steps=12, smooth=5)
+    marks = [l for l in fig.axes[0].get_lines() if l.get_linestyle() == "--"]
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [12, 12]
+    plt.close("all")
+
+
+def test_fid_figure_and_fid_curve_skip_missing_values():
+    import matplotlib.pyplot as plt
+
+    history = {30: 3.0, 10: 5.0, 20: None}
+    fig = afhq.fid_figure(history, "t")
+    (x, y), = _lines(fig.axes[0])
+    assert list(x) == [10, 30] and list(y) == [5.0, 3.0]
+    assert afhq.fid_figure({10: None}, "t") is None
+    curve = afhq.fid_curve(history, _StubFID(1.0), 8)
+    assert curve.metrics == {"fid_available": True, "fid_history": {"10": 5.0, "20": None, "30": 3.0}, "fid_final": 3.0}
+    assert curve.figure is not None and "FID of 8 samples" in curve.figure.axes[0].get_title()
+    curve = afhq.fid_curve(history, _StubFID(), 8)  # no weights now: no curve even from a cached history
+    assert curve.figure is None and "fid_final" not in curve.metrics and "[10, 20, 30]" in curve.missing
+    plt.close("all")
+
+
+def test_copy_figures_and_summary_follow_the_copy_check():
+    import matplotlib.pyplot as plt
+    from nbhelpers.metrics.nearest import copy_check
+
+    g = torch.Generator().manual_seed(0)
+    train = torch.rand(40, 3, 8, 8, generator=g) * 2 - 1
+    samples = torch.cat([train[:3], torch.rand(5, 3, 8, 8, generator=g) * 2 - 1])  # three exact copies
+    chk = copy_check(samples, train, n_train=20, generator=torch.Generator().manual_seed(1))
+    fig = afhq.copy_distance_figure(chk, "samples")
+    assert [len(ax.containers) for ax in fig.axes] == [2, 2]  # training images and samples, on each panel
+    assert [l.get_xdata()[0] for l in fig.axes[1].get_lines()] == [chk.threshold]
+    assert "8 samples" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()][1]
+    fig = afhq.copy_pairs_figure(chk, samples, train)
+    assert fig is not None
+    line = afhq.copy_summary(chk)
+    assert f"{chk.sample.distance.median():.3f} for samples" in line and f"near copies {chk.near_copies:.1%}" in line
+    assert chk.sample.distance[:3].max() == 0  # the copies sit at distance 0
+    plt.close("all")
+
+
+def test_notebook_settings_per_profile():
+    s = afhq.notebook_settings(_FakeRun("smoke"))
+    assert (s.image_size, s.batch_size, s.time_steps, s.unet_dim, s.steps_1k, s.steps_long) == (16, 16, 10, 8, 20, 40)
+    g = afhq.notebook_settings(_FakeRun("gpu"), steps=7)
+    assert (g.image_size, g.time_steps, g.unet_dim, g.steps_1k, g.steps_long, g.n_nearest) == (32, 50, 16, 7, 10_000,
+                                                                                               g.fid_samples)
+    cfg = g.config(seed=3)
+    assert (cfg.image_size, cfg.batch_size, cfg.time_steps, cfg.unet_dim, cfg.learning_rate, cfg.train_steps,
+            cfg.save_and_sample_every, cfg.seed) == (32, 32, 50, 16, 1e-3, 7, 100, 3)
+    with pytest.raises(ValueError, match="retrain"):
+        afhq.notebook_settings(_FakeRun("cpu"), retrain="yes")
+
+
+def test_posterior_regression_recovers_eq_18():
+    d = Diffusion(torch.nn.Identity(), 8, 3, 50)
+    n = 200_000
+    mc = afhq.posterior_regression(d, 25, x0=0.6, n=n, generator=torch.Generator().manual_seed(0))
+    assert mc.coef_xt == pytest.approx(float(d.posterior_mean_coef2[24]))
+    assert mc.variance == pytest.approx(float(d.posterior_variance[24]))
+    # x_t has variance ≈ 1 − ᾱ_t (plus ᾱ_t·0): the slope's standard error is √(σ̃²/(n·Var x_t))
+    var_xt = float(1 - d.alphas_cumprod[24])
+    assert abs(mc.slope - mc.coef_xt) < 4 * math.sqrt(mc.variance / (n * var_xt))
+    assert mc.residual_variance == pytest.approx(mc.variance, rel=4 * math.sqrt(2 / n))
+    assert f"t = 25: slope {mc.slope:.4f} vs {mc.coef_xt:.4f}" in str(mc)
+    with pytest.raises(ValueError, match=r"step must lie in 1..50, got 0"):
+        afhq.posterior_regression(d, 0)
+
+
+def test_loss_per_step_of_a_zero_network_is_the_mean_absolute_noise_at_every_step(tiny_cats):
+    class Zero(torch.nn.Module):
+        def forward(self, x, t):
+            return torch.zeros_like(x)
+
+    d = Diffusion(Zero(), 8, 3, T)
+    got = afhq.loss_per_step(d, tiny_cats, torch.Generator().manual_seed(0), n=6)
+    g = torch.Generator().manual_seed(0)
+    x = tiny_cats.batch(6, g)
+    noise = torch.randn(x.shape, generator=g)
+    assert len(got) == T and all(v == pytest.approx(noise.abs().mean().item()) for v in got)
+    seen = []
+    afhq.loss_per_step(d, tiny_cats, torch.Generator().manual_seed(0),
+                       p_losses=lambda dd, x0, t, e: seen.append(int(t[0])) or torch.tensor(0.0), n=6)
+    assert seen == list(range(1, T + 1))
+
+
+def test_report_lines_and_metrics_of_a_run():
+    from nbhelpers.training import TrainResult
+
+    losses = [1.0] * 100 + [0.5] * 100
+    res = TrainResult(torch.nn.Identity(), None, losses, 200, 40.0)
+    assert afhq.training_line(res) == ("200 steps in 40 s (5.00 steps/s); mean loss, first 100 steps 1.0000, "
+                                       "last 100 steps 0.5000")
+    assert afhq.training_metrics(res) == {"train_steps_1k": 200, "train_seconds_1k": 40.0, "loss_first100": 1.0,
+                                          "loss_last100": 0.5}
+    assert afhq.continued_line(TrainResult(torch.nn.Identity(), None, losses, 200, 9.0, resumed_from=150)) == \
+        "model at 200 steps (50 steps trained here in 9 s)"
+    assert afhq.continued_line(TrainResult(torch.nn.Identity(), None, losses, 200, 9.0, loaded_from_cache=True)) == \
+        "model at 200 steps (cached)"
+
+
+def test_a_continued_run_follows_an_uninterrupted_one(tiny_cats, tmp_path, monkeypatch):
+    monkeypatch.setenv("NBHELPERS_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    cfg = AFHQConfig(image_size=8, batch_size=4, time_steps=T, unet_dim=4, train_steps=2, save_and_sample_every=1,
+                     seed=0, progress=False)
+    loss_fn = afhq.as_loss_fn(lambda d, x, t, e: d.p_losses(x, t, e))
+    first = afhq.train_with_fid(_tiny_net(), tiny_cats, cfg, loss_fn, _StubFID(2.5), fid_samples=2, profile="cpu")
+    assert first.result.steps == 2 and first.fid_history == {1: 2.5, 2: 2.5} and first.checkpoint.exists()
+    longer = afhq.continue_training(first, _tiny_net(), tiny_cats, loss_fn, 4, 2, profile="cpu")
+    assert longer.steps == 4 and longer.resumed_from == 2
+    monkeypatch.setenv("NBHELPERS_CHECKPOINT_DIR", str(tmp_path / "whole"))
+    whole = afhq.train_with_fid(_tiny_net(), tiny_cats, AFHQConfig(**{**cfg.__dict__, "train_steps": 4}), loss_fn,
+                                _StubFID(), fid_samples=2, profile="cpu", desc="whole").result
+    np.testing.assert_allclose(longer.losses, whole.losses, rtol=1e-5)  # resuming changes nothing
+
+
+def test_score_offline_samples_scores_and_checks(tiny_cats):
+    d = _tiny_net()
+    scores = afhq.score_offline(d, tiny_cats.images, _StubFID(), n=3, n_train=5, seed=0, steps=7)
+    assert scores.samples.shape == (3, 3, 8, 8) and scores.fid is None
+    m = scores.metrics
+    assert m["fid_long"] is None and m["fid_long_samples"] == 3 and m["copies/n_samples"] == 3
+    assert str(scores).startswith("FID after 7 steps: not measured (no weights here)\nnearest training image:")
+    scored = afhq.score_offline(d, tiny_cats.images, _StubFID(12.5), n=3, n_train=5, seed=0, steps=7)
+    assert scored.fid == 12.5 and str(scored).startswith("FID after 7 steps: 12.5, FID of 3 samples")
+    torch.testing.assert_close(scored.samples, scores.samples)  # same seed, same draws
+
+
+def test_table1_markdown_renders_the_thirteen_flags():
+    text = afhq.table1_markdown()
+    assert isinstance(text, str) and text._repr_markdown_() == text
+    rows = text.splitlines()
+    assert rows[0] == "| flag | also accepted | default | meaning |" and len(rows) == 2 + 13
+    assert rows[2].startswith("| `--image-size` | `--image_size` | 32 |")
+
+
+def test_cli_example_runs_the_command_line_on_copies_of_the_images(afhq_root, tmp_path):
+    ex = afhq.cli_example(afhq_root / "train" / "cat", tmp_path / "work", n_images=8)
+    assert ex.returncode == 0, ex.output
+    assert len(list((tmp_path / "work" / "afhq" / "train" / "cat").iterdir())) == 8
+    assert "model.pt" in ex.files and "config.json" in ex.files
+    text = str(ex)
+    assert text.startswith("$ python -m nbhelpers.afhq --data-path ") and text.endswith(
+        f"exit status 0 · files written: {', '.join(ex.files)}")

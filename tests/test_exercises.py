@@ -164,6 +164,16 @@ def _wrong(name):
                 x = x + h * field(x, torch.full((x.shape[0],), (i + 1) * h, dtype=x.dtype))  # t at the step's end
             return x
         return f, "dx/dt = t from x = 1"
+    if name == "p_losses":
+        def f(diffusion, x_0, t, noise):
+            x_t = diffusion.q_sample(x_0, t, noise)
+            return (noise - diffusion.model(x_t, t / diffusion.num_timesteps)).square().mean()  # L2, not the L1
+        return f, "a network that always answers"
+    if name == "predict_x0":
+        def f(diffusion, x_t, t, eps):
+            abar = diffusion.alphas_cumprod.to(x_t)[t - 1].reshape(-1, *[1] * (x_t.ndim - 1))
+            return (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()  # the clamp forgotten
+        return f, "clamping at the boundary"
     raise AssertionError(f"no wrong implementation for {name}")
 
 

@@ -19,9 +19,11 @@ training device; a batch is an index draw plus a random horizontal flip, scaled 
 (same seed) and keeps its slice, so a run on N processes follows a 1-process run step for step.
 
 Modules, each importing only those before it: ``data`` (find, download, decode, cache, batch),
-``diffusion`` (the seed's ``Diffusion``, the ε-network, batches and sampling), ``figures`` (5.3 / 5.4
-and the logs), ``trainer`` (settings, resume, periodic samples and FID, DDP), ``cli`` (the parser and
-``main``). Every public name is re-exported here: ``nb.recipes.afhq.make_diffusion``.
+``diffusion`` (the seed's ``Diffusion``, the ε-network, batches and sampling), ``figures`` (5.3 / 5.4,
+notebook 08's other figures and the logs), ``trainer`` (settings, resume, periodic samples and FID,
+DDP), ``cli`` (the parser, ``main`` and a worked example), ``notebook`` (notebook 08's settings per
+profile, the Monte Carlo check of eq. 18, the scored and continued runs and the report lines). Every
+public name is re-exported here: ``nb.recipes.afhq.make_diffusion``.
 """
 from __future__ import annotations
 
@@ -29,18 +31,29 @@ from .data import (AFHQ_CLASSES, AFHQ_URLS, AFHQ_SHA256, IMAGE_EXTENSIONS, AFHQN
                    default_data_path, check_class, afhq_folder, download_afhq, load_folder, AFHQImages,
                    count_images, load_afhq)
 from .diffusion import (LOSS_TYPES, Diffusion, afhq_unet_config, make_diffusion, make_batch_fn,
-                        diffusion_loss, autocast, sample_images)
-from .figures import (PROCESS_FRACTIONS, process_steps, forward_process, backward_process, plot_process,
+                        diffusion_loss, as_loss_fn, autocast, sample_images)
+from .figures import (PROCESS_FRACTIONS, process_steps, forward_process, backward_process, library_predict_x0,
+                      x0_predictions, plot_process, process_labels, schedule_figure, batch_figure, loss_figure,
+                      fid_figure, long_loss_figure, copy_distance_figure, copy_pairs_figure, copy_summary,
                       save_image_grid, visualize, write_loss_log, write_fid_log)
 from .trainer import (AFHQConfig, train_key, train_config, adopt_checkpoint, AFHQResult, SampleAndScore,
                       train_afhq, check_save_folder)
-from .cli import (TABLE1_FLAGS, build_parser, table1, parse_args, main)
+from .cli import (TABLE1_FLAGS, build_parser, table1, MarkdownText, table1_markdown, CLIExample, cli_example,
+                  parse_args, main)
+from .notebook import (NotebookSettings, notebook_settings, PosteriorRegression, posterior_regression, loss_per_step,
+                       training_line, training_metrics, continue_training, continued_line, ScoredRun,
+                       train_with_fid, FIDCurve, fid_curve, OfflineScores, score_offline)
 
-__all__ = ["AFHQ_CLASSES", "AFHQ_URLS", "AFHQ_SHA256", "IMAGE_EXTENSIONS", "AFHQNotFoundError",
-           "default_data_path", "check_class", "afhq_folder", "download_afhq", "load_folder", "AFHQImages",
-           "count_images", "load_afhq", "LOSS_TYPES", "Diffusion", "afhq_unet_config", "make_diffusion",
-           "make_batch_fn", "diffusion_loss", "autocast", "sample_images", "PROCESS_FRACTIONS", "process_steps",
-           "forward_process", "backward_process", "plot_process", "save_image_grid", "visualize", "write_loss_log",
-           "write_fid_log", "AFHQConfig", "train_key", "train_config", "adopt_checkpoint", "AFHQResult",
-           "SampleAndScore", "train_afhq", "check_save_folder", "TABLE1_FLAGS", "build_parser", "table1",
-           "parse_args", "main"]
+__all__ = ["AFHQ_CLASSES", "AFHQ_URLS", "AFHQ_SHA256", "IMAGE_EXTENSIONS", "AFHQNotFoundError", "default_data_path",
+           "check_class", "afhq_folder", "download_afhq", "load_folder", "AFHQImages", "count_images", "load_afhq",
+           "LOSS_TYPES", "Diffusion", "afhq_unet_config", "make_diffusion", "make_batch_fn", "diffusion_loss",
+           "as_loss_fn", "autocast", "sample_images", "PROCESS_FRACTIONS", "process_steps", "forward_process",
+           "backward_process", "library_predict_x0", "x0_predictions", "plot_process", "save_image_grid", "visualize",
+           "write_loss_log", "write_fid_log", "AFHQConfig", "train_key", "train_config", "adopt_checkpoint",
+           "AFHQResult", "SampleAndScore", "train_afhq", "check_save_folder", "TABLE1_FLAGS", "build_parser", "table1",
+           "parse_args", "main", "process_labels", "schedule_figure", "batch_figure", "loss_figure", "fid_figure",
+           "long_loss_figure", "copy_distance_figure", "copy_pairs_figure", "copy_summary", "MarkdownText",
+           "table1_markdown", "CLIExample", "cli_example", "NotebookSettings", "notebook_settings",
+           "PosteriorRegression", "posterior_regression", "loss_per_step", "training_line", "training_metrics",
+           "continue_training", "continued_line", "ScoredRun", "train_with_fid", "FIDCurve", "fid_curve",
+           "OfflineScores", "score_offline"]

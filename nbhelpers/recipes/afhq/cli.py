@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -17,7 +21,8 @@ from ...runtime import get_device
 from .data import AFHQ_CLASSES
 from .trainer import AFHQConfig, train_afhq
 
-__all__ = ["TABLE1_FLAGS", "build_parser", "table1", "parse_args", "main"]
+__all__ = ["TABLE1_FLAGS", "build_parser", "table1", "MarkdownText", "table1_markdown", "CLIExample", "cli_example",
+           "parse_args", "main"]
 
 
 TABLE1_FLAGS: tuple[str, ...] = ("image_size", "batch_size", "data_class", "save_folder", "load_path", "data_path",
@@ -103,6 +108,58 @@ def table1(parser: argparse.ArgumentParser | None = None) -> list[dict[str, str]
         text = (a.help or "").replace("%(default)s", str(a.default)).split(" (default")[0]
         rows.append({"flag": dashed, "also": also, "default": default, "help": text})
     return rows
+
+
+class MarkdownText(str):
+    """A string that Jupyter renders as Markdown (``_repr_markdown_``); everywhere else a plain ``str``."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+def table1_markdown(parser: argparse.ArgumentParser | None = None) -> MarkdownText:
+    """:func:`table1` as a Markdown table (flag, other spellings, default, meaning), rendered as such when it
+    is the value of a notebook cell."""
+    lines = ["| flag | also accepted | default | meaning |", "|---|---|---|---|"]
+    lines += [f"| `{r['flag']}` | {r['also'] and '`' + r['also'] + '`'} | {r['default'] or '–'} | {r['help']} |"
+              for r in table1(parser)]
+    return MarkdownText("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class CLIExample:
+    """A finished run of the command line: its flags, exit status, printed output and the files it wrote.
+    ``str()`` is the transcript: the command, its output, the exit status and the files."""
+
+    argv: list[str]
+    returncode: int
+    output: str
+    files: list[str]
+
+    def __str__(self) -> str:
+        return (f"$ python -m nbhelpers.afhq {' '.join(self.argv)}\n\n{self.output}\n"
+                f"exit status {self.returncode} · files written: {', '.join(self.files)}")
+
+
+def cli_example(image_folder: str | Path, work: str | Path, n_images: int = 32, timeout: float = 600) -> CLIExample:
+    """A tiny run of ``python -m nbhelpers.afhq`` in a fresh process: the first ``n_images`` PNGs of
+    ``image_folder`` copied to ``<work>/afhq/train/cat``, 16×16, T = 10, two training steps on the CPU,
+    results in ``<work>/results`` (removed first, so the run trains afresh instead of resuming)."""
+    work = Path(work)
+    cats = work / "afhq" / "train" / "cat"
+    cats.mkdir(parents=True, exist_ok=True)
+    for f in sorted(p for p in Path(image_folder).iterdir() if p.suffix == ".png")[:n_images]:
+        if not (cats / f.name).exists():
+            shutil.copy2(f, cats / f.name)
+    shutil.rmtree(work / "results", ignore_errors=True)
+    argv = ["--data-path", str(work / "afhq" / "train"), "--save-folder", str(work / "results"), "--image-size", "16",
+            "--batch-size", "8", "--time-steps", "10", "--unet-dim", "8", "--train-steps", "2",
+            "--save-and-sample-every", "2", "--device", "cpu", "--no-progress"]
+    proc = subprocess.run([sys.executable, "-m", "nbhelpers.afhq", *argv], capture_output=True, text=True,
+                          timeout=timeout)
+    results = work / "results"
+    files = sorted(p.name for p in results.iterdir()) if results.is_dir() else []
+    return CLIExample(argv, proc.returncode, proc.stdout + proc.stderr, files)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AFHQConfig:

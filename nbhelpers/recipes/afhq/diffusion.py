@@ -22,7 +22,7 @@ from ...training import world
 from .data import AFHQImages
 
 __all__ = ["LOSS_TYPES", "Diffusion", "afhq_unet_config", "make_diffusion", "make_batch_fn", "diffusion_loss",
-           "autocast", "sample_images"]
+           "as_loss_fn", "autocast", "sample_images"]
 
 
 LOSS_TYPES: tuple[str, ...] = LOSS_KINDS  # the seed calls them loss types; one tuple for both
@@ -177,6 +177,17 @@ def diffusion_loss(model: nn.Module, batch: tuple, generator: torch.Generator) -
     """``loss_fn`` for :func:`nbhelpers.training.train`: ``model`` is the (DDP-wrapped) :class:`Diffusion`."""
     x0, t, noise = batch
     return model(x0, t, noise)
+
+
+def as_loss_fn(p_losses: Callable[[Diffusion, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+               ) -> Callable[[nn.Module, tuple, torch.Generator], torch.Tensor]:
+    """``loss_fn`` for :func:`nbhelpers.training.train` from a function ``p_losses(diffusion, x_0, t, noise)``
+    (notebook 08's exercise): the batch of :func:`make_batch_fn` is ``(x_0, t, ε)``. One process only: the
+    function is called on the :class:`Diffusion` itself, not through a DDP wrapper."""
+    def loss_fn(model: nn.Module, batch: tuple, generator: torch.Generator) -> torch.Tensor:
+        x0, t, noise = batch
+        return p_losses(model, x0, t, noise)
+    return loss_fn
 
 
 def autocast(device: torch.device):
