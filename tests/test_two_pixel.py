@@ -184,6 +184,9 @@ def test_loss_tail_is_the_mean_and_its_standard_error():
     tail = tp.loss_tail({"x": [9.0] * 10 + [1.0, 2.0, 3.0, 4.0]}, last=4)
     assert tail.mean == {"x": 2.5}
     assert tail.se["x"] == pytest.approx(math.sqrt(1.25) / 2)  # population std of 1..4 over √4
+    two = tp.loss_tail({"a": [1.0, 3.0], "b": [4.0, 6.0]})
+    assert two.separation("a", "b") == pytest.approx((5.0 - 2.0) / math.hypot(1 / math.sqrt(2), 1 / math.sqrt(2)))
+    assert math.isnan(tp.loss_tail({"a": [1.0], "b": [2.0]}).separation("a", "b"))  # no spread: no s.e.
 
 
 def test_noised_two_pixel_is_the_law_of_q_sample():

@@ -146,6 +146,10 @@ class LossTail(NamedTuple):
     mean: dict[str, float]
     se: dict[str, float]
 
+    def separation(self, a: str, b: str) -> float:
+        """How far ``b`` ends above ``a``, in standard errors of their difference (NaN when both are exact)."""
+        return (self.mean[b] - self.mean[a]) / (math.hypot(self.se[a], self.se[b]) or math.nan)
+
 
 def loss_tail(losses: dict[str, Sequence[float]], last: int = 200) -> LossTail:
     """:class:`LossTail` over the last ``last`` values of each history in ``losses`` (``{label: losses}``)."""
