@@ -304,6 +304,27 @@ def test_guidance_findings_closed_form():
     assert f["a0"] == 0.97 and f["a1"] == 0.995 and f["smin"] == 0.96 and f["smax"] == 1.02 and f["sse"] == 0.04
     assert f["dspread"] == pytest.approx(1.02 / 0.96 - 1)
     assert f["narrower"] == pytest.approx(0.04 / 0.05)  # (1.00 − 0.96) / hypot(0.03, 0.04)
+    gmm = nb.distributions.two_pixel()
+    x = gmm.sample(400, torch.Generator().manual_seed(0))
+    floor = nb.metrics.energy_noise_floor(gmm, 200, generator=torch.Generator().manual_seed(1), repeats=3,
+                                          n_pairs=20_000)
+    u = nb.metrics.score_against_truth(x, gmm, generator=torch.Generator().manual_seed(2), n=200, floor=floor)
+    fu = tp.guidance_findings(m, u)
+    assert (fu["u0"], fu["u1"], fu["ur"], fu["uwe"]) == (float(u.mode_weights[0]), float(u.mode_weights[1]),
+                                                         u.energy_ratio, u.max_weight_error)
+
+
+def test_q2_findings_name_the_worst_step_and_the_end_weights():
+    means = torch.tensor([[-1.0, 1.0], [1.0, -1.0]])
+    ends = torch.tensor([[-0.9, 1.0]] * 1 + [[1.1, -1.0]] * 3)
+
+    class S:
+        def __init__(self, r):
+            self.energy_ratio, self.energy_ratio_se = r, r / 10
+
+    f = tp.q2_findings(ends, {50: S(0.9), 30: S(1.7), 10: S(1.2)}, means)
+    assert (f["w0"], f["w1"], f["lobes"]) == (0.25, 0.75, 3.0)
+    assert (f["worst_k"], f["worst"], f["worst_se"]) == (30, 1.7, pytest.approx(0.17))
 
 
 def test_train_two_pixel_uses_the_given_label_dropout_and_reports_its_time(tmp_path, monkeypatch):

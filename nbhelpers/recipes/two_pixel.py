@@ -6,7 +6,7 @@ Studies, each scoring samples against the known mixture and recording what it me
 ``report(key, value)`` callable (the notebook's ``run.report``): :func:`score_steps` (Q2),
 :func:`q3_study` (Q3, T = 5 … 50 with learned and exact ε), :func:`ddim_study`,
 :func:`same_noise_two_labels` (Q4), :func:`guidance_sweep`; their findings for the written answers
-come from :func:`q3_findings`, :func:`ddim_findings` and :func:`guidance_findings`.
+come from :func:`q2_findings`, :func:`q3_findings`, :func:`ddim_findings` and :func:`guidance_findings`.
 Figures: the data (:func:`world_figure`), the cosine schedule for several T (:func:`schedules_figure`),
 loss curves, one denoising trajectory over the estimated densities of x_k (Q2), sample sets against
 the true density (Q3), trajectories over a density (Q4); :func:`two_pixel_guidance_explorer` slides
@@ -28,17 +28,19 @@ from matplotlib.figure import Figure
 from ..ddpm import DDPM, GMMEpsOracle
 from ..distributions import GaussianMixture
 from ..guidance import drop_labels
-from ..metrics.toy import NoiseFloor, SampleScore, energy_noise_floor, ratio_separation, score_against_truth
+from ..metrics.toy import (NoiseFloor, SampleScore, energy_noise_floor, mode_weights, ratio_separation,
+                           score_against_truth)
 from ..models.two_pixel import TwoPixelUNet
 from ..plotting import Limits, density_image, loss_curve, panel_grid, plot_density, sample_density, to_numpy
 from ..training import TrainConfig, TrainResult, checkpoint_path, train
 from ..widgets import show_explorer
 
 __all__ = ["TWO_PIXEL_STD", "world_figure", "schedules_figure", "TrainedDDPM", "train_two_pixel", "loss_curves_figure",
-           "LossTail", "loss_tail", "noised_two_pixel", "typical_run", "score_steps", "TruthScorer", "Q3Study",
-           "Q3_SAMPLERS", "q3_study", "q3_findings", "ddim_study", "ddim_findings", "SameNoise", "same_noise_two_labels",
-           "same_noise_figure", "guidance_sweep", "guidance_findings", "trajectory_density_panels", "samples_vs_truth_rows",
-           "paths_over_density", "draw_two_pixel_guidance", "two_pixel_guidance_explorer"]
+           "LossTail", "loss_tail", "noised_two_pixel", "typical_run", "score_steps", "q2_findings", "TruthScorer",
+           "Q3Study", "Q3_SAMPLERS", "q3_study", "q3_findings", "ddim_study", "ddim_findings", "SameNoise",
+           "same_noise_two_labels", "same_noise_figure", "guidance_sweep", "guidance_findings",
+           "trajectory_density_panels", "samples_vs_truth_rows", "paths_over_density", "draw_two_pixel_guidance",
+           "two_pixel_guidance_explorer"]
 
 Report = Callable[[str, Any], Any]
 TWO_PIXEL_STD = 0.1
@@ -398,17 +400,35 @@ def guidance_sweep(ddpm: DDPM, guided: Callable[[float], Callable[..., torch.Ten
     return sweep, metrics
 
 
-def guidance_findings(metrics: dict[float, dict[str, float]]) -> dict[str, float]:
+def guidance_findings(metrics: dict[float, dict[str, float]], unconditional: SampleScore | None = None
+                      ) -> dict[str, float]:
     """The numbers the guidance answer cites and checks: accuracy at w = 0 (``a0``) and the lowest from w = 1 on
     (``a1``); the spread's relative change over w (``dspread``), its range (``smin``, ``smax``) and largest s.e.
-    (``sse``); ``narrower``: the largest narrowing against w = 0, in standard errors."""
+    (``sse``); ``narrower``: the largest narrowing against w = 0, in standard errors. With the score of the same
+    network sampled unconditionally: its mode weights ``u0``, ``u1``, energy ratio ``ur`` ± ``us`` and largest
+    weight error ``uwe``."""
     acc = {w: m["accuracy"] for w, m in metrics.items()}
     spr = {w: m["spread"] for w, m in metrics.items()}
-    return {"a0": acc[0.0], "a1": min(a for w, a in acc.items() if w >= 1),
-            "dspread": max(spr.values()) / min(spr.values()) - 1, "smin": min(spr.values()), "smax": max(spr.values()),
-            "sse": max(m["spread_se"] for m in metrics.values()),
-            "narrower": max((spr[0.0] - spr[w]) / math.hypot(metrics[w]["spread_se"], metrics[0.0]["spread_se"])
-                            for w in metrics)}
+    f = {"a0": acc[0.0], "a1": min(a for w, a in acc.items() if w >= 1),
+         "dspread": max(spr.values()) / min(spr.values()) - 1, "smin": min(spr.values()), "smax": max(spr.values()),
+         "sse": max(m["spread_se"] for m in metrics.values()),
+         "narrower": max((spr[0.0] - spr[w]) / math.hypot(metrics[w]["spread_se"], metrics[0.0]["spread_se"])
+                         for w in metrics)}
+    if unconditional is not None:
+        u = unconditional
+        f |= {"u0": float(u.mode_weights[0]), "u1": float(u.mode_weights[1]), "ur": u.energy_ratio,
+              "us": u.energy_ratio_se, "uwe": u.max_weight_error}
+    return f
+
+
+def q2_findings(ends: torch.Tensor, scores: dict[int, SampleScore], means: torch.Tensor) -> dict[str, Any]:
+    """The numbers the Q2 answer cites and checks: the nearest-mode weights ``w0``, ``w1`` of the end points
+    ``ends (N, 2)`` and their ratio ``lobes`` (w1 / w0); the step ``worst_k`` whose samples score worst against
+    the exact density of x_k, that score ``worst`` ± ``worst_se``."""
+    w = mode_weights(ends, means)
+    worst_k = max(scores, key=lambda k: scores[k].energy_ratio)
+    return {"w0": float(w[0]), "w1": float(w[1]), "lobes": float(w[1] / w[0]), "worst_k": worst_k,
+            "worst": scores[worst_k].energy_ratio, "worst_se": scores[worst_k].energy_ratio_se}
 
 
 # --------------------------------------------------------------------------- figures (Q2, Q3)
