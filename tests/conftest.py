@@ -40,6 +40,7 @@ SLOW: frozenset[str] = frozenset({
     "tests/test_training.py::test_resume_matches_uninterrupted_run",
     "tests/test_two_pixel.py::test_short_training_lowers_the_loss",
     "tests/test_two_pixel.py::test_two_pixel_figures_draw",
+    "tests/test_two_pixel.py::test_q3_study_and_findings_with_the_exact_eps_as_the_learned_model",
     "tests/test_unet.py::test_28x28_goes_down_to_4x4_and_back",
     "tests/test_unet.py::test_channels_last_gives_the_same_result",
     "tests/test_unet.py::test_fourier_embedding_and_shared_mlp",

@@ -109,6 +109,33 @@ def test_a_sign_error_in_the_ou_drift_names_the_case_expected_got_and_hint(capsy
     assert "3 of 4 cases fail. The cells below use the library's nbhelpers.sde.OrnsteinUhlenbeck" in out
 
 
+def _posterior_with_a_sign_error(ddpm, x0, x_k, k):
+    def at(buf):
+        return buf[torch.as_tensor(k) - 1].reshape(-1, *[1] * (x_k.ndim - 1))
+
+    beta, abar, abar_prev = at(ddpm.betas), at(ddpm.alphas_cumprod), at(ddpm.alphas_cumprod_prev)
+    mean = (abar_prev.sqrt() * beta * x0 - (1 - beta).sqrt() * (1 - abar_prev) * x_k) / (1 - abar)  # − for +
+    return mean, (1 - abar_prev) / (1 - abar) * beta
+
+
+def test_a_sign_error_in_the_posterior_mean_names_the_case_expected_got_and_hint(capsys):
+    report = ex.check("q_posterior", _posterior_with_a_sign_error)
+    msg = str(report)
+    print(msg)  # shown with pytest -s
+    assert not report.passed and not report.not_implemented
+    assert msg.startswith("q_posterior: 2 of 5 cases pass\n")  # the variance is right, and at k = 1 x_k has no weight
+    assert "  ✗ case 1/5: the mean at random steps k (cosine, T = 50), against nbhelpers.ddpm.DDPM.q_posterior\n" in msg
+    assert "  ✓ case 2/5: the variance at the same steps" in msg and "  ✓ case 3/5: k = 1" in msg
+    assert "  ✗ case 4/5: a six-step schedule at k = 3" in msg
+    assert "  ✗ case 5/5: when x_k sits at its noise-free mean √ᾱ_k·x_0, the posterior mean is √ᾱ_{k−1}·x_0\n" in msg
+    assert "(max |got − expected| = " in msg.split("case 5/5")[1].split("hint")[0]
+    assert "      hint:     both terms of μ̃_k enter with a plus sign" in msg
+    fallback = ex.use("q_posterior", _posterior_with_a_sign_error)
+    assert fallback(nb.ddpm.DDPM.from_schedule("cosine", 5), torch.zeros(2, 2), torch.ones(2, 2), 2).variance.shape == (2, 1)
+    out = _flat(capsys.readouterr().out)
+    assert "3 of 5 cases fail. The cells below use the library's nbhelpers.ddpm.DDPM.q_posterior" in out
+
+
 def _wrong(name):
     """One typical slip per exercise (the MIT labs' drifting copies among them) and the case it must trip."""
     if name == "em_step":
@@ -164,6 +191,33 @@ def _wrong(name):
                 x = x + h * field(x, torch.full((x.shape[0],), (i + 1) * h, dtype=x.dtype))  # t at the step's end
             return x
         return f, "dx/dt = t from x = 1"
+    if name == "q_sample":
+        def f(ddpm, x0, k, eps):
+            abar = ddpm.alphas_cumprod[torch.as_tensor(k) - 1].reshape(-1, *[1] * (x0.ndim - 1))
+            return abar.sqrt() * x0 + (1 - abar) * eps  # the variance instead of the standard deviation
+        return f, "moments:"
+    if name == "q_posterior":
+        return _posterior_with_a_sign_error, "when x_k sits at its noise-free mean"
+    if name == "p_step":
+        def f(ddpm, model, x_k, k, generator):
+            eps = model(x_k, torch.full((x_k.shape[0],), k / ddpm.T))
+            abar = float(ddpm.alphas_cumprod[k - 1])
+            x0_hat = ((x_k - math.sqrt(1 - abar) * eps) / math.sqrt(abar)).clamp(-1, 1)
+            mean = ddpm.q_posterior(x0_hat, x_k, k).mean
+            z = torch.randn(x_k.shape, generator=generator)  # drawn and added at k = 1 too
+            return mean + math.sqrt(float(ddpm.betas[k - 1])) * z
+        return f, "k = 1 with the true ε"
+    if name == "guided_eps":
+        def f(model, x, t, y, w, num_classes):
+            B = x.shape[0]
+            out = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, num_classes)]))
+            return out[B:] + w * (out[:B] - out[B:])  # the other convention: s = w, so w = 0 is unconditional
+        return f, "w = 0 is plain conditional sampling"
+    if name == "drop_labels":
+        def f(y, p_uncond, num_classes, generator=None):
+            y[torch.rand(y.shape, generator=generator) < p_uncond] = num_classes  # overwrites the caller's labels
+            return y
+        return f, "the labels passed in are left unchanged"
     if name == "p_losses":
         def f(diffusion, x_0, t, noise):
             x_t = diffusion.q_sample(x_0, t, noise)

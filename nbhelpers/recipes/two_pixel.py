@@ -1,14 +1,23 @@
-"""Notebook 06 (two-pixel DDPM and classifier-free guidance, seed 001): its figures and its guidance explorer.
+"""Notebook 06 (two-pixel DDPM and classifier-free guidance, seed 001): its training, studies, figures and explorer.
 
 The "images" are two pixels, x = (left pixel, right pixel), so every density can be drawn.
-Figures: one denoising trajectory over the estimated densities of x_k (Q2), sample sets against
-the true density (Q3), trajectories over a density; :func:`two_pixel_guidance_explorer` slides
+Training: :func:`train_two_pixel` (one ε-network per T, label dropout for the conditional one).
+Studies, each scoring samples against the known mixture and recording what it measures through a
+``report(key, value)`` callable (the notebook's ``run.report``): :func:`score_steps` (Q2),
+:func:`q3_study` (Q3, T = 5 … 50 with learned and exact ε), :func:`ddim_study`,
+:func:`same_noise_two_labels` (Q4), :func:`guidance_sweep`; their findings for the written answers
+come from :func:`q2_findings`, :func:`q3_findings`, :func:`ddim_findings` and :func:`guidance_findings`.
+Figures: the data (:func:`world_figure`), the cosine schedule for several T (:func:`schedules_figure`),
+loss curves, one denoising trajectory over the estimated densities of x_k (Q2), sample sets against
+the true density (Q3), trajectories over a density (Q4); :func:`two_pixel_guidance_explorer` slides
 the guidance weight w. The network is :class:`nbhelpers.models.two_pixel.TwoPixelUNet`, the
-sampler :class:`nbhelpers.ddpm.DDPM` (k = 0 data, k = T noise).
+sampler :class:`nbhelpers.ddpm.DDPM` (k = 0 data, k = T noise, the network sees t = k / T).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,11 +25,410 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ..plotting import Limits, density_image, panel_grid, sample_density, to_numpy
+from ..ddpm import DDPM, GMMEpsOracle
+from ..distributions import GaussianMixture
+from ..guidance import drop_labels
+from ..metrics.toy import (NoiseFloor, SampleScore, energy_noise_floor, mode_weights, ratio_separation,
+                           score_against_truth)
+from ..models.two_pixel import TwoPixelUNet
+from ..plotting import Limits, density_image, loss_curve, panel_grid, plot_density, sample_density, to_numpy
+from ..training import TrainConfig, TrainResult, checkpoint_path, train
 from ..widgets import show_explorer
 
-__all__ = ["trajectory_density_panels", "samples_vs_truth_rows", "paths_over_density", "draw_two_pixel_guidance",
+__all__ = ["TWO_PIXEL_STD", "world_figure", "schedules_figure", "TrainedDDPM", "train_two_pixel", "loss_curves_figure",
+           "LossTail", "loss_tail", "noised_two_pixel", "typical_run", "score_steps", "q2_findings", "TruthScorer",
+           "Q3Study", "Q3_SAMPLERS", "q3_study", "q3_findings", "ddim_study", "ddim_findings", "SameNoise",
+           "same_noise_two_labels", "same_noise_figure", "guidance_sweep", "guidance_findings",
+           "trajectory_density_panels", "samples_vs_truth_rows", "paths_over_density", "draw_two_pixel_guidance",
            "two_pixel_guidance_explorer"]
+
+Report = Callable[[str, Any], Any]
+TWO_PIXEL_STD = 0.1
+"""σ of both components of :func:`nbhelpers.distributions.two_pixel`."""
+
+
+def _no_report(key: str, value: Any) -> Any:
+    return value
+
+
+# --------------------------------------------------------------------------- the data and the schedule (sections 1, 2)
+def world_figure(gmm: GaussianMixture, x: torch.Tensor, labels: torch.Tensor) -> Figure:
+    """Left: the true density; right: samples ``x (N, 2)`` coloured by their ``labels (N,)``, with the diagonal
+    (left pixel = right pixel) that separates the two classes."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 4))
+    plot_density(gmm.log_prob, ax=axes[0], lim=(-1.5, 1.5))
+    axes[0].set_title("true PDF")
+    for c in (0, 1):
+        sel = labels == c
+        axes[1].scatter(x[sel, 0], x[sel, 1], s=3, alpha=0.5, color=f"C{c}", label=f"y = {c}")
+    axes[1].plot([-1.5, 1.5], [-1.5, 1.5], "k:", lw=0.8)
+    axes[1].set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal", xlabel="left pixel", ylabel="right pixel",
+                title=f"{len(x)} images and their labels")
+    axes[1].legend(markerscale=4)
+    fig.tight_layout()
+    return fig
+
+
+def schedules_figure(T_list: Sequence[int], schedule: str = "cosine") -> Figure:
+    """ᾱ_k (left) and β_k (right, log scale) of ``schedule`` against t = k / T, one curve per T."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for Tn in T_list:
+        d = DDPM.from_schedule(schedule, Tn)
+        k = np.arange(1, Tn + 1)
+        axes[0].plot(k / Tn, d.alphas_cumprod.numpy(), "o-", ms=3, label=f"T = {Tn}")
+        axes[1].semilogy(k / Tn, d.betas.numpy(), "o-", ms=3, label=f"T = {Tn}")
+    axes[0].set(xlabel="t = k / T", ylabel="ᾱ_k", title="signal kept: the same curve for every T")
+    axes[1].set(xlabel="t = k / T", ylabel="β_k", title="noise added per step: larger when T is small")
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- training (section 4)
+class TrainedDDPM(NamedTuple):
+    """A trained ε-network and the DDPM it was trained for."""
+
+    ddpm: DDPM
+    result: TrainResult
+
+
+def train_two_pixel(T: int, *, data: GaussianMixture, net: dict[str, Any], steps: int, batch: int, lr: float,
+                    seed: int, device: str | torch.device, profile: str, p_uncond: float | None = None,
+                    label_dropout: Callable[..., torch.Tensor] = drop_labels, retrain: bool = False,
+                    report: Report = _no_report) -> TrainedDDPM:
+    """Train (or load from the checkpoint cache) a :class:`TwoPixelUNet` ε-network for a cosine DDPM with T steps.
+
+    ``p_uncond=None``: unconditional; otherwise conditional on the two classes, each label replaced by
+    ∅ with probability ``p_uncond`` by ``label_dropout(y, p_uncond, 2, generator)`` (the notebook passes the
+    learner's function). AdamW whose learning rate decays along a cosine from ``lr`` to 0 over ``steps``;
+    squared-error ε-loss (:meth:`DDPM.loss`). Reports ``train_seconds/<name>``.
+    """
+    ddpm = DDPM.from_schedule("cosine", T)
+    torch.manual_seed(seed)
+    model = TwoPixelUNet(num_classes=0 if p_uncond is None else 2, **net).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    data_dev = data.to(device)
+
+    def loss_fn(m: torch.nn.Module, b: Any, g: torch.Generator) -> torch.Tensor:
+        y = None if p_uncond is None else label_dropout(b.labels, p_uncond, 2, g)
+        return ddpm.loss(m, b.x, y, kind="l2", generator=g)
+
+    def cosine_lr(step: int, loss: float) -> None:
+        for group in opt.param_groups:
+            group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+    key = {"data": "two_pixel", "net": "TwoPixelUNet", **net, "T": T, "schedule": "cosine", "loss": "l2",
+           "p_uncond": p_uncond, "batch": batch, "lr_decay": "cosine"}
+    name = f"06_two_pixel_T{T}" + ("" if p_uncond is None else "_cfg")
+    res = train(model, loss_fn, lambda g: data_dev.sample_with_labels(batch, g),
+                TrainConfig(steps=steps, lr=lr, seed=seed), checkpoint=checkpoint_path(name, key, profile=profile),
+                key=key, retrain=retrain, optimizer=opt, on_step=cosine_lr, desc=name)
+    report(f"train_seconds/{name}", res.seconds)
+    how = "from the checkpoint cache" if res.loaded_from_cache else "trained now"
+    print(f"{name}: {res.steps} steps in {res.seconds:.1f} s ({how})")
+    return TrainedDDPM(ddpm, res)
+
+
+def loss_curves_figure(losses: dict[str, Sequence[float]], smooth: int = 100,
+                       title: str = "ε-loss (moving averages of 100 steps)") -> Figure:
+    """Moving averages of several loss histories (``{label: losses}``) on one axis; the raw curves are hidden."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for label, values in losses.items():
+        loss_curve(values, smooth=smooth, ax=ax, title=title, label=label)
+    for line in ax.lines[::2]:
+        line.set_alpha(0.0)  # keep the moving averages only
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+class LossTail(NamedTuple):
+    """Mean and its standard error (std/√n) of the last steps of each loss history, by label."""
+
+    mean: dict[str, float]
+    se: dict[str, float]
+
+    def separation(self, a: str, b: str) -> float:
+        """How far ``b`` ends above ``a``, in standard errors of their difference (NaN when both are exact)."""
+        return (self.mean[b] - self.mean[a]) / (math.hypot(self.se[a], self.se[b]) or math.nan)
+
+
+def loss_tail(losses: dict[str, Sequence[float]], last: int = 200) -> LossTail:
+    """:class:`LossTail` over the last ``last`` values of each history in ``losses`` (``{label: losses}``)."""
+    tails = {k: v[-last:] for k, v in losses.items()}
+    return LossTail({k: float(np.mean(v)) for k, v in tails.items()},
+                    {k: float(np.std(v)) / math.sqrt(len(v)) for k, v in tails.items()})
+
+
+# --------------------------------------------------------------------------- Q2: the density of x_k along the chain
+def noised_two_pixel(gmm: GaussianMixture, ddpm: DDPM, k: int) -> GaussianMixture:
+    """The exact density of x_k when x_0 follows ``gmm`` (components of std :data:`TWO_PIXEL_STD`):
+    Σ_j w_j N(√ᾱ_k μ_j, (ᾱ_k σ² + 1 − ᾱ_k) I); k = 0 is ``gmm``'s own parameters."""
+    ab = float(ddpm.alphas_cumprod[k - 1]) if k > 0 else 1.0
+    return GaussianMixture(gmm.weights, ab**0.5 * gmm.means, (ab * TWO_PIXEL_STD**2 + 1 - ab) ** 0.5)
+
+
+def typical_run(ends: torch.Tensor, means: torch.Tensor, radius: float = 2 * TWO_PIXEL_STD) -> int:
+    """Index of the first run whose end point ``ends[i]`` lies within ``radius`` of a peak (0 if none does)."""
+    near = torch.cdist(ends, means).min(1).values < radius
+    return int(near.nonzero()[0]) if near.any() else 0
+
+
+def score_steps(samples: dict[int, torch.Tensor], steps: Sequence[int], truth: Callable[[int], GaussianMixture],
+                n: int, generator: torch.Generator, seed: int, floor_repeats: int, n_pairs: int,
+                report: Report = _no_report, prefix: str = "q2") -> dict[int, SampleScore]:
+    """Score the samples of x_k (``samples[k] (N, 2)``) against the exact density ``truth(k)`` for each k of
+    ``steps``, in sets of ``n``: the energy noise floor at each k from ``generator``, the reference draws from a
+    generator seeded ``seed + k``. Reports ``<prefix>/k<k>/{energy_ratio, energy_ratio_se, log_likelihood,
+    true_log_likelihood}`` and prints one summary line per step."""
+    out = {}
+    for k in steps:
+        truth_k = truth(k)
+        fl = energy_noise_floor(truth_k, n, generator=generator, repeats=floor_repeats, n_pairs=n_pairs)
+        out[k] = score_against_truth(samples[k], truth_k, generator=torch.Generator().manual_seed(seed + k), n=n,
+                                     floor=fl)
+        for key in ("energy_ratio", "energy_ratio_se", "log_likelihood", "true_log_likelihood"):
+            report(f"{prefix}/k{k}/{key}", out[k].as_dict()[key])
+        print(f"k = {k:>2}: samples vs the exact density of x_k: {out[k].summary()}")
+    return out
+
+
+# --------------------------------------------------------------------------- Q3: T = 5 … 50, and DDIM
+@dataclass
+class TruthScorer:
+    """``scorer(name, x)``: :func:`score_against_truth` of ``x`` against ``gmm`` in sets of ``n`` on a shared
+    noise ``floor``, its reference drawn from a generator seeded ``seed + 1``; every number of
+    :meth:`SampleScore.as_dict` is reported as ``<name>/<key>``."""
+
+    gmm: GaussianMixture
+    floor: NoiseFloor
+    n: int
+    seed: int
+    report: Report = _no_report
+
+    def __call__(self, name: str, x: torch.Tensor) -> SampleScore:
+        s = score_against_truth(x.cpu(), self.gmm, generator=torch.Generator().manual_seed(self.seed + 1), n=self.n,
+                                floor=self.floor)
+        for key, value in s.as_dict().items():
+            self.report(f"{name}/{key}", value)
+        return s
+
+
+Q3_SAMPLERS = {"learned, σ²=β": ("learned", "beta"), "learned, σ²=β̃": ("learned_posterior_var", "posterior"),
+               "exact ε, σ²=β": ("exact_eps", "beta"), "exact ε, σ²=β̃": ("exact_eps_posterior_var", "posterior")}
+"""The four samplers of Q3 per T: row label → (metric tag, σ_k² choice of :meth:`DDPM.sample`)."""
+
+
+@dataclass
+class Q3Study:
+    """What :func:`q3_study` measured: ``scores[T, tag]``; ``rows`` (T, sampler, energy ratio, its s.e., weight of
+    y = 0, std in the mode y = 1, share > 3σ off both peaks); the learned σ² = β samples (one set) and a note per
+    T for the figure."""
+
+    scores: dict[tuple[int, str], SampleScore]
+    rows: list[tuple[int, str, float, float, float, float, float]]
+    samples: dict[str, torch.Tensor]
+    notes: dict[str, str]
+    n_sets: int
+
+    def table(self) -> str:
+        head = (f"{'T':>3}  {'sampler':<16} {'energy / floor':>16} {'weight y=0':>11} {'std in mode y=1':>16} "
+                f"{'> 3σ off':>9}   (truth: 1, 0.350, 0.100, 0.011; ± 1 s.e. over {self.n_sets} sets)")
+        lines = [f"{T:>3}  {label:<16} {ratio:>9.2f} ± {se:<4.2f} {w0:>11.3f} {sd:>16.3f} {off:>9.3f}"
+                 for T, label, ratio, se, w0, sd, off in self.rows]
+        return "\n".join([head, *lines])
+
+
+def q3_study(trained: dict[int, TrainedDDPM], gmm: GaussianMixture, n_samples: int, n_sets: int,
+             generator: torch.Generator, seed: int, device: str | torch.device, score: TruthScorer,
+             report: Report = _no_report, save_samples: Callable[..., Any] | None = None) -> Q3Study:
+    """Q3: for each T, ``n_samples * n_sets`` noises from ``generator`` sampled by the four :data:`Q3_SAMPLERS`
+    (learned or exact ε, σ² = β or β̃), the noise of each step from a generator seeded ``seed + T``. Each set is
+    scored by ``score`` as ``q3/T<T>/<tag>``, and its std in the lower-right mode (``mode_std``) and share more than
+    0.3 from both peaks (``between_modes``) are reported; the learned σ² = β samples are saved as ``q3_T<T>``."""
+    scores, rows, samples, notes = {}, [], {}, {}
+    for T, (ddpm, res) in trained.items():
+        x_T = torch.randn(n_samples * n_sets, 2, generator=generator)
+        for label, (tag, sigma) in Q3_SAMPLERS.items():
+            m = res.sampling_model if tag.startswith("learned") else GMMEpsOracle(ddpm, gmm)
+            x = ddpm.sample(m, x_T.to(device), generator=torch.Generator().manual_seed(seed + T), sigma=sigma).x.cpu()
+            s = score(f"q3/T{T}/{tag}", x)
+            sd = report(f"q3/T{T}/{tag}/mode_std", float(x[x[:, 0] > x[:, 1]].std(0).mean()))
+            off = report(f"q3/T{T}/{tag}/between_modes",
+                         float((torch.cdist(x, gmm.means).min(1).values > 0.3).double().mean()))
+            rows.append((T, label, s.energy_ratio, s.energy_ratio_se, float(s.mode_weights[0]), sd, off))
+            scores[T, tag] = s
+            if tag == "learned":
+                samples[f"T = {T}"] = x[:n_samples]
+                notes[f"T = {T}"] = (f"energy {s.energy_ratio:.1f} ± {s.energy_ratio_se:.1f}× floor, "
+                                     f"weights {s.mode_weights[0]:.3f} / {s.mode_weights[1]:.3f}")
+                if save_samples is not None:
+                    save_samples(f"q3_T{T}", samples=x, reference=s.reference)
+    return Q3Study(scores, rows, samples, notes, n_sets)
+
+
+def q3_findings(scores: dict[tuple[int, str], SampleScore], metrics: dict[str, Any], n_total: int,
+                T_list: Sequence[int] = (5, 10, 25, 50)) -> dict[str, Any]:
+    """The numbers the Q3 answer cites and checks, by name: energy ratios ``r<T>`` (learned) and ``e<T>`` (exact ε),
+    their s.e. ``s<T>``; weights ``w<T>``/``w<T>b``, widths ``sd<T>`` and share between the modes ``b<T>`` of
+    the learned samplers (from the reported ``metrics``); the binomial s.e. ``wse`` of a weight over ``n_total``
+    samples; separations in s.e. (``z25``: T = 25 against 50; ``z_fewer``: the smaller of 10 vs 50 and 5 vs 10;
+    ``z_exact``: exact ε at T = 10, 5 against the floor; ``zmin``: σ² = β̃ against β at T ≤ 25; ``zp50`` at T = 50);
+    ``v25``/``v50`` the verdicts in words; ``sdp``/``sde`` the exact-ε widths with β̃ and β at T = 50, ``p50``/
+    ``sp50`` the learned β̃ score at T = 50, ``narrower_posterior`` whether β̃ narrows every mode (exact ε), and
+    ``clip`` the share of the lower-right mode beyond the pixel range, P(x > 1) for N(0.75, 0.1²)."""
+    L, E, LP, EP = "learned", "exact_eps", "learned_posterior_var", "exact_eps_posterior_var"
+
+    def sep(a: tuple[int, str], b: tuple[int, str]) -> float:
+        return ratio_separation(scores[a], scores[b])
+
+    def q(T: int, tag: str, what: str) -> Any:
+        return metrics[f"q3/T{T}/{tag}/{what}"]
+
+    f: dict[str, Any] = {}
+    for T in T_list:
+        f[f"r{T}"], f[f"s{T}"] = scores[T, L].energy_ratio, scores[T, L].energy_ratio_se
+        f[f"e{T}"] = scores[T, E].energy_ratio
+        w = q(T, L, "mode_weights")
+        f[f"w{T}"], f[f"w{T}b"], f[f"sd{T}"], f[f"b{T}"] = w[0], w[1], q(T, L, "mode_std"), q(T, L, "between_modes")
+    f["wse"] = math.sqrt(0.35 * 0.65 / n_total)
+    f["z25"], f["zp50"] = sep((25, L), (50, L)), sep((50, LP), (50, L))
+    f["v25"] = ("within 2 s.e. of $T = 50$: this score cannot tell the two apart" if abs(f["z25"]) < 2
+                else f"{f['z25']:+.1f} s.e. from $T = 50$")
+    f["v50"] = "within 2 s.e. of it" if abs(f["zp50"]) < 2 else f"{f['zp50']:+.1f} s.e. from it"
+    f["zmin"] = min(sep((T, tag + "_posterior_var"), (T, tag)) for T in (5, 10, 25) for tag in (L, E))
+    f["z_fewer"] = min(sep((10, L), (50, L)), sep((5, L), (10, L)))
+    f["z_exact"] = min(ratio_separation(scores[T, E], 1.0) for T in (5, 10))
+    f["sdp"], f["sde"] = q(50, EP, "mode_std"), q(50, E, "mode_std")
+    f["p50"], f["sp50"] = scores[50, LP].energy_ratio, scores[50, LP].energy_ratio_se
+    f["narrower_posterior"] = all(q(T, EP, "mode_std") < q(T, E, "mode_std") for T in T_list)
+    f["clip"] = 0.5 * math.erfc((1 - 0.75) / (TWO_PIXEL_STD * math.sqrt(2)))
+    return f
+
+
+def ddim_study(ddpm: DDPM, models: dict[str, Callable[..., torch.Tensor]], x_T: torch.Tensor,
+               n_steps: Sequence[int], score: TruthScorer) -> dict[tuple[int, str], SampleScore]:
+    """Deterministic DDIM (η = 0) from the same ``x_T`` with each of ``models`` (``{label: model}``) and each number
+    of steps; scored as ``ddim/<n>_of_<T>/<learned | exact_eps>``, one printed line each."""
+    rows = {}
+    for n in n_steps:
+        for label, m in models.items():
+            tag = "learned" if label == "learned" else "exact_eps"
+            s = score(f"ddim/{n}_of_{ddpm.T}/{tag}", ddpm.ddim_sample(m, x_T, n_steps=n).x.cpu())
+            rows[n, label] = s
+            print(f"DDIM (η = 0), {n:>2} of {ddpm.T} steps, {label:<8}: energy {s.energy_ratio:5.1f} ± "
+                  f"{s.energy_ratio_se:.1f}× floor, weight y=0 {s.mode_weights[0]:.3f}")
+    return rows
+
+
+def ddim_findings(ddim: dict[tuple[int, str], SampleScore], scores: dict[tuple[int, str], SampleScore]
+                  ) -> dict[str, Any]:
+    """The numbers the DDIM answer cites and checks: DDIM ratios ``d<n>`` (learned) and ``x<n>`` (exact ε) for
+    n = 10, 25, the ancestral ones at T = n ``a<n>`` and ``b<n>``; ``zmin``, the smallest separation (in s.e.) of
+    DDIM with n steps from ancestral sampling with T = n for n = 10, 25; ``v50`` the verdict at n = 50 in words."""
+    tags = {"learned": "learned", "exact ε": "exact_eps"}
+    z = {(n, lab): ratio_separation(ddim[n, lab], scores[n, tags[lab]]) for n, lab in ddim}
+    f: dict[str, Any] = {"zmin": min(z[n, lab] for n in (10, 25) for lab in tags)}
+    for n in (10, 25):
+        f[f"d{n}"], f[f"x{n}"] = ddim[n, "learned"].energy_ratio, ddim[n, "exact ε"].energy_ratio
+        f[f"a{n}"], f[f"b{n}"] = scores[n, "learned"].energy_ratio, scores[n, "exact_eps"].energy_ratio
+    f["v50"] = ("within 2 s.e. of ancestral sampling for both: at this step size the two cannot be told apart"
+                if max(abs(z[50, lab]) for lab in tags) < 2 else
+                f"{z[50, 'learned']:+.1f} s.e. (learned) and {z[50, 'exact ε']:+.1f} s.e. (exact ε) "
+                "away from ancestral sampling (positive: worse)")
+    return f
+
+
+# --------------------------------------------------------------------------- Q4 and the guidance sweep
+@dataclass
+class SameNoise:
+    """Q4: ``ends[c] (N, 2)`` and ``paths[c] (T + 1, N, 2)`` (start first) of the runs asked for class c from
+    the same noises, and ``both``, the share of starting points whose two runs each end in their own mode."""
+
+    ends: dict[int, torch.Tensor]
+    paths: dict[int, torch.Tensor]
+    both: float
+
+
+def same_noise_two_labels(ddpm: DDPM, model: Callable[..., torch.Tensor], x_T: torch.Tensor, means: torch.Tensor,
+                          seed: int) -> SameNoise:
+    """Sample ``model(x, t, y)`` from the same ``x_T`` with y = 0 and with y = 1, σ² = β, the injected noise from a
+    generator seeded ``seed`` in both runs (the label is the only difference); keep every step."""
+    ends, paths = {}, {}
+    for c in (0, 1):
+        y = torch.full((x_T.shape[0],), c, dtype=torch.long, device=x_T.device)
+        out = ddpm.sample(model, x_T, y=y, sigma="beta", generator=torch.Generator().manual_seed(seed),
+                          return_steps=range(ddpm.T + 1))
+        ends[c] = out.x.cpu()
+        paths[c] = torch.stack([out.trajectory[k].cpu() for k in range(ddpm.T, -1, -1)])
+    hit = {c: torch.cdist(ends[c], means).argmin(1) == c for c in (0, 1)}
+    return SameNoise(ends, paths, float((hit[0] & hit[1]).double().mean()))
+
+
+def same_noise_figure(q4: SameNoise, x_T: torch.Tensor, log_prob_fn: Callable[[torch.Tensor], torch.Tensor],
+                      n: int = 3) -> Figure:
+    """The first ``n`` starting points of Q4, one panel each: the y = 0 and y = 1 paths over the true density."""
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2))
+    for i, ax in enumerate(axes):
+        paths_over_density([q4.paths[0][:, i], q4.paths[1][:, i]], log_prob_fn, colors=["C0", "C1"],
+                           labels=["y = 0 (left darker)", "y = 1 (left lighter)"], ax=ax)
+        ax.set_title(f"start x_T = {x_T[i].cpu().numpy().round(2)}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def guidance_sweep(ddpm: DDPM, guided: Callable[[float], Callable[..., torch.Tensor]], x_T: torch.Tensor,
+                   y: torch.Tensor, ws: Sequence[float], means: torch.Tensor, seed: int, report: Report = _no_report
+                   ) -> tuple[dict[float, tuple[torch.Tensor, torch.Tensor]], dict[float, dict[str, float]]]:
+    """For each guidance weight w, sample ``guided(w)`` (a model ``(x, t, y)``) from the same ``x_T`` with labels
+    ``y`` (σ² = β, noise from a generator seeded ``seed``). Accuracy: the share ending in the requested mode;
+    spread: the std inside the requested mode over the true σ, averaged over the two classes, with s.e.
+    σ/√(2m). Returns ``{w: (x, y)}`` and ``{w: {"accuracy", "spread", "spread_se"}}``; reports
+    ``guidance/w<w>/…`` and prints one line per w."""
+    sweep, metrics = {}, {}
+    y_cpu = y.cpu()
+    for w in ws:
+        x = ddpm.sample(guided(w), x_T, y=y, sigma="beta", generator=torch.Generator().manual_seed(seed)).x.cpu()
+        inside = torch.cdist(x, means).argmin(1) == y_cpu
+        spread = np.mean([float(x[inside & (y_cpu == c)].std(0).mean()) / TWO_PIXEL_STD for c in (0, 1)])
+        metrics[w] = {"accuracy": float(inside.double().mean()), "spread": spread,
+                      "spread_se": spread / math.sqrt(2 * max(int(inside.sum()), 1))}  # s.e. of a std: σ/√(2m)
+        sweep[w] = (x, y_cpu)
+        for key in ("accuracy", "spread", "spread_se"):
+            report(f"guidance/w{w:g}/{key}", metrics[w][key])
+        print(f"w = {w:<4g} accuracy {100 * metrics[w]['accuracy']:6.2f} %   spread {spread:.3f}")
+    return sweep, metrics
+
+
+def guidance_findings(metrics: dict[float, dict[str, float]], unconditional: SampleScore | None = None
+                      ) -> dict[str, float]:
+    """The numbers the guidance answer cites and checks: accuracy at w = 0 (``a0``) and the lowest from w = 1 on
+    (``a1``); the spread's relative change over w (``dspread``), its range (``smin``, ``smax``) and largest s.e.
+    (``sse``); ``narrower``: the largest narrowing against w = 0, in standard errors. With the score of the same
+    network sampled unconditionally: its mode weights ``u0``, ``u1``, energy ratio ``ur`` ± ``us`` and largest
+    weight error ``uwe``."""
+    acc = {w: m["accuracy"] for w, m in metrics.items()}
+    spr = {w: m["spread"] for w, m in metrics.items()}
+    f = {"a0": acc[0.0], "a1": min(a for w, a in acc.items() if w >= 1),
+         "dspread": max(spr.values()) / min(spr.values()) - 1, "smin": min(spr.values()), "smax": max(spr.values()),
+         "sse": max(m["spread_se"] for m in metrics.values()),
+         "narrower": max((spr[0.0] - spr[w]) / math.hypot(metrics[w]["spread_se"], metrics[0.0]["spread_se"])
+                         for w in metrics)}
+    if unconditional is not None:
+        u = unconditional
+        f |= {"u0": float(u.mode_weights[0]), "u1": float(u.mode_weights[1]), "ur": u.energy_ratio,
+              "us": u.energy_ratio_se, "uwe": u.max_weight_error}
+    return f
+
+
+def q2_findings(ends: torch.Tensor, scores: dict[int, SampleScore], means: torch.Tensor) -> dict[str, Any]:
+    """The numbers the Q2 answer cites and checks: the nearest-mode weights ``w0``, ``w1`` of the end points
+    ``ends (N, 2)`` and their ratio ``lobes`` (w1 / w0); the step ``worst_k`` whose samples score worst against
+    the exact density of x_k, that score ``worst`` ± ``worst_se``."""
+    w = mode_weights(ends, means)
+    worst_k = max(scores, key=lambda k: scores[k].energy_ratio)
+    return {"w0": float(w[0]), "w1": float(w[1]), "lobes": float(w[1] / w[0]), "worst_k": worst_k,
+            "worst": scores[worst_k].energy_ratio, "worst_se": scores[worst_k].energy_ratio_se}
 
 
 # --------------------------------------------------------------------------- figures (Q2, Q3)
