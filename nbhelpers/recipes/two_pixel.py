@@ -100,8 +100,9 @@ def train_two_pixel(T: int, *, data: GaussianMixture, net: dict[str, Any], steps
 
     ``p_uncond=None``: unconditional; otherwise conditional on the two classes, each label replaced by
     ∅ with probability ``p_uncond`` by ``label_dropout(y, p_uncond, 2, generator)`` (the notebook passes the
-    learner's function). AdamW whose learning rate decays along a cosine from ``lr`` to 0 over ``steps``;
-    squared-error ε-loss (:meth:`DDPM.loss`). Reports ``train_seconds/<name>``.
+    learner's function). AdamW whose learning rate decays along a cosine from ``lr`` to 0 over ``steps``
+    (``TrainConfig(lr_decay="cosine")``, no warm-up); squared-error ε-loss (:meth:`DDPM.loss`). Reports
+    ``train_seconds/<name>``.
     """
     ddpm = DDPM.from_schedule("cosine", T)
     torch.manual_seed(seed)
@@ -113,16 +114,12 @@ def train_two_pixel(T: int, *, data: GaussianMixture, net: dict[str, Any], steps
         y = None if p_uncond is None else label_dropout(b.labels, p_uncond, 2, g)
         return ddpm.loss(m, b.x, y, kind="l2", generator=g)
 
-    def cosine_lr(step: int, loss: float) -> None:
-        for group in opt.param_groups:
-            group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * min(step, steps) / steps))
-
     key = {"data": "two_pixel", "net": "TwoPixelUNet", **net, "T": T, "schedule": "cosine", "loss": "l2",
-           "p_uncond": p_uncond, "batch": batch, "lr_decay": "cosine"}
+           "p_uncond": p_uncond, "batch": batch, "lr": lr, "lr_decay": "cosine", "warmup_steps": 0}
     name = f"06_two_pixel_T{T}" + ("" if p_uncond is None else "_cfg")
     res = train(model, loss_fn, lambda g: data_dev.sample_with_labels(batch, g),
-                TrainConfig(steps=steps, lr=lr, seed=seed), checkpoint=checkpoint_path(name, key, profile=profile),
-                key=key, retrain=retrain, optimizer=opt, on_step=cosine_lr, desc=name)
+                TrainConfig(steps=steps, lr=lr, lr_decay="cosine", seed=seed),
+                checkpoint=checkpoint_path(name, key, profile=profile), key=key, retrain=retrain, optimizer=opt, desc=name)
     report(f"train_seconds/{name}", res.seconds)
     how = "from the checkpoint cache" if res.loaded_from_cache else "trained now"
     print(f"{name}: {res.steps} steps in {res.seconds:.1f} s ({how})")
@@ -162,10 +159,10 @@ def loss_tail(losses: dict[str, Sequence[float]], last: int = 200) -> LossTail:
 
 # --------------------------------------------------------------------------- Q2: the density of x_k along the chain
 def noised_two_pixel(gmm: GaussianMixture, ddpm: DDPM, k: int) -> GaussianMixture:
-    """The exact density of x_k when x_0 follows ``gmm`` (components of std :data:`TWO_PIXEL_STD`):
-    Σ_j w_j N(√ᾱ_k μ_j, (ᾱ_k σ² + 1 − ᾱ_k) I); k = 0 is ``gmm``'s own parameters."""
+    """The exact density of x_k when x_0 follows ``gmm`` (component stds s_j):
+    Σ_j w_j N(√ᾱ_k μ_j, (ᾱ_k s_j² + 1 − ᾱ_k) I), i.e. ``gmm.noised(√ᾱ_k, √(1 − ᾱ_k))``; k = 0 is ``gmm``."""
     ab = float(ddpm.alphas_cumprod[k - 1]) if k > 0 else 1.0
-    return GaussianMixture(gmm.weights, ab**0.5 * gmm.means, (ab * TWO_PIXEL_STD**2 + 1 - ab) ** 0.5)
+    return gmm.noised(ab**0.5, (1 - ab) ** 0.5)
 
 
 def typical_run(ends: torch.Tensor, means: torch.Tensor, radius: float = 2 * TWO_PIXEL_STD) -> int:
