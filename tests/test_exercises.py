@@ -228,6 +228,25 @@ def _wrong(name):
             abar = diffusion.alphas_cumprod.to(x_t)[t - 1].reshape(-1, *[1] * (x_t.ndim - 1))
             return (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()  # the clamp forgotten
         return f, "clamping at the boundary"
+    if name == "vp_dsm_loss":
+        def f(model, x0, sde, generator=None, eps=1e-5):
+            t = eps + (1 - eps) * torch.rand(x0.shape[0], generator=generator, dtype=x0.dtype)
+            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+            c, std = (nb.paths.expand_time(v, x0) for v in (sde.marginal_mean_coef(t), sde.marginal_std(t)))
+            return (model(c * x0 + std * noise, t) + noise / std).square().mean()  # unweighted: s + ε/σ_t
+        return f, "N(0, I) data: its exact score −x"
+    if name == "vp_reverse_step":
+        def f(sde, score_fn, x, t, dt, generator=None):
+            g = sde.diffusion(x, t)
+            xi = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            return x + (sde.drift(x, t) - g**2 * score_fn(x, t)) * dt + g * torch.sqrt(dt) * xi  # the forward sign
+        return f, "a moment: from x = 2"
+    if name == "score_from_velocity":
+        def f(schedule, u, x, t):
+            v = schedule(t)
+            a, b, da, db = (nb.paths.expand_time(c, x) for c in (v.alpha, v.beta, v.d_alpha, v.d_beta))
+            return -(da * x - a * u) / (da * b - db * a)  # ε̂, not ε̂/β: the score's 1/β forgotten
+        return f, "linear schedule (α = t, β = 1 − t)"
     raise AssertionError(f"no wrong implementation for {name}")
 
 

@@ -7,6 +7,8 @@ A recipe holds one notebook's presets, trainer, sweeps and figures; it imports t
 * ``mnist`` — notebooks 04 and 05: the Figure-1 UNet on MNIST along a Gaussian path, and the
   offline MNIST evaluator's classifier (trained and cached here, scored by ``nb.metrics.images``;
   04, 05 and 07 use it);
+* ``score_sde`` — notebook 05: the VP-SDE's reverse sampler built from one step, the 2D and image studies,
+  their figures and the numbers its answers cite;
 * ``two_pixel`` — notebook 06: the two-pixel density figures and the guidance explorer;
 * ``cfg_mnist`` — notebook 07: class-conditional DDPM with classifier-free guidance on MNIST;
 * ``afhq`` — notebook 08 and the ``python -m nbhelpers.afhq`` trainer: data, the seed's
@@ -19,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("mnist", "two_pixel", "cfg_mnist", "afhq")
+_SUBMODULES = ("mnist", "score_sde", "two_pixel", "cfg_mnist", "afhq")
 
 __all__ = list(_SUBMODULES)
 
