@@ -30,12 +30,13 @@ Every case compares against a closed form or the library (shapes, boundary value
 solution); tolerances of the statistical cases are four standard errors. Time directions are those of the
 modules checked: :mod:`nbhelpers.paths` and the samplers use t = 0 noise, t = 1 data; DDPM's k = 0 data.
 
-Each notebook's exercises live in a module of this package (``flows``: 01–03) that registers them in
+Each notebook's exercises live in a module of this package (``flows``: 01–03; ``cfg``: 07) that registers them in
 :data:`EXERCISES` through :func:`register`; :mod:`.core` holds the machinery.
 """
 from __future__ import annotations
 
 from . import flows  # noqa: F401  (01–03; each notebook's module registers its exercises on import)
+from . import cfg  # noqa: F401, I001  (07, after 01–03: the registry keeps the notebooks' order)
 from .core import (EXERCISES, NOT_IMPLEMENTED, Case, CaseResult, CheckReport, Exercise, check, exercises_in,
                    register, use)
 
