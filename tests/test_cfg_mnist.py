@@ -310,7 +310,8 @@ def test_score_samples_table_and_metrics_agree_with_the_evaluator():
     assert len(m) == 2 * len(cfg_mnist.SWEEP_METRICS) and m["w2_fd_ratio"] == rows[2.0]["fd_ratio"]
     table = cfg_mnist.sweep_table(rows).splitlines()
     assert len(table) == 3 and table[2].startswith("   2 | ") and f"{rows[2.0]['fd']:7.2f}" in table[2]
-    assert cfg_mnist.diversity_text(2.0, rows[2.0]).startswith(f"w = 2: diversity / real = {rows[2.0]['diversity']:.2f}")
+    text = cfg_mnist.diversity_text(2.0, rows[2.0])
+    assert text.startswith(f"w = 2: diversity / real = {rows[2.0]['diversity']:.2f}")
     fig = cfg_mnist.diversity_figure(rows, (0.0, 2.0))
     assert len(fig.axes[0].patches) == 30  # real, w = 0, w = 2 for each digit
     plt.close(fig)
@@ -406,7 +407,95 @@ def test_sample_and_score_variant_samples_what_it_is_not_given():
     ev, w0 = _tiny_evaluator(), _images(10, 4)
     s = cfg_mnist.sample_and_score_variant(ev, ddpm, model, y, x_T, sampler="ddim", n_steps=3, have={"w0": w0},
                                            generator=torch.Generator().manual_seed(2))
-    gen = lambda labels, w: cfg_mnist.generate(ddpm, model, labels, w, sampler="ddim", n_steps=3, x_T=x_T).x  # noqa: E731
+    def gen(labels, w):
+        return cfg_mnist.generate(ddpm, model, labels, w, sampler="ddim", n_steps=3, x_T=x_T).x
+
     ref = cfg_mnist.score_variant(ev, y, w0, gen(y, 2.0), gen(torch.full_like(y, 10), 0.0),
                                   generator=torch.Generator().manual_seed(2))
     assert s == ref
+
+
+# --------------------------------------------------------------------------- the evidence behind the written answers
+def _claims(evidence):
+    return {c.text: c.holds for c in evidence["claims"]}
+
+
+def test_diversity_evidence_counts_classes_and_compares_with_real_within_two_se():
+    d0 = np.linspace(1.0, 1.2, 10)
+    rows = {0.0: {"diversity_per_class": d0, "diversity": float(d0.mean())},
+            2.0: {"diversity_per_class": d0 - 0.1, "diversity": float(d0.mean()) - 0.1}}
+    real = np.arange(10.0)[::-1]  # digit 9 least varied, digit 0 most
+    e = cfg_mnist.diversity_evidence(rows, real)
+    assert e["se"] == pytest.approx(np.std(d0, ddof=1) / np.sqrt(10)) and e["n_less"] == 10
+    assert (e["top"], e["bottom"]) == ("0 and 1", "9 and 8")
+    assert e["vs_real"].startswith("more varied than real")  # mean 1.1 is more than 2 s.e. (0.04) above 1
+    assert _claims(e) == {"guidance at w = 2 makes every class less varied than w = 0": True}
+
+
+def test_settle_evidence():
+    s = cfg_mnist.SettleSummary(T=10, n=3, ink_q10=0.2, ink_median=0.4, ink_q90=0.6, coarse_median=0.5,
+                                quadrant_spread=0.1, steps=np.zeros(1), fraction_settled=np.zeros(1),
+                                fraction_settled_coarse=np.zeros(1))
+    e = cfg_mnist.settle_evidence(s)
+    assert e["ink"] == pytest.approx(0.4) and e["frac"] == pytest.approx(0.25)
+    assert all(_claims(e).values()) and len(e["claims"]) == 2
+
+
+def test_guidance_evidence_reads_the_sweep():
+    W = [0.0, 1.0, 2.0, 4.0]
+    rows = {w: {"accuracy": a, "diversity": d, "fd_ratio": f, "fd_ratio_se": 0.1}
+            for w, a, d, f in zip(W, [0.5, 0.8, 0.9, 0.95], [1.0, 0.9, 0.8, 0.7], [3.0, 2.0, 2.5, 4.0])}
+    e = cfg_mnist.guidance_evidence(rows, 100)
+    assert (e["a0"], e["a2"], e["amax"], e["wmax"], e["wb"], e["fdb"]) == (0.5, 0.9, 0.95, 4.0, 1.0, 2.0)
+    assert e["a0_se"] == pytest.approx(0.05)
+    assert all(_claims(e).values())
+    rows[4.0]["diversity"] = 0.85  # diversity no longer falls at every step
+    assert not _claims(cfg_mnist.guidance_evidence(rows, 100))["diversity falls steadily with w"]
+
+
+def test_edit_evidence_reads_the_edits():
+    rows = {f: {"rms_same": torch.full((4,), r), "rms_new": torch.full((4,), r + 0.1), "acc_same": 1.0, "acc_new": a}
+            for f, r, a in ((0.2, 0.1, 0.0), (0.5, 0.3, 0.25), (0.8, 0.6, 0.75))}
+    e = cfg_mnist.edit_evidence(rows, ref_same=0.8, ref_diff=1.0)
+    assert (e["f0"], e["f1"], e["n"], e["se"]) == (0.2, 0.8, 4, 0.25)
+    assert e["r1n"] == pytest.approx(0.7) and e["new_txt"] == "0% at t₀ = 0.2, 25% at t₀ = 0.5, 75% at t₀ = 0.8"
+    assert all(_claims(e).values())
+
+
+def test_ddim_evidence_prefers_ddim50_and_ranks_the_fd_by_its_standard_error():
+    rows = {f"DDIM-{n}": {"nfe": n, "accuracy": 0.9, "fd_ratio": 2.0, "fd_ratio_se": 0.1} for n in (10, 50, 100)}
+    rows["ancestral"] = {"nfe": 200, "accuracy": 0.92, "fd_ratio": 3.0, "fd_ratio_se": 0.1}
+    e = cfg_mnist.ddim_evidence(rows, 100, 200)
+    assert (e["few"], e["many"], e["d_ref"]) == ("DDIM-10", "DDIM-100", "DDIM-50")
+    assert e["anc_text"].startswith("higher than every DDIM set") and e["dd_text"].startswith("differences within")
+    assert all(_claims(e).values())  # 0.9 vs 0.92 is within 2 × 0.05
+
+
+def test_forward_evidence_finds_where_noise_outweighs_the_digit():
+    lin = DDPM.from_schedule("linear", 1000)
+    e = cfg_mnist.forward_evidence({0: 0.95, 500: 0.3, 1000: 0.1}, lin, 100)
+    k = e["k_equal"]
+    assert lin.alphas_cumprod[k - 1] < 0.5 <= lin.alphas_cumprod[k - 2]  # ᾱ_k < 1/2 from step k on
+    assert all(_claims(e).values())
+
+
+def test_variant_table_and_evidence():
+    from nbhelpers.answers import render
+
+    table = cfg_mnist.variant_table()
+    assert table.count("\n") == 10 and "{cosine/fd_ratio:.2f} ± {cosine/fd_ratio_se:.2f}" in table
+    fields = {f"{v}/{m}": 0.5 for v in ("cosine", "ddpm_paper") for _, m, _ in cfg_mnist.VARIANT_ROWS}
+    fields.update({f"{k}_se": 0.01 for k in list(fields)})
+    fields.update({f"{v}/{k}": 7 for v in ("cosine", "ddpm_paper") for k in ("T", "train_steps", "train_seconds")})
+    assert "| FD / floor, w = 0 | 0.50 ± 0.01 | 0.50 ± 0.01 |" in render(table, fields, [])
+
+    def score(acc):
+        return cfg_mnist.VariantScore(n=100, recognised=0.9, recognised_se=0.03, fd_ratio=2.0, fd_ratio_se=0.1,
+                                      accuracy_w0=0.8, accuracy_w0_se=0.04, accuracy_w2=acc, accuracy_w2_se=0.02,
+                                      class_min=0.08, class_min_se=0.01, class_max=0.12, class_max_se=0.01)
+    e = cfg_mnist.variant_evidence(score(0.9), score(0.7), (20, 20))
+    assert e["accuracy_w2_cmp"] == "lower than the cosine model's"
+    assert e["fd_ratio_cmp"] == "indistinguishable from the cosine model's"
+    assert e["noise_lin"] > e["noise_cos"] and all(_claims(e).values())
+    assert not _claims(cfg_mnist.variant_evidence(score(0.9), score(0.7), (20, 10)))[
+        "both variants are trained for the same number of steps"]
