@@ -1,6 +1,8 @@
 """nbhelpers.recipes.cfg_mnist: presets, sampling plumbing, the settle measurement, figures and the guidance explorer."""
 import math
 
+import numpy as np
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -225,3 +227,275 @@ def test_score_variant_agrees_with_the_evaluator():
     assert set(s.as_dict()) >= {"recognised", "recognised_se", "fd_ratio", "fd_ratio_se", "class_min", "class_max"}
     with pytest.raises(ValueError, match="one entry per sample"):
         cfg_mnist.score_variant(ev, labels[:5], w0, w2, un)
+
+
+# --------------------------------------------------------------------------- the notebook's sweeps, scores and figures
+def _tiny_evaluator():
+    from nbhelpers.metrics.images import MNISTClassifier, MNISTEvaluator
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    return MNISTEvaluator(MNISTClassifier(width=4), reference=torch.rand(60, 1, 28, 28, generator=g) * 2 - 1,
+                          held_out=torch.rand(60, 1, 28, 28, generator=g) * 2 - 1)
+
+
+def _smoke_model():
+    torch.manual_seed(0)
+    return cfg_mnist.build_model(cfg_mnist.preset("cosine", "smoke")).eval()
+
+
+def _images(n, seed):
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_train_cfg_model_caches_under_the_variant_and_its_key(tmp_path, monkeypatch):
+    from nbhelpers.data import ImageDataset
+    from nbhelpers.training import checkpoint_path
+
+    monkeypatch.setenv("NBHELPERS_CHECKPOINT_DIR", str(tmp_path))
+    p = cfg_mnist.preset("cosine", "smoke")
+    data = ImageDataset(_images(32, 1), torch.arange(32) % 10)
+    first = cfg_mnist.train_cfg_model(p, cfg_mnist.build_model(p), data, steps=2, seed=0)
+    assert not first.loaded_from_cache and first.steps == 2 and len(first.losses) == 2
+    assert first.checkpoint == checkpoint_path("mnist_cfg_cosine", p.key(), profile="smoke")
+    assert tmp_path in first.checkpoint.parents
+    again = cfg_mnist.train_cfg_model(p, cfg_mnist.build_model(p), data, steps=2, seed=0)
+    assert again.loaded_from_cache and again.checkpoint == first.checkpoint
+
+
+def test_schedule_and_time_input_figure_shows_both_schedules_and_every_step():
+    p = cfg_mnist.preset("ddpm_paper", "smoke")
+    fig = cfg_mnist.schedule_and_time_input_figure(cfg_mnist.build_model(p), p.T, p.schedule)
+    ax_a, ax_e = fig.axes[:2]
+    lines = {ln.get_label(): ln for ln in ax_a.get_lines()}
+    assert set(lines) == {"cosine, T = 200", "linear, T = 1000  (this run)"}
+    assert lines["linear, T = 1000  (this run)"].get_linewidth() > lines["cosine, T = 200"].get_linewidth()
+    y = lines["cosine, T = 200"].get_ydata()
+    assert y[0] < 1 and y[-1] < 1e-3 and (y[1:] <= y[:-1]).all()  # ᾱ_k falls from ≈ 1 to ≈ 0
+    assert ax_e.images[0].get_array().shape == (20, p.T + 1)  # seed 003: 20 features of each k = 0…T
+    plt.close(fig)
+
+
+def test_guidance_sweep_gives_every_weight_the_same_noise():
+    model, ddpm = _smoke_model(), DDPM.from_schedule("cosine", 6)
+    y, x_T = cfg_mnist.class_labels(1), torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(5)
+    sweep = cfg_mnist.guidance_sweep(ddpm, model, y, [1.0, 0.0, 1.0], x_T=x_T, generator=g)
+    assert list(sweep.samples) == [1.0, 0.0] and sweep.nfe == {1.0: 6, 0.0: 6} and sweep.seconds > 0
+    one = cfg_mnist.generate(ddpm, model, y, 1.0, x_T=x_T, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(sweep.samples[1.0], one.x)  # each weight starts from the generator's given state
+    assert torch.equal(g.get_state(), torch.Generator().manual_seed(5).get_state())  # which is left unchanged
+    ddim = cfg_mnist.guidance_sweep(ddpm, model, y, [0.0], x_T=x_T, sampler="ddim", n_steps=3)
+    assert ddim.nfe[0.0] == 3
+
+
+def test_first_per_class_takes_the_first_k_of_each_class():
+    x = torch.arange(12.0).reshape(12, 1)  # three classes of four
+    assert cfg_mnist.first_per_class(x, 4, 2).flatten().tolist() == [0, 1, 4, 5, 8, 9]
+    assert torch.equal(cfg_mnist.first_per_class(x, 4), x)
+    with pytest.raises(ValueError, match="not a multiple of per_class = 5"):
+        cfg_mnist.first_per_class(x, 5)
+
+
+def test_score_samples_table_and_metrics_agree_with_the_evaluator():
+    ev, labels = _tiny_evaluator(), cfg_mnist.class_labels(2)
+    samples = {0.0: _images(20, 1), 2.0: _images(20, 2)}
+    real = ev.reference_diversity(per_class=2)
+    rows = cfg_mnist.score_samples(ev, samples, labels, real)
+    e = ev.evaluate(samples[2.0])
+    assert rows[2.0]["accuracy"] == ev.class_accuracy(samples[2.0], labels) and rows[2.0]["fd"] == e.fd
+    rel = ev.diversity(samples[2.0], labels) / real
+    assert rows[2.0]["diversity"] == pytest.approx(float(np.nanmean(rel)))
+    m = cfg_mnist.sweep_metrics(rows)
+    assert len(m) == 2 * len(cfg_mnist.SWEEP_METRICS) and m["w2_fd_ratio"] == rows[2.0]["fd_ratio"]
+    table = cfg_mnist.sweep_table(rows).splitlines()
+    assert len(table) == 3 and table[2].startswith("   2 | ") and f"{rows[2.0]['fd']:7.2f}" in table[2]
+    text = cfg_mnist.diversity_text(2.0, rows[2.0])
+    assert text.startswith(f"w = 2: diversity / real = {rows[2.0]['diversity']:.2f}")
+    fig = cfg_mnist.diversity_figure(rows, (0.0, 2.0))
+    assert len(fig.axes[0].patches) == 30  # real, w = 0, w = 2 for each digit
+    plt.close(fig)
+    fig = cfg_mnist.guidance_tradeoff_figure(rows)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["w = 0", "w = 2"]
+    assert ax.collections[0].get_offsets()[1].tolist() == pytest.approx([rows[2.0]["diversity"],
+                                                                        100 * rows[2.0]["accuracy"]])
+    plt.close(fig)
+
+
+def test_trajectory_and_settling_figures():
+    states = {k: torch.full((2, 1, 4, 4), k / 8.0) for k in (0, 4, 8)}
+    preds = {k: torch.full((2, 1, 4, 4), -k / 8.0) for k in (4, 8)}
+    final = torch.full((2, 1, 4, 4), 0.25)
+    fig = cfg_mnist.trajectory_figure(states, preds, final, 1, [8, 4, 0])
+    assert len(fig.axes) == 6 and [a.get_title() for a in fig.axes[:3]] == ["k = 8", "k = 4", "k = 0"]
+    assert fig.axes[3].images[0].get_array()[0, 0] == -1.0  # x̂₀ at k = 8
+    assert fig.axes[5].images[0].get_array()[0, 0] == 0.25  # the final digit at k = 0
+    plt.close(fig)
+    x0 = {k: torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(k)) * 2 - 1 for k in (1, 2, 3, 4)}
+    digits = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(9)) * 2 - 1
+    summary = cfg_mnist.settle_summary(x0, digits, 4)
+    settle = cfg_mnist.settle_steps(x0, digits)
+    fig = cfg_mnist.settling_figure(digits[0, 0], settle[0, 0], summary)
+    assert fig.axes[1].images[0].get_clim() == (0, 4) and fig.axes[2].get_xlim() == (4, 0)  # generation runs right
+    assert fig.axes[2].get_lines()[0].get_ydata().tolist() == summary.fraction_settled.tolist()
+    plt.close(fig)
+
+
+def test_edit_sweep_scores_and_figures():
+    model, ddpm = _smoke_model(), DDPM.from_schedule("cosine", 10)
+    x, y = _images(4, 3), torch.tensor([0, 1, 2, 3])
+    y_new = (y + 1) % 10
+    edits = cfg_mnist.edit_sweep(ddpm, model, x, y, y_new, [0.0, 0.5], [None, torch.Generator().manual_seed(1)])
+    assert torch.equal(edits[0.0][0], x) and torch.equal(edits[0.0][1], x)  # t0 = 0 changes nothing
+    both = cfg_mnist.edit(ddpm, model, torch.cat([x, x]), torch.cat([y, y_new]), 0.5,
+                          generator=torch.Generator().manual_seed(1))
+    assert torch.equal(edits[0.5][1], both[4:])
+    with pytest.raises(ValueError, match="one generator per t0"):
+        cfg_mnist.edit_sweep(ddpm, model, x, y, y_new, [0.2, 0.4], [None])
+    ev = _tiny_evaluator()
+    rows = cfg_mnist.score_edits(ev, edits, x, y, y_new)
+    assert rows[0.0]["rms_same"].tolist() == [0.0] * 4 and rows[0.0]["still_original"] == ev.class_accuracy(x, y)
+    m = cfg_mnist.edit_metrics(rows)
+    assert set(m) == {f"edit_t{f}_{k}" for f in ("0", "0.5") for k in ("rms_own", "rms_other", "acc_own", "acc_other")}
+    assert m["edit_t0.5_rms_other"] == pytest.approx(cfg_mnist.rms_distance(edits[0.5][1], x).mean().item())
+    assert cfg_mnist.edit_table(rows).splitlines()[1].startswith(" 0.0 |          0.000 |")
+    fig = cfg_mnist.edits_figure(x, y, y_new, edits, n_show=2)
+    assert fig.axes[0].get_title() == "own label: original, t₀ = 0, 0.5"
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["0 → 0/1", "3 → 3/4"]
+    plt.close(fig)
+    fig = cfg_mnist.edit_distance_figure(rows, 0.7, 0.9)
+    assert sorted(ln.get_ydata()[0] for ln in fig.axes[0].get_lines() if len(ln.get_ydata()) == 2
+                  and ln.get_ydata()[0] == ln.get_ydata()[1])[-2:] == [0.7, 0.9]  # the two yardsticks
+    assert len(fig.axes[1].get_lines()) == 3
+    plt.close(fig)
+
+
+def test_real_pair_distances_on_two_constant_classes():
+    images = torch.cat([torch.full((5, 1, 4, 4), -1.0), torch.full((5, 1, 4, 4), 1.0)])
+    labels = torch.tensor([0] * 5 + [1] * 5)
+    same, diff = cfg_mnist.real_pair_distances(images, labels, 200, generator=torch.Generator().manual_seed(0))
+    assert (same, diff) == (0.0, 2.0)  # RMS of 0 within a class, |1 − (−1)| = 2 across
+
+
+def test_ddim_and_ancestral_sets_reuse_what_they_have_and_are_scored():
+    model, ddpm = _smoke_model(), DDPM.from_schedule("cosine", 8)
+    y, x_T = cfg_mnist.class_labels(1), torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    have = {"DDIM-4": (torch.zeros(10, 1, 28, 28), 4)}
+    sets = cfg_mnist.ddim_and_ancestral_sets(ddpm, model, y, 2.0, x_T, [2, 4], have=have,
+                                             generator=torch.Generator().manual_seed(1))
+    assert list(sets) == ["DDIM-2", "DDIM-4", "ancestral"] and sets["DDIM-4"] is have["DDIM-4"]
+    assert sets["DDIM-2"][1] == 2 and sets["ancestral"][1] == 8
+    ddim2 = cfg_mnist.generate(ddpm, model, y, 2.0, sampler="ddim", n_steps=2, x_T=x_T)
+    assert torch.equal(sets["DDIM-2"][0], ddim2.x)
+    ev = _tiny_evaluator()
+    rows = cfg_mnist.score_sets(ev, sets, y)
+    assert rows["DDIM-2"]["accuracy"] == ev.class_accuracy(ddim2.x, y) and rows["ancestral"]["nfe"] == 8
+    m = cfg_mnist.sets_metrics(rows)
+    assert m["ddim4_nfe"] == 4 and m["ancestral_fd_ratio"] == rows["ancestral"]["fd_ratio"] and len(m) == 18
+    assert cfg_mnist.sets_table(rows).splitlines()[3].startswith(" ancestral |     8 |")
+    fig = cfg_mnist.ddim_vs_ancestral_figure(rows, 2.0, 8)
+    ax = fig.axes[0]
+    assert ax.get_lines()[0].get_xdata().tolist() == [2, 4] and ax.get_lines()[1].get_label() == "ancestral, all T = 8"
+    assert ax.get_title() == "fidelity at w = 2" and ax.get_xscale() == "log"
+    plt.close(fig)
+
+
+def test_sample_and_score_variant_samples_what_it_is_not_given():
+    model, ddpm = _smoke_model(), DDPM.from_schedule("cosine", 6)
+    y, x_T = cfg_mnist.class_labels(1), torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    ev, w0 = _tiny_evaluator(), _images(10, 4)
+    s = cfg_mnist.sample_and_score_variant(ev, ddpm, model, y, x_T, sampler="ddim", n_steps=3, have={"w0": w0},
+                                           generator=torch.Generator().manual_seed(2))
+    def gen(labels, w):
+        return cfg_mnist.generate(ddpm, model, labels, w, sampler="ddim", n_steps=3, x_T=x_T).x
+
+    ref = cfg_mnist.score_variant(ev, y, w0, gen(y, 2.0), gen(torch.full_like(y, 10), 0.0),
+                                  generator=torch.Generator().manual_seed(2))
+    assert s == ref
+
+
+# --------------------------------------------------------------------------- the evidence behind the written answers
+def _claims(evidence):
+    return {c.text: c.holds for c in evidence["claims"]}
+
+
+def test_diversity_evidence_counts_classes_and_compares_with_real_within_two_se():
+    d0 = np.linspace(1.0, 1.2, 10)
+    rows = {0.0: {"diversity_per_class": d0, "diversity": float(d0.mean())},
+            2.0: {"diversity_per_class": d0 - 0.1, "diversity": float(d0.mean()) - 0.1}}
+    real = np.arange(10.0)[::-1]  # digit 9 least varied, digit 0 most
+    e = cfg_mnist.diversity_evidence(rows, real)
+    assert e["se"] == pytest.approx(np.std(d0, ddof=1) / np.sqrt(10)) and e["n_less"] == 10
+    assert (e["top"], e["bottom"]) == ("0 and 1", "9 and 8")
+    assert e["vs_real"].startswith("more varied than real")  # mean 1.1 is more than 2 s.e. (0.04) above 1
+    assert _claims(e) == {"guidance at w = 2 makes every class less varied than w = 0": True}
+
+
+def test_settle_evidence():
+    s = cfg_mnist.SettleSummary(T=10, n=3, ink_q10=0.2, ink_median=0.4, ink_q90=0.6, coarse_median=0.5,
+                                quadrant_spread=0.1, steps=np.zeros(1), fraction_settled=np.zeros(1),
+                                fraction_settled_coarse=np.zeros(1))
+    e = cfg_mnist.settle_evidence(s)
+    assert e["ink"] == pytest.approx(0.4) and e["frac"] == pytest.approx(0.25)
+    assert all(_claims(e).values()) and len(e["claims"]) == 2
+
+
+def test_guidance_evidence_reads_the_sweep():
+    W = [0.0, 1.0, 2.0, 4.0]
+    rows = {w: {"accuracy": a, "diversity": d, "fd_ratio": f, "fd_ratio_se": 0.1}
+            for w, a, d, f in zip(W, [0.5, 0.8, 0.9, 0.95], [1.0, 0.9, 0.8, 0.7], [3.0, 2.0, 2.5, 4.0])}
+    e = cfg_mnist.guidance_evidence(rows, 100)
+    assert (e["a0"], e["a2"], e["amax"], e["wmax"], e["wb"], e["fdb"]) == (0.5, 0.9, 0.95, 4.0, 1.0, 2.0)
+    assert e["a0_se"] == pytest.approx(0.05)
+    assert all(_claims(e).values())
+    rows[4.0]["diversity"] = 0.85  # diversity no longer falls at every step
+    assert not _claims(cfg_mnist.guidance_evidence(rows, 100))["diversity falls steadily with w"]
+
+
+def test_edit_evidence_reads_the_edits():
+    rows = {f: {"rms_same": torch.full((4,), r), "rms_new": torch.full((4,), r + 0.1), "acc_same": 1.0, "acc_new": a}
+            for f, r, a in ((0.2, 0.1, 0.0), (0.5, 0.3, 0.25), (0.8, 0.6, 0.75))}
+    e = cfg_mnist.edit_evidence(rows, ref_same=0.8, ref_diff=1.0)
+    assert (e["f0"], e["f1"], e["n"], e["se"]) == (0.2, 0.8, 4, 0.25)
+    assert e["r1n"] == pytest.approx(0.7) and e["new_txt"] == "0% at t₀ = 0.2, 25% at t₀ = 0.5, 75% at t₀ = 0.8"
+    assert all(_claims(e).values())
+
+
+def test_ddim_evidence_prefers_ddim50_and_ranks_the_fd_by_its_standard_error():
+    rows = {f"DDIM-{n}": {"nfe": n, "accuracy": 0.9, "fd_ratio": 2.0, "fd_ratio_se": 0.1} for n in (10, 50, 100)}
+    rows["ancestral"] = {"nfe": 200, "accuracy": 0.92, "fd_ratio": 3.0, "fd_ratio_se": 0.1}
+    e = cfg_mnist.ddim_evidence(rows, 100, 200)
+    assert (e["few"], e["many"], e["d_ref"]) == ("DDIM-10", "DDIM-100", "DDIM-50")
+    assert e["anc_text"].startswith("higher than every DDIM set") and e["dd_text"].startswith("differences within")
+    assert all(_claims(e).values())  # 0.9 vs 0.92 is within 2 × 0.05
+
+
+def test_forward_evidence_finds_where_noise_outweighs_the_digit():
+    lin = DDPM.from_schedule("linear", 1000)
+    e = cfg_mnist.forward_evidence({0: 0.95, 500: 0.3, 1000: 0.1}, lin, 100)
+    k = e["k_equal"]
+    assert lin.alphas_cumprod[k - 1] < 0.5 <= lin.alphas_cumprod[k - 2]  # ᾱ_k < 1/2 from step k on
+    assert all(_claims(e).values())
+
+
+def test_variant_table_and_evidence():
+    from nbhelpers.answers import render
+
+    table = cfg_mnist.variant_table()
+    assert table.count("\n") == 10 and "{cosine/fd_ratio:.2f} ± {cosine/fd_ratio_se:.2f}" in table
+    fields = {f"{v}/{m}": 0.5 for v in ("cosine", "ddpm_paper") for _, m, _ in cfg_mnist.VARIANT_ROWS}
+    fields.update({f"{k}_se": 0.01 for k in list(fields)})
+    fields.update({f"{v}/{k}": 7 for v in ("cosine", "ddpm_paper") for k in ("T", "train_steps", "train_seconds")})
+    assert "| FD / floor, w = 0 | 0.50 ± 0.01 | 0.50 ± 0.01 |" in render(table, fields, [])
+
+    def score(acc):
+        return cfg_mnist.VariantScore(n=100, recognised=0.9, recognised_se=0.03, fd_ratio=2.0, fd_ratio_se=0.1,
+                                      accuracy_w0=0.8, accuracy_w0_se=0.04, accuracy_w2=acc, accuracy_w2_se=0.02,
+                                      class_min=0.08, class_min_se=0.01, class_max=0.12, class_max_se=0.01)
+    e = cfg_mnist.variant_evidence(score(0.9), score(0.7), (20, 20))
+    assert e["accuracy_w2_cmp"] == "lower than the cosine model's"
+    assert e["fd_ratio_cmp"] == "indistinguishable from the cosine model's"
+    assert e["noise_lin"] > e["noise_cos"] and all(_claims(e).values())
+    assert not _claims(cfg_mnist.variant_evidence(score(0.9), score(0.7), (20, 10)))[
+        "both variants are trained for the same number of steps"]

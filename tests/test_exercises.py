@@ -247,7 +247,31 @@ def _wrong(name):
             a, b, da, db = (nb.paths.expand_time(c, x) for c in (v.alpha, v.beta, v.d_alpha, v.d_beta))
             return -(da * x - a * u) / (da * b - db * a)  # ε̂, not ε̂/β: the score's 1/β forgotten
         return f, "linear schedule (α = t, β = 1 − t)"
+    if name == "ddim_step":
+        def f(ddpm, x, k, k_next, eps, clip_x0=True):
+            abar = ddpm.alphas_cumprod.to(x)
+            a, a_next = abar[k - 1], abar[k_next - 1]  # at k_next = 0 this reads ᾱ_T, not ᾱ_0 = 1
+            x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+            if clip_x0:
+                x0 = x0.clamp(-1, 1)
+                eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+            return a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+        return f, "k' = 0"
     raise AssertionError(f"no wrong implementation for {name}")
+
+
+def test_a_ddim_step_that_clamps_but_keeps_the_models_eps_fails_only_the_clipped_case():
+    def ddim_step(ddpm, x, k, k_next, eps, clip_x0=True):
+        abar = ddpm.alphas_cumprod.to(x)
+        a, a_next = abar[k - 1], (abar[k_next - 1] if k_next > 0 else torch.ones_like(abar[0]))
+        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        if clip_x0:
+            x0 = x0.clamp(-1, 1)  # ε̂ not recomputed from the clamped x̂_0: no longer the DDIM of ddim_sample
+        return a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+
+    report = ex.check("ddim_step", ddim_step)
+    assert [r.passed for r in report.results] == [True, False, True, True, True], str(report)
+    assert "recompute ε̂ = (x_k − √ᾱ_k·x̂_0)/√(1 − ᾱ_k)" in report.results[1].hint
 
 
 @pytest.mark.parametrize("name", list(ex.EXERCISES))

@@ -1,9 +1,10 @@
 """Class-conditional DDPM with classifier-free guidance on MNIST: notebook 07_mnist_cfg's recipe.
 
-Model presets per profile and variant, the guided training loss, guided sampling in chunks,
-seed 003's partial-diffusion editing, the "when does each pixel settle" measurement, seed 003's
-forward process on digits, the scores (with standard errors) that compare the two variants, and
-the guidance explorer. The digits are scored by :func:`nbhelpers.recipes.mnist.mnist_evaluator`.
+Model presets per profile and variant, the guided training loss and the cached training, guided sampling in
+chunks, seed 003's partial-diffusion editing, the "when does each pixel settle" measurement, seed 003's
+forward process on digits, the scores (with standard errors) that compare the two variants, the guidance
+explorer, and the notebook's sweeps (guidance weight, editing t₀, DDIM step counts) with their scores,
+tables, recorded numbers and figures. The digits are scored by :func:`nbhelpers.recipes.mnist.mnist_evaluator`.
 
 Direction (as in :mod:`nbhelpers.ddpm`): integer step k = 0 is data, k = T is noise, and the
 network receives the float t = k / T. Guidance (as in :mod:`nbhelpers.guidance`):
@@ -48,6 +49,11 @@ __all__ = [
     "settle_summary", "rms_distance", "class_grid_figure",
     "forward_process", "forward_process_figure", "binomial_se", "verdict", "VariantScore", "score_variant",
     "draw_guidance_explorer", "guidance_explorer",
+    "train_cfg_model", "schedule_and_time_input_figure", "GuidanceSweep", "guidance_sweep", "first_per_class",
+    "SWEEP_METRICS", "score_samples", "sweep_metrics", "sweep_table", "diversity_figure", "diversity_text",
+    "guidance_tradeoff_figure", "trajectory_figure", "settling_figure", "edit_sweep", "real_pair_distances",
+    "score_edits", "edit_metrics", "edit_table", "edits_figure", "edit_distance_figure", "ddim_and_ancestral_sets",
+    "score_sets", "sets_metrics", "sets_table", "ddim_vs_ancestral_figure", "sample_and_score_variant",
 ]
 
 VARIANTS = ("cosine", "ddpm_paper")
@@ -625,3 +631,555 @@ def guidance_explorer(samples: dict[float, Any], metrics: dict[float, dict[str, 
         return {"w": widgets.SelectionSlider(options=ws, value=float(w), description="w", continuous_update=False)}
 
     return show_explorer(draw_guidance_explorer, initial, controls, interactive)
+
+
+# --------------------------------------------------------------------------- the notebook's sweeps, scores and figures
+def train_cfg_model(p: MnistCFGPreset, model: nn.Module, train_set: Any, steps: int | None = None, seed: int = 0,
+                    retrain: bool = False, desc: str = "DDPM + label dropout") -> Any:
+    """Train ``model`` (built by :func:`build_model` from ``p``) with :func:`cfg_loss` on ``train_set``
+    (an :class:`nb.data.ImageDataset`), cached as ``mnist_cfg_<variant>`` under the key :meth:`MnistCFGPreset.key`.
+    Returns :class:`nb.training.TrainResult` (``sampling_model`` holds the EMA weights)."""
+    from ..training import checkpoint_path, train
+
+    key = p.key()
+    ckpt = checkpoint_path(f"mnist_cfg_{p.variant}", key, profile=p.profile)
+    return train(model, cfg_loss(p.ddpm(), p.p_uncond, channels_last=p.channels_last), train_set.batcher(p.batch_size),
+                 p.train_config(steps, seed=seed), checkpoint=ckpt, key=key, retrain=retrain, desc=desc)
+
+
+def schedule_and_time_input_figure(model: nn.Module, T: int, schedule: str) -> Figure:
+    """Left: ᾱ_k against k/T for both variants' schedules (cosine, T = 200; linear, T = 1000), ``schedule``
+    drawn thicker; right: the time input ``model.time_embed(k / T)`` for k = 0…T, one row per feature."""
+    fig, (ax_a, ax_e) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 1.3]})
+    for name, T_s in (("cosine", 200), ("linear", 1000)):
+        ab = DDPM.from_schedule(name, T_s).alphas_cumprod
+        ax_a.plot(np.arange(1, T_s + 1) / T_s, ab.numpy(), lw=2.4 if name == schedule else 1.2,
+                  label=f"{name}, T = {T_s}" + ("  (this run)" if name == schedule else ""))
+    ax_a.set_xlabel("k / T")
+    ax_a.set_ylabel("ᾱ_k  (signal kept)")
+    ax_a.set_title("noise schedules", fontsize=10)
+    ax_a.legend(fontsize=8)
+    k_grid = torch.arange(T + 1, device=next(model.parameters()).device)
+    with torch.no_grad():
+        codes = model.time_embed(k_grid.float() / T).float().cpu().numpy()
+    im = ax_e.imshow(codes.T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, extent=(0, T, codes.shape[1] - 0.5, -0.5),
+                     interpolation="nearest")
+    ax_e.set_xlabel("step k")
+    ax_e.set_ylabel("feature")
+    ax_e.set_title(f"time input of this run: {codes.shape[1]} features of t = k/T", fontsize=10)
+    ax_e.grid(False)
+    fig.colorbar(im, ax=ax_e, fraction=0.04)
+    fig.tight_layout()
+    return fig
+
+
+@dataclass
+class GuidanceSweep:
+    """Samples at each guidance weight w (``samples[w]`` on the CPU), the network calls per sample and the wall time."""
+
+    samples: dict[float, torch.Tensor]
+    nfe: dict[float, int]
+    seconds: float
+
+
+def guidance_sweep(ddpm: DDPM, model: nn.Module, labels: torch.Tensor, weights: Sequence[float], *, x_T: torch.Tensor,
+                   sampler: str = "ancestral", n_steps: int | None = None, generator: torch.Generator | None = None,
+                   chunk: int = 1000, amp: bool = False) -> GuidanceSweep:
+    """:func:`generate` at every weight in ``weights`` from the same starting noise ``x_T``; each weight draws
+    its sampler noise from a copy of ``generator`` in the state it is given, so the weights differ only in w."""
+    import time
+
+    samples, nfe = {}, {}
+    t0 = time.perf_counter()
+    for w in weights:
+        g = None
+        if generator is not None:
+            g = torch.Generator(device=generator.device)
+            g.set_state(generator.get_state())
+        out = generate(ddpm, model, labels, w, sampler=sampler, n_steps=n_steps, x_T=x_T, generator=g, chunk=chunk,
+                       amp=amp)
+        samples[w], nfe[w] = out.x, out.nfe
+    return GuidanceSweep(samples, nfe, time.perf_counter() - t0)
+
+
+def first_per_class(x: torch.Tensor, per_class: int, k: int = 10) -> torch.Tensor:
+    """The first ``k`` samples of each class of ``x``, ordered by class with ``per_class`` each (as
+    :func:`class_labels`). Shapes: ``(C · per_class, …)`` → ``(C · k, …)``."""
+    per_class = check_int("per_class", per_class, min=1)
+    if x.shape[0] % per_class:
+        raise ValueError(f"x holds {x.shape[0]} samples, not a multiple of per_class = {per_class}")
+    return x.reshape(-1, per_class, *x.shape[1:])[:, :k].reshape(-1, *x.shape[1:])
+
+
+SWEEP_METRICS = ("accuracy", "recognised", "fd", "fd_floor", "fd_ratio", "fd_ratio_se", "diversity")
+
+
+def score_samples(ev: Any, samples: dict[float, torch.Tensor], labels: torch.Tensor,
+                  real_diversity: np.ndarray) -> dict[float, dict[str, Any]]:
+    """Score each sample set of a sweep with the MNIST evaluator ``ev``: class accuracy against ``labels``, the
+    recognised fraction, FD, its floor and ratio (with s.e.), and the within-class diversity relative to
+    ``real_diversity`` (per class, and its mean over the classes)."""
+    rows = {}
+    for w, x in samples.items():
+        e = ev.evaluate(x)
+        div = ev.diversity(x, labels)
+        rows[w] = {"accuracy": ev.class_accuracy(x, labels), "recognised": e.recognised_fraction, "fd": e.fd,
+                   "fd_floor": e.fd_floor, "fd_ratio": e.fd_ratio, "fd_ratio_se": e.fd_ratio_se,
+                   "diversity_per_class": div / real_diversity, "diversity": float(np.nanmean(div / real_diversity))}
+    return rows
+
+
+def sweep_metrics(rows: dict[float, dict[str, Any]]) -> dict[str, Any]:
+    """The recorded numbers of :func:`score_samples`: ``w<w>_<name>`` for each name in :data:`SWEEP_METRICS`."""
+    return {f"w{w:g}_{name}": r[name] for w, r in rows.items() for name in SWEEP_METRICS}
+
+
+def sweep_table(rows: dict[float, dict[str, Any]]) -> str:
+    """One line per guidance weight: class accuracy, recognised, FD, FD/floor and diversity/real."""
+    lines = [f"{'w':>4} | {'class acc.':>10} | {'recognised':>10} | {'FD':>7} | {'FD/floor':>8} | "
+             f"{'diversity/real':>14}"]
+    for w, r in rows.items():
+        lines.append(f"{w:4g} | {100 * r['accuracy']:9.1f}% | {100 * r['recognised']:9.1f}% | {r['fd']:7.2f} | "
+                     f"{r['fd_ratio']:8.2f} | {r['diversity']:14.2f}")
+    return "\n".join(lines)
+
+
+def diversity_figure(rows: dict[float, dict[str, Any]], weights: Sequence[float] = (0.0, 2.0)) -> Figure:
+    """Bars of the within-class diversity relative to real digits, one group per digit: real (= 1) and the
+    generated sets at ``weights`` (``rows[w]["diversity_per_class"]``, as :func:`score_samples`)."""
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    width = 0.26
+    xs = np.arange(10)
+    ax.bar(xs - width, np.ones(10), width, color="0.6", label="real digits (= 1 by definition)")
+    for j, w in enumerate(weights):
+        ax.bar(xs + j * width, rows[w]["diversity_per_class"], width, label=f"generated, w = {w:g}")
+    ax.set_xticks(xs)
+    ax.set_xlabel("digit")
+    ax.set_ylabel("diversity / real")
+    ax.set_title("within-class diversity: mean pairwise evaluator-feature distance, relative to real digits",
+                 fontsize=10)
+    ax.legend(fontsize=8, ncol=3, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def diversity_text(w: float, row: dict[str, Any]) -> str:
+    """One line on the diversity at weight ``w``: the mean over classes, the least and the most diverse digit."""
+    d = row["diversity_per_class"]
+    return (f"w = {w:g}: diversity / real = {row['diversity']:.2f} on average (least diverse: digit "
+            f"{int(np.nanargmin(d))} at {np.nanmin(d):.2f}; most: digit {int(np.nanargmax(d))} at {np.nanmax(d):.2f})")
+
+
+def guidance_tradeoff_figure(rows: dict[float, dict[str, Any]]) -> Figure:
+    """Class accuracy against within-class diversity, one point per guidance weight, coloured by log₁₀(FD/floor)."""
+    ws = list(rows)
+    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+    div = [rows[w]["diversity"] for w in ws]
+    acc = [100 * rows[w]["accuracy"] for w in ws]
+    ratio = [rows[w]["fd_ratio"] for w in ws]
+    ax.plot(div, acc, "-", color="0.7", zorder=1)
+    sc = ax.scatter(div, acc, c=np.log10(ratio), cmap="magma_r", s=90, zorder=2, edgecolor="k")
+    for i, (w, d, a) in enumerate(zip(ws, div, acc)):  # labels alternate below / above: neighbours may share a height
+        ax.annotate(f"w = {w:g}", (d, a), textcoords="offset points", xytext=(7, -12) if i % 2 == 0 else (-8, 9),
+                    fontsize=9)
+    cb = fig.colorbar(sc, ax=ax)
+    cb.set_label("log₁₀ (FD / floor)")
+    ax.axvline(1.0, color="0.5", lw=0.8, ls=":")
+    ax.set_xlabel("within-class diversity / real digits  (→ more varied)")
+    ax.set_ylabel("class accuracy (%)  (↑ more faithful)")
+    ax.set_title("classifier-free guidance: fidelity against diversity", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _bare(ax: Any) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
+def trajectory_figure(states: dict[int, torch.Tensor], x0_preds: dict[int, torch.Tensor], final: torch.Tensor,
+                      i: int, steps: Sequence[int]) -> Figure:
+    """Sample ``i`` of a recorded generation at ``steps``: the state x_k (top) and the prediction x̂₀ at k
+    (bottom; the final digit at k = 0). ``states``/``x0_preds`` as ``SampleResult.trajectory``/``x0_preds``."""
+    fig, axes = plt.subplots(2, len(steps), figsize=(1.25 * len(steps), 3.0))
+    for j, k in enumerate(steps):
+        xk = states[k][i, 0]
+        x0k = x0_preds[k][i, 0] if k > 0 else final[i, 0]
+        axes[0, j].imshow(xk.clamp(-1, 1).numpy(), cmap="gray", vmin=-1, vmax=1)
+        axes[1, j].imshow(x0k.clamp(-1, 1).numpy(), cmap="gray", vmin=-1, vmax=1)
+        axes[0, j].set_title(f"k = {k}", fontsize=9)
+    for ax in axes.flat:
+        _bare(ax)
+    axes[0, 0].set_ylabel("x_k", fontsize=9)
+    axes[1, 0].set_ylabel("x̂₀ at k", fontsize=9)
+    fig.suptitle("one generation, noise (left) to digit (right)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def settling_figure(digit: torch.Tensor, settle: torch.Tensor, summary: SettleSummary) -> Figure:
+    """One digit ``(H, W)``, the step at which each of its pixels settles ``(H, W)`` (:func:`settle_steps`), and
+    the fraction of ink pixels and coarse blocks settled against k over the batch of ``summary``."""
+    T = summary.T
+    fig, (ax_d, ax_s, ax_f) = plt.subplots(1, 3, figsize=(11, 3.3), gridspec_kw={"width_ratios": [1, 1.2, 1.8]})
+    ax_d.imshow(digit.numpy(), cmap="gray", vmin=-1, vmax=1)
+    ax_d.set_title("final digit", fontsize=10)
+    im = ax_s.imshow(settle.numpy(), cmap="viridis", vmin=0, vmax=T)
+    ax_s.set_title("step k at which each pixel settles", fontsize=10)
+    fig.colorbar(im, ax=ax_s, fraction=0.046)
+    for ax in (ax_d, ax_s):
+        _bare(ax)
+    ax_f.plot(summary.steps, summary.fraction_settled, label="ink pixels")
+    ax_f.plot(summary.steps, summary.fraction_settled_coarse, label="coarse shape (4×4 blocks)")
+    ax_f.axvspan(summary.ink_q10 * T, summary.ink_q90 * T, color="C0", alpha=0.12,
+                 label="10–90 % of ink pixels settle")
+    ax_f.set_xlim(T, 0)
+    ax_f.set_xlabel("step k (generation runs right →)")
+    ax_f.set_ylabel("fraction settled")
+    ax_f.set_title(f"over {summary.n} digits", fontsize=10)
+    ax_f.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def edit_sweep(ddpm: DDPM, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, new_labels: torch.Tensor,
+               t0s: Sequence[float], generators: Sequence[torch.Generator | None], guidance_w: float = 0.0,
+               amp: bool = False) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`edit` of ``images`` at each t0, with their own ``labels`` and with ``new_labels`` in one batch
+    (one generator per t0). Returns ``{t0: (edited with labels, edited with new_labels)}``, each ``(B, 1, 28, 28)``."""
+    if len(generators) != len(t0s):
+        raise ValueError(f"need one generator per t0, got {len(generators)} for {len(t0s)} values of t0")
+    out = {}
+    for f, g in zip(t0s, generators):
+        x = edit(ddpm, model, torch.cat([images, images]), torch.cat([labels, new_labels]), f, guidance_w=guidance_w,
+                 generator=g, amp=amp)
+        out[f] = (x[:len(labels)], x[len(labels):])
+    return out
+
+
+def real_pair_distances(images: torch.Tensor, labels: torch.Tensor, n_pairs: int,
+                        generator: torch.Generator | None = None) -> tuple[float, float]:
+    """Yardsticks for an edit: the mean :func:`rms_distance` between two real images drawn at random
+    (``n_pairs`` pairs), of the same class and of different classes."""
+    pairs = torch.randint(0, len(images), (2, n_pairs), generator=generator)
+    d = rms_distance(images[pairs[0]], images[pairs[1]])
+    same = labels[pairs[0]] == labels[pairs[1]]
+    return d[same].mean().item(), d[~same].mean().item()
+
+
+def score_edits(ev: Any, edits: dict[float, tuple[torch.Tensor, torch.Tensor]], images: torch.Tensor,
+                labels: torch.Tensor, new_labels: torch.Tensor) -> dict[float, dict[str, Any]]:
+    """Per t0 of :func:`edit_sweep`: per-image RMS distances to the originals (``rms_same``, ``rms_new``), the
+    fraction read as the requested digit (``acc_same``, ``acc_new``) and, for the new label, as the original."""
+    rows = {}
+    for f, (same_lab, new_lab) in edits.items():
+        rows[f] = {
+            "rms_same": rms_distance(same_lab, images), "rms_new": rms_distance(new_lab, images),
+            "acc_same": ev.class_accuracy(same_lab, labels), "acc_new": ev.class_accuracy(new_lab, new_labels),
+            "still_original": ev.class_accuracy(new_lab, labels),
+        }
+    return rows
+
+
+def edit_metrics(rows: dict[float, dict[str, Any]]) -> dict[str, Any]:
+    """The recorded numbers of :func:`score_edits`: ``edit_t<t0>_{rms_own, rms_other, acc_own, acc_other}``."""
+    out = {}
+    for f, r in rows.items():
+        out.update({f"edit_t{f:g}_rms_own": r["rms_same"].mean(), f"edit_t{f:g}_rms_other": r["rms_new"].mean(),
+                    f"edit_t{f:g}_acc_own": r["acc_same"], f"edit_t{f:g}_acc_other": r["acc_new"]})
+    return out
+
+
+def edit_table(rows: dict[float, dict[str, Any]]) -> str:
+    """One line per t0 of :func:`score_edits`."""
+    lines = [f"{'t0':>4} | {'RMS, own label':>14} | {'RMS, label+1':>12} | {'reads own':>9} | {'reads +1':>8} | "
+             f"{'(+1 edit) still reads own':>25}"]
+    for f, r in rows.items():
+        lines.append(f"{f:4.1f} | {r['rms_same'].mean():14.3f} | {r['rms_new'].mean():12.3f} | "
+                     f"{100 * r['acc_same']:8.0f}% | {100 * r['acc_new']:7.0f}% | {100 * r['still_original']:24.0f}%")
+    return "\n".join(lines)
+
+
+def edits_figure(images: torch.Tensor, labels: torch.Tensor, new_labels: torch.Tensor,
+                 edits: dict[float, tuple[torch.Tensor, torch.Tensor]], n_show: int = 5) -> Figure:
+    """``n_show`` originals (evenly spaced over the batch), each followed by its edits at every t0: with the own
+    label (left) and with the new one (right)."""
+    t0s = list(edits)
+    n_show = min(n_show, len(labels))
+    pick = torch.linspace(0, len(labels) - 1, n_show).round().long()
+    panel_same = torch.cat([torch.stack([images[i]] + [edits[f][0][i] for f in t0s]) for i in pick])
+    panel_new = torch.cat([torch.stack([images[i]] + [edits[f][1][i] for f in t0s]) for i in pick])
+    steps = ", ".join(f"{f:g}" for f in t0s)
+    return class_grid_figure([panel_same, panel_new],
+                             [f"own label: original, t₀ = {steps}", f"label + 1: original, t₀ = {steps}"],
+                             per_row=len(t0s) + 1, size=0.7,
+                             row_labels=[f"{int(labels[i])} → {int(labels[i])}/{int(new_labels[i])}" for i in pick])
+
+
+def edit_distance_figure(rows: dict[float, dict[str, Any]], ref_same: float, ref_diff: float) -> Figure:
+    """Left: RMS distance of the edits to the originals against t0 (mean ± s.d.) beside the distance between two
+    real digits of the same and of different classes; right: what the evaluator reads in the edits."""
+    t0s = list(rows)
+    fig, (ax_d, ax_c) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key_, label in (("rms_same", "own label"), ("rms_new", "label + 1")):
+        m = [rows[f][key_].mean().item() for f in t0s]
+        s = [rows[f][key_].std().item() for f in t0s]
+        ax_d.errorbar(t0s, m, yerr=s, marker="o", capsize=3, label=label)
+    ax_d.axhline(ref_same, color="0.4", ls="--", lw=1, label="two real digits, same class")
+    ax_d.axhline(ref_diff, color="0.4", ls=":", lw=1, label="two real digits, different class")
+    ax_d.set_xlabel("t₀ = k₀ / T")
+    ax_d.set_ylabel("RMS distance to the original")
+    ax_d.set_title("how far an edit moves a digit", fontsize=10)
+    ax_d.legend(fontsize=8)
+    ax_c.plot(t0s, [100 * rows[f]["acc_same"] for f in t0s], "o-", label="own label: reads as own digit")
+    ax_c.plot(t0s, [100 * rows[f]["acc_new"] for f in t0s], "s-", label="label + 1: reads as the new digit")
+    ax_c.plot(t0s, [100 * rows[f]["still_original"] for f in t0s], "^--",
+              label="label + 1: still reads as the original")
+    ax_c.set_xlabel("t₀ = k₀ / T")
+    ax_c.set_ylabel("% of edits")
+    ax_c.set_ylim(-3, 103)
+    ax_c.set_title("what the evaluator reads", fontsize=10)
+    ax_c.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def ddim_and_ancestral_sets(ddpm: DDPM, model: nn.Module, labels: torch.Tensor, guidance_w: float,
+                            x_T: torch.Tensor, ddim_steps: Sequence[int], *, generator: torch.Generator | None = None,
+                            chunk: int = 1000, amp: bool = False,
+                            have: dict[str, tuple[torch.Tensor, int]] | None = None
+                            ) -> dict[str, tuple[torch.Tensor, int]]:
+    """``{"DDIM-<n>": (samples, nfe), …, "ancestral": (samples, nfe)}`` from the same ``x_T``: DDIM (η = 0) with
+    each step count in ``ddim_steps``, then ancestral sampling with all T steps (its noise from ``generator``).
+    A set already in ``have`` (same names) is taken from there instead of being sampled again."""
+    have = have or {}
+    sets = {}
+    for n in ddim_steps:
+        name = f"DDIM-{n}"
+        if name in have:
+            sets[name] = have[name]
+            continue
+        out = generate(ddpm, model, labels, guidance_w, sampler="ddim", n_steps=n, x_T=x_T, chunk=chunk, amp=amp)
+        sets[name] = (out.x, out.nfe)
+    if "ancestral" in have:
+        sets["ancestral"] = have["ancestral"]
+    else:
+        out = generate(ddpm, model, labels, guidance_w, sampler="ancestral", x_T=x_T, generator=generator, chunk=chunk,
+                       amp=amp)
+        sets["ancestral"] = (out.x, out.nfe)
+    return sets
+
+
+def score_sets(ev: Any, sets: dict[str, tuple[torch.Tensor, int]], labels: torch.Tensor) -> dict[str, dict[str, Any]]:
+    """Per named set of :func:`ddim_and_ancestral_sets`: network calls, class accuracy, FD, FD/floor (with s.e.)
+    and the recognised fraction."""
+    rows = {}
+    for name, (x, n_eval) in sets.items():
+        e = ev.evaluate(x)
+        rows[name] = {"nfe": n_eval, "accuracy": ev.class_accuracy(x, labels), "fd": e.fd, "fd_ratio": e.fd_ratio,
+                      "fd_ratio_se": e.fd_ratio_se, "recognised": e.recognised_fraction}
+    return rows
+
+
+def sets_metrics(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The recorded numbers of :func:`score_sets`: ``<name, lower case, no dash>_<metric>`` (``ddim50_accuracy``)."""
+    return {f"{name.lower().replace('-', '')}_{k}": v for name, r in rows.items() for k, v in r.items()}
+
+
+def sets_table(rows: dict[str, dict[str, Any]]) -> str:
+    """One line per sampler of :func:`score_sets`."""
+    lines = [f"{'sampler':>10} | {'NFE':>5} | {'class acc.':>10} | {'recognised':>10} | {'FD/floor':>8}"]
+    for name, r in rows.items():
+        lines.append(f"{name:>10} | {r['nfe']:5d} | {100 * r['accuracy']:9.1f}% | {100 * r['recognised']:9.1f}% | "
+                     f"{r['fd_ratio']:8.2f} ± {r['fd_ratio_se']:.2f}")
+    return "\n".join(lines)
+
+
+def ddim_vs_ancestral_figure(rows: dict[str, dict[str, Any]], guidance_w: float, T: int) -> Figure:
+    """Class accuracy (left) and FD/floor (right) against network calls per sample: DDIM at each step count,
+    ancestral sampling with all T steps as a star (``rows`` of :func:`score_sets`)."""
+    fig, (ax_a, ax_f) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ddim_names = [n for n in rows if n.startswith("DDIM")]
+    for ax, key_, label in ((ax_a, "accuracy", "class accuracy (%)"), (ax_f, "fd_ratio", "FD / floor")):
+        scale = 100 if key_ == "accuracy" else 1
+        ax.plot([rows[n]["nfe"] for n in ddim_names], [scale * rows[n][key_] for n in ddim_names], "o-",
+                label="DDIM (η = 0)")
+        ax.plot([rows["ancestral"]["nfe"]], [scale * rows["ancestral"][key_]], "*", ms=14,
+                label=f"ancestral, all T = {T}")
+        for n in ddim_names:
+            ax.annotate(n.split("-")[1], (rows[n]["nfe"], scale * rows[n][key_]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("network evaluations per sample")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    ax_a.set_title(f"fidelity at w = {guidance_w:g}", fontsize=10)
+    ax_f.set_title("distance to real digits", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sample_and_score_variant(ev: Any, ddpm: DDPM, model: nn.Module, labels: torch.Tensor, x_T: torch.Tensor, *,
+                             sampler: str, n_steps: int | None = None, have: dict[str, torch.Tensor] | None = None,
+                             chunk: int = 1000, amp: bool = False, num_classes: int = NUM_CLASSES,
+                             generator: torch.Generator | None = None) -> VariantScore:
+    """:func:`score_variant` of one model on the sets ``w0`` (w = 0), ``w2`` (w = 2) for ``labels`` and
+    ``uncond`` (y = ∅), each sampled from ``x_T`` unless given in ``have``; ``generator`` drives the bootstrap."""
+    sets = dict(have or {})
+    null = torch.full_like(labels, num_classes)
+    for set_name, w, y in (("w0", 0.0, labels), ("w2", 2.0, labels), ("uncond", 0.0, null)):
+        if set_name not in sets:
+            sets[set_name] = generate(ddpm, model, y, w, sampler=sampler, n_steps=n_steps, x_T=x_T, chunk=chunk,
+                                      amp=amp, num_classes=num_classes).x
+    return score_variant(ev, labels, **sets, generator=generator)
+
+
+# --------------------------------------------------------------------------- the evidence behind the written answers
+# Each returns the values a written answer of the notebook cites and the claims it checks (``claims``), for
+# ``run.answer(template, **evidence)``; every claim compares with a standard error where one applies.
+def diversity_evidence(rows: dict[float, dict[str, Any]], real_diversity: np.ndarray) -> dict[str, Any]:
+    """Diversity at w = 0 against real digits (± s.e. over the classes) and against w = 2, class by class."""
+    from ..answers import claim
+
+    d0, d2 = rows[0.0]["diversity_per_class"], rows[2.0]["diversity_per_class"]
+    se = float(np.nanstd(d0, ddof=1) / np.sqrt(np.isfinite(d0).sum()))  # s.e. of the mean over the ten classes
+    digits = np.argsort(real_diversity)
+    gap = rows[0.0]["diversity"] - 1
+    vs_real = ("more varied than real handwriting: the malformed samples lie far from every real style" if gap > 2 * se
+               else "as varied as real handwriting, within 2 s.e." if abs(gap) <= 2 * se
+               else "less varied than real handwriting")
+    return {"claims": [claim("guidance at w = 2 makes every class less varied than w = 0", bool(np.all(d2 < d0)),
+                             f"{int(np.sum(d2 < d0))} of 10 classes")],
+            "se": se, "n_less": int(np.sum(d2 < d0)), "top": f"{digits[-1]} and {digits[-2]}",
+            "bottom": f"{digits[0]} and {digits[1]}", "vs_real": vs_real}
+
+
+def settle_evidence(summary: SettleSummary) -> dict[str, Any]:
+    """The quadrants' spread against the spread of single ink pixels, and coarse shape against pixels."""
+    from ..answers import claim
+
+    ink = summary.ink_q90 - summary.ink_q10
+    return {"claims": [claim("the quadrants settle much closer together than single pixels",
+                             summary.quadrant_spread < 0.5 * ink,
+                             f"quadrants {summary.quadrant_spread:.2f}·T, ink pixels {ink:.2f}·T"),
+                       claim("the coarse shape settles before single pixels",
+                             summary.coarse_median > summary.ink_median,
+                             f"median k/T {summary.coarse_median:.2f} vs {summary.ink_median:.2f}")],
+            "frac": summary.quadrant_spread / ink, "ink": ink}
+
+
+def guidance_evidence(rows: dict[float, dict[str, Any]], n: int) -> dict[str, Any]:
+    """Accuracy, diversity and FD/floor along the sweep (``rows`` of :func:`score_samples`, n samples per w)."""
+    from ..answers import claim
+
+    W = list(rows)
+    acc_w, div_w, fd_w = ([rows[w][k] for w in W] for k in ("accuracy", "diversity", "fd_ratio"))
+    se_fd = max(rows[w]["fd_ratio_se"] for w in W)
+    acc_se = np.sqrt(max(acc_w[0] * (1 - acc_w[0]), 1e-12) / n)  # binomial s.e. at the first w
+    return {"claims": [claim("guidance raises class accuracy", acc_w[-1] - acc_w[0] > 2 * acc_se,
+                             f"{acc_w[0]:.1%} → {acc_w[-1]:.1%}, s.e. {acc_se:.1%}"),
+                       claim("diversity falls steadily with w", bool(np.all(np.diff(div_w) < 0)),
+                             ", ".join(f"{d:.2f}" for d in div_w)),
+                       claim("the FD grows at large w", fd_w[-1] - min(fd_w) > 2 * np.sqrt(2) * se_fd,
+                             f"{fd_w[-1]:.2f} vs lowest {min(fd_w):.2f}, s.e. {se_fd:.2f}")],
+            "a0": acc_w[0], "a0_se": acc_se, "a2": rows[2.0]["accuracy"], "amax": acc_w[-1], "wmax": W[-1],
+            "d0": div_w[0], "dmax": div_w[-1], "wb": W[int(np.argmin(fd_w))], "fdb": min(fd_w), "se": se_fd,
+            "fd0": fd_w[0], "fdmax": fd_w[-1]}
+
+
+def edit_evidence(rows: dict[float, dict[str, Any]], ref_same: float, ref_diff: float) -> dict[str, Any]:
+    """Distances and readings of the edits (``rows`` of :func:`score_edits`) against the real-digit yardsticks."""
+    from ..answers import claim
+
+    t0s = list(rows)
+    own = [rows[f]["acc_same"] for f in t0s]
+    new = [rows[f]["acc_new"] for f in t0s]
+    rms_own = [rows[f]["rms_same"].mean().item() for f in t0s]
+    n = len(rows[t0s[0]]["rms_same"])
+    return {"claims": [claim("the distance to the original grows with t0", bool(np.all(np.diff(rms_own) > 0)),
+                             ", ".join(f"{r:.2f}" for r in rms_own)),
+                       claim("a small-t0 edit stays far closer than another real digit of the class",
+                             rms_own[0] < 0.5 * ref_same, f"{rms_own[0]:.2f} vs {ref_same:.2f}"),
+                       claim("the requested digit takes over only at the largest t0",
+                             new[-1] >= 0.5 and max(new[:-1]) < 0.5, ", ".join(f"{a:.0%}" for a in new))],
+            "f0": t0s[0], "r0": rms_own[0], "ref_same": ref_same, "f1": t0s[-1], "r1": rms_own[-1],
+            "r1n": rows[t0s[-1]]["rms_new"].mean().item(), "ref_diff": ref_diff, "own_lo": min(own),
+            "own_hi": max(own), "n": n, "se": 0.5 / np.sqrt(n),  # the largest binomial s.e. of a fraction of n
+            "new_txt": ", ".join(f"{a:.0%} at t₀ = {f:g}" for f, a in zip(t0s, new))}
+
+
+def ddim_evidence(rows: dict[str, dict[str, Any]], n: int, T: int) -> dict[str, Any]:
+    """DDIM at each step count against ancestral sampling (``rows`` of :func:`score_sets`, n samples per set)."""
+    from ..answers import claim
+
+    anc, dd = rows["ancestral"], {k: r for k, r in rows.items() if k.startswith("DDIM")}
+    few, many = min(dd, key=lambda k: dd[k]["nfe"]), max(dd, key=lambda k: dd[k]["nfe"])
+    se2 = 2 * np.sqrt(2) * max(r["fd_ratio_se"] for r in rows.values())
+    fd_dd = [r["fd_ratio"] for r in dd.values()]
+    d_ref = "DDIM-50" if "DDIM-50" in dd else many  # DDIM-50 whenever T allows it
+    acc_se = 0.5 / np.sqrt(n)  # the largest binomial s.e. of an accuracy over these samples
+    anc_text = ("higher than every DDIM set by more than two standard errors" if anc["fd_ratio"] - max(fd_dd) > se2
+                else "lower than every DDIM set by more than two standard errors" if min(fd_dd) - anc["fd_ratio"] > se2
+                else "within two standard errors of the DDIM sets")
+    return {"claims": [claim("DDIM with a fraction of the steps matches the class accuracy of ancestral sampling",
+                             abs(dd[d_ref]["accuracy"] - anc["accuracy"]) <= 2 * acc_se,
+                             f"{dd[d_ref]['accuracy']:.1%} vs {anc['accuracy']:.1%}")],
+            "d_ref": d_ref, "few": few, "many": many, "acc_few": dd[few]["accuracy"], "acc_anc": anc["accuracy"],
+            "T": T, "fd_lo": min(fd_dd), "fd_hi": max(fd_dd), "fd_anc": anc["fd_ratio"], "anc_text": anc_text,
+            "dd_text": ("differences within two standard errors, so more steps do not measurably improve the FD"
+                        if max(fd_dd) - min(fd_dd) < se2 else "differences beyond two standard errors")}
+
+
+def forward_evidence(read: dict[int, float], ddpm: DDPM, n: int) -> dict[str, Any]:
+    """What the judge reads of the noised digits (``read[k]``, n digits) and where noise outweighs the digit."""
+    from ..answers import claim
+
+    se = binomial_se(read[ddpm.T], n)
+    return {"claims": [claim("the judge reads the clean digits", read[0] >= 0.9, f"{read[0]:.0%}"),
+                       claim("at k = T the digits are lost to the judge (chance level)",
+                             read[ddpm.T] <= 0.1 + 3 * max(se, 0.02), f"{read[ddpm.T]:.0%}")],
+            "k_equal": int((ddpm.alphas_cumprod < 0.5).nonzero()[0]) + 1}  # the first k where noise outweighs it
+
+
+VARIANT_ROWS = (("class accuracy, w = 2", "accuracy_w2", ".1%"), ("class accuracy, w = 0", "accuracy_w0", ".1%"),
+                ("recognised, w = 0", "recognised", ".1%"), ("FD / floor, w = 0", "fd_ratio", ".2f"),
+                ("rarest digit, unconditional", "class_min", ".1%"),
+                ("commonest digit, unconditional", "class_max", ".1%"))
+
+
+def variant_table() -> str:
+    """The Markdown table of the two variants as a template of :func:`nbhelpers.answers.render`: each number
+    cited from the run's metrics (``cosine/…``, ``ddpm_paper/…``), ± its standard error."""
+    def cell(v: str, m: str, f: str) -> str:
+        return f"{{{v}/{m}:{f}}} ± {{{v}/{m}_se:{f}}}"
+
+    lines = ["| | `cosine` (seed 001) | `ddpm_paper` (seed 003) |", "|---|---|---|",
+             "| schedule, T | cosine, {cosine/T} | linear, {ddpm_paper/T} |",
+             "| training steps | {cosine/train_steps} | {ddpm_paper/train_steps} |",
+             "| training seconds | {cosine/train_seconds:.0f} | {ddpm_paper/train_seconds:.0f} |"]
+    lines += [f"| {name} | {cell('cosine', m, f)} | {cell('ddpm_paper', m, f)} |" for name, m, f in VARIANT_ROWS]
+    return "\n".join(lines)
+
+
+def variant_evidence(cosine: VariantScore, paper: VariantScore, train_steps: tuple[int, int]) -> dict[str, Any]:
+    """Seed 003's model against the cosine one, metric by metric (``<metric>_cmp``: "higher than the cosine
+    model's", … by :func:`verdict`), and the share of near-pure-noise steps of each schedule. ``train_steps``:
+    the steps of the two trainings (this run's variant first)."""
+    from ..answers import claim
+
+    noise_share = {n: (DDPM.from_schedule(n, T).alphas_cumprod < 0.01).double().mean().item()
+                   for n, T in (("linear", 1000), ("cosine", 200))}
+    say = {"higher": "higher than the cosine model's", "lower": "lower than the cosine model's",
+           "indistinguishable": "indistinguishable from the cosine model's"}
+    words = {f"{m}_cmp": say[verdict(getattr(paper, m), getattr(paper, f"{m}_se"), getattr(cosine, m),
+                                     getattr(cosine, f"{m}_se"))]
+             for m in ("accuracy_w2", "accuracy_w0", "recognised", "fd_ratio", "class_min")}
+    a, b = train_steps
+    return {"claims": [claim("both variants are trained for the same number of steps", b == a, f"{a} and {b}"),
+                       claim("both models draw the requested digit far more often than chance at w = 2",
+                             min(cosine.accuracy_w2, paper.accuracy_w2) > 0.5,
+                             f"{cosine.accuracy_w2:.1%} and {paper.accuracy_w2:.1%}"),
+                       claim("the linear schedule spends more of its steps near pure noise",
+                             noise_share["linear"] > noise_share["cosine"], f"{noise_share}")],
+            "noise_lin": noise_share["linear"], "noise_cos": noise_share["cosine"], **words}
