@@ -383,3 +383,11 @@ def test_student_edition_runs_with_every_exercise_unsolved(stem, tmp_path, monke
         text = _flat("".join("".join(o["text"]) for o in outputs if o["output_type"] == "stream"))
         assert text.startswith(f"{name}: not implemented yet — "), text
         assert "┌" in text and f"The cells below use the library's {ex.EXERCISES[name].reference_name}" in text
+
+
+def test_the_readme_counts_the_exercises_there_are():
+    readme = (ROOT / "README.md").read_text()
+    m = re.search(r"\b(\d+) functions the assignments ask for", readme)
+    assert m, "README.md's student edition section names how many exercises there are"
+    assert int(m.group(1)) == len(ex.EXERCISES) >= 20
+    assert f"{len(ex.EXERCISES)} checked exercises in all." in (EXERCISE_DIR / "README.md").read_text()
