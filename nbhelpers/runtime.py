@@ -638,6 +638,12 @@ class NotebookRun:
         atomic_write_bytes(self.metrics_path, json.dumps(payload, indent=2, sort_keys=True).encode())
         return value
 
+    def report_all(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`report` every ``name → value`` of ``metrics`` (a study's numbers); returns them as recorded."""
+        if not isinstance(metrics, dict):
+            raise ValueError(f"metrics must be a dict of name → value, got {type(metrics).__name__}")
+        return {key: self.report(key, value) for key, value in metrics.items()}
+
     def save_samples(self, name: str, **arrays: Any) -> Path:
         """Write arrays (tensors or numpy) to ``build/metrics/<notebook>/<name>.npz``."""
         check_name("samples name", name)

@@ -118,6 +118,11 @@ def test_setup_report_and_savefig(monkeypatch, tmp_path):
     run.report("hist", [1, 2])
     data = json.loads((tmp_path / "metrics" / "99_test.json").read_text())
     assert data["metrics"] == {"err": 0.25, "hist": [1, 2]} and data["profile"] == "smoke"
+    assert run.report_all({"a": torch.tensor(1.5), "b": 2}) == {"a": 1.5, "b": 2}
+    data = json.loads((tmp_path / "metrics" / "99_test.json").read_text())
+    assert data["metrics"] == {"err": 0.25, "hist": [1, 2], "a": 1.5, "b": 2}
+    with pytest.raises(ValueError, match="dict"):
+        run.report_all([("a", 1)])
     import matplotlib
 
     matplotlib.use("Agg")

@@ -4,6 +4,7 @@ A recipe holds one notebook's presets, trainer, sweeps and figures; it imports t
 (``nb.training``, ``nb.ddpm``, ``nb.models``, …) and the core never imports a recipe
 (``tests/test_layers.py`` checks it; ``ARCHITECTURE.md`` draws the floors).
 
+* ``sdes`` — notebook 01: the Brownian, Ornstein–Uhlenbeck and Langevin studies (figure and numbers);
 * ``mnist`` — notebooks 04 and 05: the Figure-1 UNet on MNIST along a Gaussian path, and the
   offline MNIST evaluator's classifier (trained and cached here, scored by ``nb.metrics.images``;
   04, 05 and 07 use it);
@@ -19,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("mnist", "two_pixel", "cfg_mnist", "afhq")
+_SUBMODULES = ("sdes", "mnist", "two_pixel", "cfg_mnist", "afhq")
 
 __all__ = list(_SUBMODULES)
 
