@@ -9,7 +9,6 @@ seeded notebook reproduces its numbers exactly.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -20,18 +19,10 @@ from matplotlib.figure import Figure
 from ..metrics.toy import posterior_mode_fractions, total_variation
 from ..plotting import plot_density, plot_paths, to_numpy
 from ..sde import Langevin
+from .study import Study
 
 __all__ = ["Study", "brownian_study", "ou_endpoint_study", "ou_moments_study", "moments_figure", "langevin_mode_study",
            "langevin_modes_figure"]
-
-
-@dataclass
-class Study:
-    """A study's figure, the numbers it records (metric name → value) and its text summary."""
-
-    figure: Figure
-    metrics: dict[str, float] = field(default_factory=dict)
-    summary: str = ""
 
 
 def brownian_study(make_sde: Callable[[float], Any], sigmas: Sequence[float], t1: float, n_steps: int,
@@ -103,8 +94,8 @@ def ou_endpoint_study(make_sde: Callable[[float, float], Any], settings: Sequenc
         ax.legend(fontsize=8)
     axes[0, 0].set_ylabel("$X_t$")
     axes[1, 0].set_ylabel("density")
-    fig.suptitle("Ornstein–Uhlenbeck: paths from many starting points (top; shaded: ±√(σ²/2θ), the stationary std)"
-                 " and where they end up (bottom)")
+    fig.suptitle("Ornstein–Uhlenbeck: paths from many starting points (top; shaded: ±√(σ²/2θ), "
+                 "the stationary std) and where they end up (bottom)")
     fig.tight_layout()
     metrics["ou_stationary_var_rel_err_max"] = max(metrics.values())
     return Study(fig, metrics, "\n".join(lines))
