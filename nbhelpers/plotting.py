@@ -5,6 +5,7 @@ Conventions: 2D point sets are ``(N, 2)`` tensors or arrays; images ``(B, C, H, 
 """
 from __future__ import annotations
 
+import io
 import math
 from typing import Any, Callable, Sequence
 
@@ -277,3 +278,53 @@ def sample_density(points: Any, lim: Limits = (-3.5, 3.5), bins: int = 80,
 
 
 __all__ += ["sample_density"]
+
+
+# --------------------------------------------------------------------------- animations
+def scatter_gif(point_sets: Sequence[Any], titles: Sequence[str], path: Any,
+                log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None, lim: Limits = (-3.5, 3.5),
+                size: float = 3.6, dpi: int = 80, duration: int = 90, color: str = "C3") -> list[Any]:
+    """Write a GIF with one frame per ``(N, 2)`` point set (title from ``titles``; the contours of
+    ``exp(log_prob)`` behind, when given) to ``path`` (folders created), ``duration`` ms a frame,
+    looping. Returns the frames (PIL images, palette mode)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    if len(point_sets) == 0 or len(point_sets) != len(titles):
+        raise ValueError(f"need one title per frame and at least one frame, got {len(point_sets)} point sets "
+                         f"and {len(titles)} titles")
+    backdrop = density_image(log_prob, lim, 120) if log_prob is not None else None
+    frames = []
+    for pts, title in zip(point_sets, titles):
+        fig, ax = plt.subplots(figsize=(size, size), dpi=dpi)
+        if backdrop is not None:
+            ax.contour(*backdrop, levels=8, cmap="Greys", alpha=0.5)
+        ax.scatter(*to_numpy(pts).T, s=6, color=color)
+        ax.set_xlim(*lim)
+        ax.set_ylim(*lim)
+        ax.set_aspect("equal")
+        ax.set_title(title)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        frames.append(Image.open(buf).convert("P", palette=Image.ADAPTIVE))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration, loop=0)
+    return frames
+
+
+def frame_strip(frames: Sequence[Any], k: int = 4, size: float = 3.0) -> Figure:
+    """``k`` frames (PIL images) evenly spaced from the first to the last, side by side."""
+    if len(frames) == 0 or k < 1:
+        raise ValueError(f"need at least one frame and k >= 1, got {len(frames)} frames and k={k!r}")
+    fig, axes = plt.subplots(1, k, figsize=(size * k, size), squeeze=False)
+    for ax, j in zip(axes[0], np.linspace(0, len(frames) - 1, k).astype(int)):
+        ax.imshow(frames[j].convert("RGB"))
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["scatter_gif", "frame_strip"]

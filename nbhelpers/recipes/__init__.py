@@ -6,6 +6,7 @@ A recipe holds one notebook's presets, trainer, sweeps and figures; it imports t
 
 * ``sdes`` — notebook 01: the Brownian, Ornstein–Uhlenbeck and Langevin studies (figure and numbers);
 * ``paths_schedules`` — notebook 02: schedule checks, path moments, recognisability, DDPM chains;
+* ``flow_2d`` — notebook 03: the loss and field figures, the n_t sweep, the learned field against the exact one;
 * ``mnist`` — notebooks 04 and 05: the Figure-1 UNet on MNIST along a Gaussian path, and the
   offline MNIST evaluator's classifier (trained and cached here, scored by ``nb.metrics.images``;
   04, 05 and 07 use it);
@@ -21,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("sdes", "paths_schedules", "mnist", "two_pixel", "cfg_mnist", "afhq")
+_SUBMODULES = ("sdes", "paths_schedules", "flow_2d", "mnist", "two_pixel", "cfg_mnist", "afhq")
 
 __all__ = list(_SUBMODULES)
 
