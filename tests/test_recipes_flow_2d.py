@@ -96,7 +96,8 @@ def test_mode_weight_and_trajectory_figures(setup):
     heights = [p.get_height() for p in ax.patches[:5]]
     np.testing.assert_allclose(heights, score.weight_errors.numpy(), rtol=1e-6)
     assert ax.get_title() == "weights" and len(ax.patches) == 11  # 2 × 5 bars and the ±0.02 band
-    traj = nb.solvers.euler(exact, torch.randn(50, 2, generator=_gen()), 0.0, 1.0, 10, return_trajectory=True).trajectory
+    x0 = torch.randn(50, 2, generator=_gen())
+    traj = nb.solvers.euler(exact, x0, 0.0, 1.0, 10, return_trajectory=True).trajectory
     fig = flow_2d.samples_and_trajectories_figure(traj, gmm.log_prob)
     assert fig.axes[0].get_title() == "50 generated samples over p_data"
     plt.close("all")

@@ -10,6 +10,8 @@ A recipe holds one notebook's presets, trainer, sweeps and figures; it imports t
 * ``mnist`` — notebooks 04 and 05: the Figure-1 UNet on MNIST along a Gaussian path, and the
   offline MNIST evaluator's classifier (trained and cached here, scored by ``nb.metrics.images``;
   04, 05 and 07 use it);
+* ``unet_images`` — notebook 04's own studies and figures over ``mnist``: corrupted grids, references,
+  the Euler-step sweep, the schedule comparison;
 * ``two_pixel`` — notebook 06: the two-pixel density figures and the guidance explorer;
 * ``cfg_mnist`` — notebook 07: class-conditional DDPM with classifier-free guidance on MNIST;
 * ``afhq`` — notebook 08 and the ``python -m nbhelpers.afhq`` trainer: data, the seed's
@@ -22,7 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("sdes", "paths_schedules", "flow_2d", "mnist", "two_pixel", "cfg_mnist", "afhq")
+_SUBMODULES = ("sdes", "paths_schedules", "flow_2d", "mnist", "unet_images", "two_pixel", "cfg_mnist", "afhq")
 
 __all__ = list(_SUBMODULES)
 
