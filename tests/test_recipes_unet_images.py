@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-import nbhelpers as nb
 from nbhelpers.metrics.images import EvalResult, QualityBars
 from nbhelpers.recipes import unet_images as ui
 
