@@ -5,6 +5,7 @@ Conventions: 2D point sets are ``(N, 2)`` tensors or arrays; images ``(B, C, H, 
 """
 from __future__ import annotations
 
+import io
 import math
 from typing import Any, Callable, Sequence
 
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "to_numpy", "panel_grid", "scatter_panels", "hist2d_panels", "plot_paths", "plot_trajectories_2d",
-    "density_image", "plot_density", "image_grid", "loss_curve", "smooth_curve",
+    "density_image", "plot_density", "tile_images", "image_grid", "loss_curve", "smooth_curve",
 ]
 
 Limits = tuple[float, float]
@@ -180,20 +181,47 @@ def plot_density(log_prob_fn: Callable[[torch.Tensor], torch.Tensor], ax: Axes |
     return fig
 
 
+def tile_images(images: Any, nrow: int, padding: int = 2, border: int | None = None, pad_value: float = 1.0,
+                full_rows: bool = False) -> np.ndarray:
+    """Tile ``(B, C, H, W)`` images in [−1, 1] into one ``(H', W', C)`` float32 array in [0, 1] with
+    :func:`torchvision.utils.make_grid`: ``nrow`` images per row (fewer when B < nrow, unless
+    ``full_rows``), ``padding`` pixels of ``pad_value`` between images and ``border`` (default
+    ``padding // 2``, at most ``padding``) around the whole grid; empty cells are ``pad_value``.
+    Values outside [−1, 1] saturate. Image (r, c) starts at row ``border + r (H + padding)``."""
+    from torchvision.utils import make_grid
+
+    x = torch.as_tensor(to_numpy(images))
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise ValueError(f"images must be a non-empty (B, C, H, W) batch, got shape {tuple(x.shape)}")
+    if nrow < 1 or padding < 0:
+        raise ValueError(f"need nrow >= 1 and padding >= 0, got nrow={nrow!r}, padding={padding!r}")
+    border = padding // 2 if border is None else border
+    if not 0 <= border <= padding:
+        raise ValueError(f"border must lie in [0, padding={padding}], got {border!r}")
+    img = ((x.clamp(-1, 1) + 1) / 2).float()
+    if full_rows and img.shape[0] < nrow:  # blank cells keep a short batch nrow wide
+        img = torch.cat([img, img.new_full((nrow - img.shape[0], *img.shape[1:]), pad_value)])
+    if img.shape[0] == 1:  # make_grid returns a single image without its padding
+        grid = torch.nn.functional.pad(img[0], (padding,) * 4, value=pad_value)
+    else:
+        grid = make_grid(img, nrow=nrow, padding=padding, pad_value=pad_value)
+    cut = padding - border
+    if cut:
+        grid = grid[:, cut:grid.shape[1] - cut, cut:grid.shape[2] - cut]
+    return grid[: img.shape[1]].permute(1, 2, 0).numpy()  # make_grid turns one channel into three
+
+
 def image_grid(images: Any, nrow: int = 8, title: str | None = None, size: float = 1.0,
                row_labels: Sequence[str] | None = None) -> Figure:
-    """Tile ``(B, C, H, W)`` images in [−1, 1] (C = 1 or 3) into a grid with ``nrow`` images per row."""
+    """Tile ``(B, C, H, W)`` images in [−1, 1] (C = 1 or 3) into a grid with ``nrow`` images per row
+    (:func:`tile_images`: 2 pixels between images, 1 around)."""
     x = to_numpy(images)
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"images must have shape (B, C, H, W) with C in (1, 3), got {x.shape}")
     B, C, H, W = x.shape
     ncol = max(1, min(nrow, B))
     nrows = math.ceil(B / ncol)
-    canvas = np.ones((nrows * (H + 2), ncol * (W + 2), C), dtype=np.float32)
-    img = np.clip((x + 1) / 2, 0, 1).transpose(0, 2, 3, 1)
-    for i in range(B):
-        r, c = divmod(i, ncol)
-        canvas[r * (H + 2) + 1: r * (H + 2) + 1 + H, c * (W + 2) + 1: c * (W + 2) + 1 + W] = img[i]
+    canvas = tile_images(x, ncol)
     fig, ax = plt.subplots(figsize=(size * ncol + 0.5, size * nrows + (0.4 if title else 0.1)))
     ax.imshow(canvas[..., 0] if C == 1 else canvas, cmap="gray" if C == 1 else None, vmin=0, vmax=1,
               interpolation="nearest")
@@ -277,3 +305,53 @@ def sample_density(points: Any, lim: Limits = (-3.5, 3.5), bins: int = 80,
 
 
 __all__ += ["sample_density"]
+
+
+# --------------------------------------------------------------------------- animations
+def scatter_gif(point_sets: Sequence[Any], titles: Sequence[str], path: Any,
+                log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None, lim: Limits = (-3.5, 3.5),
+                size: float = 3.6, dpi: int = 80, duration: int = 90, color: str = "C3") -> list[Any]:
+    """Write a GIF with one frame per ``(N, 2)`` point set (title from ``titles``; the contours of
+    ``exp(log_prob)`` behind, when given) to ``path`` (folders created), ``duration`` ms a frame,
+    looping. Returns the frames (PIL images, palette mode)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    if len(point_sets) == 0 or len(point_sets) != len(titles):
+        raise ValueError(f"need one title per frame and at least one frame, got {len(point_sets)} point sets "
+                         f"and {len(titles)} titles")
+    backdrop = density_image(log_prob, lim, 120) if log_prob is not None else None
+    frames = []
+    for pts, title in zip(point_sets, titles):
+        fig, ax = plt.subplots(figsize=(size, size), dpi=dpi)
+        if backdrop is not None:
+            ax.contour(*backdrop, levels=8, cmap="Greys", alpha=0.5)
+        ax.scatter(*to_numpy(pts).T, s=6, color=color)
+        ax.set_xlim(*lim)
+        ax.set_ylim(*lim)
+        ax.set_aspect("equal")
+        ax.set_title(title)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        frames.append(Image.open(buf).convert("P", palette=Image.ADAPTIVE))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration, loop=0)
+    return frames
+
+
+def frame_strip(frames: Sequence[Any], k: int = 4, size: float = 3.0) -> Figure:
+    """``k`` frames (PIL images) evenly spaced from the first to the last, side by side."""
+    if len(frames) == 0 or k < 1:
+        raise ValueError(f"need at least one frame and k >= 1, got {len(frames)} frames and k={k!r}")
+    fig, axes = plt.subplots(1, k, figsize=(size * k, size), squeeze=False)
+    for ax, j in zip(axes[0], np.linspace(0, len(frames) - 1, k).astype(int)):
+        ax.imshow(frames[j].convert("RGB"))
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["scatter_gif", "frame_strip"]

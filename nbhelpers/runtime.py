@@ -650,6 +650,25 @@ class NotebookRun:
         atomic_write_bytes(self.metrics_path, json.dumps(payload, indent=2, sort_keys=True).encode())
         return value
 
+    def report_all(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`report` every ``name → value`` of ``metrics`` (a study's numbers); returns them as recorded."""
+        if not isinstance(metrics, dict):
+            raise ValueError(f"metrics must be a dict of name → value, got {type(metrics).__name__}")
+        return {key: self.report(key, value) for key, value in metrics.items()}
+
+    def record(self, study: Any, figure: str | None = None) -> dict[str, Any]:
+        """Record a study (anything with ``metrics``, ``summary`` and ``figure``, e.g. a recipe's
+        ``Study``): :meth:`report_all` its metrics, print its summary when it has one, and save its
+        figure as ``<figure>.png`` when ``figure`` names it. Returns the metrics as recorded."""
+        if figure is not None and getattr(study, "figure", None) is None:
+            raise ValueError(f"figure={figure!r} was given but the study has no figure")
+        recorded = self.report_all(study.metrics)
+        if getattr(study, "summary", ""):
+            print(study.summary)
+        if figure is not None:
+            self.savefig(study.figure, figure)
+        return recorded
+
     def save_samples(self, name: str, **arrays: Any) -> Path:
         """Write arrays (tensors or numpy) to ``build/metrics/<notebook>/<name>.npz``."""
         check_name("samples name", name)

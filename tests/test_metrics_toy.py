@@ -137,6 +137,30 @@ def test_mode_weights_exact_counts():
     assert toy.mode_weights(x[:5], means).tolist() == pytest.approx([1.0, 0.0, 0.0])
 
 
+def test_posterior_mode_fractions_exact_counts_and_weights():
+    gmm = nb.distributions.toy_gmm()
+    means = gmm.means
+    x = torch.cat([means[0].expand(4, 2), means[3].expand(6, 2) + 0.05])
+    assert toy.posterior_mode_fractions(x, gmm).tolist() == pytest.approx([0.4, 0, 0, 0.6, 0])
+    # exact samples: every share within 4 standard errors of its weight
+    n = 20000
+    f = toy.posterior_mode_fractions(gmm.sample(n, generator=_gen()), gmm)
+    w = gmm.weights
+    assert f.shape == (5,) and float(f.sum()) == pytest.approx(1.0)
+    assert ((f - w).abs() < 4 * torch.sqrt(w * (1 - w) / n)).all()
+    with pytest.raises(ValueError, match="empty"):
+        toy.posterior_mode_fractions(x[:0], gmm)
+
+
+def test_total_variation_closed_form():
+    p, q = torch.tensor([0.5, 0.5, 0.0]), torch.tensor([0.0, 0.5, 0.5])
+    assert toy.total_variation(p, q) == pytest.approx(0.5)
+    assert toy.total_variation(p, p) == 0.0
+    assert toy.total_variation(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        toy.total_variation(p, q[:2])
+
+
 def test_gmm_log_likelihood_is_minus_entropy_on_true_samples():
     # E log N(X; 0, I_2) = −(1 + log 2π); the sample mean has std √(Var)/√n with Var(|X|²/2) = 1
     dist, n = StdNormal2D(), 20000

@@ -1,6 +1,8 @@
 """Figure helpers: readable axes."""
 import matplotlib
 import numpy as np
+import pytest
+import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -19,3 +21,51 @@ def test_loss_curve_log_axis_has_plain_labels_and_no_minor_clutter():
     assert all(float(s) > 0 for s in shown)  # plain numbers, no mathtext 10^k / m×10^k
     assert all(t.get_text() == "" for t in ax.yaxis.get_minorticklabels())
     plt.close(fig)
+
+
+def test_scatter_gif_writes_frames_and_strip(tmp_path):
+    from PIL import Image
+
+    sets = [torch.zeros(5, 2), torch.ones(5, 2)]
+    path = tmp_path / "sub" / "a.gif"
+    frames = P.scatter_gif(sets, ["t = 0", "t = 1"], path, dpi=40, size=2.0)
+    assert len(frames) == 2 and path.exists()
+    with Image.open(path) as gif:
+        assert gif.n_frames == 2 and gif.size == (80, 80)
+    fig = P.frame_strip(frames, 3)
+    assert len(fig.axes) == 3 and all(not ax.axison for ax in fig.axes)
+    with pytest.raises(ValueError, match="title"):
+        P.scatter_gif(sets, ["one"], path)
+    plt.close("all")
+
+
+def _canvas_reference(x, ncol, border=1, gap=2):
+    """The hand-written tiling the package used before tile_images: gap pixels between images, border around."""
+    x = np.clip((np.asarray(x, dtype=np.float64) + 1) / 2, 0, 1).transpose(0, 2, 3, 1)
+    B, H, W, C = x.shape
+    rows = -(-B // ncol)
+    canvas = np.ones((rows * (H + gap) - gap + 2 * border, ncol * (W + gap) - gap + 2 * border, C), np.float32)
+    for i in range(B):
+        r, c = divmod(i, ncol)
+        y0, x0 = border + r * (H + gap), border + c * (W + gap)
+        canvas[y0:y0 + H, x0:x0 + W] = x[i]
+    return canvas
+
+
+@pytest.mark.parametrize("B,C,nrow", [(1, 1, 4), (3, 1, 4), (7, 3, 3), (12, 1, 4)])
+def test_tile_images_matches_the_hand_written_tiling(B, C, nrow):
+    x = torch.rand(B, C, 5, 6, generator=torch.Generator().manual_seed(B)) * 2.4 - 1.2  # some values saturate
+    ncol = min(nrow, B)
+    np.testing.assert_array_equal(P.tile_images(x, nrow), _canvas_reference(x, ncol))
+    np.testing.assert_array_equal(P.tile_images(x, nrow, border=2), _canvas_reference(x, ncol, border=2))
+    full = P.tile_images(x, nrow, full_rows=True)
+    np.testing.assert_array_equal(full, _canvas_reference(torch.cat([x, torch.ones(max(0, nrow - B), C, 5, 6)]),
+                                                          max(nrow, ncol)))
+    assert full.shape[1] == nrow * 8
+
+
+def test_tile_images_bad_inputs():
+    with pytest.raises(ValueError, match="non-empty"):
+        P.tile_images(torch.zeros(0, 1, 4, 4), 2)
+    with pytest.raises(ValueError, match="border"):
+        P.tile_images(torch.zeros(2, 1, 4, 4), 2, padding=2, border=3)

@@ -109,7 +109,7 @@ def test_benchmarks_time_a_first_run_in_an_empty_model_cache(monkeypatch):
     assert bench.build_parser().parse_args(["--warm"]).warm
 
 
-def test_setup_report_and_savefig(monkeypatch, tmp_path):
+def test_setup_report_and_savefig(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv(runtime.PROFILE_ENV, "smoke")
     monkeypatch.setattr(runtime, "build_dir", lambda: tmp_path)
     run = nb.setup("99_test", device="cpu", profile="gpu", seed=3)
@@ -118,6 +118,25 @@ def test_setup_report_and_savefig(monkeypatch, tmp_path):
     run.report("hist", [1, 2])
     data = json.loads((tmp_path / "metrics" / "99_test.json").read_text())
     assert data["metrics"] == {"err": 0.25, "hist": [1, 2]} and data["profile"] == "smoke"
+    assert run.report_all({"a": torch.tensor(1.5), "b": 2}) == {"a": 1.5, "b": 2}
+    data = json.loads((tmp_path / "metrics" / "99_test.json").read_text())
+    assert data["metrics"] == {"err": 0.25, "hist": [1, 2], "a": 1.5, "b": 2}
+    with pytest.raises(ValueError, match="dict"):
+        run.report_all([("a", 1)])
+    import types
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    study = types.SimpleNamespace(figure=plt.figure(), metrics={"c": 3.0}, summary="three")
+    assert run.record(study, "study_fig") == {"c": 3.0}
+    assert capsys.readouterr().out == "three\n"
+    assert (tmp_path / "smoke" / "figures" / "99_test" / "study_fig.png").exists()
+    assert json.loads((tmp_path / "metrics" / "99_test.json").read_text())["metrics"]["c"] == 3.0
+    with pytest.raises(ValueError, match="no figure"):
+        run.record(types.SimpleNamespace(figure=None, metrics={}, summary=""), "missing")
     import matplotlib
 
     matplotlib.use("Agg")

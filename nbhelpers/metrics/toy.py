@@ -33,6 +33,8 @@ __all__ = [
     "mmd",
     "sliced_wasserstein",
     "mode_weights",
+    "posterior_mode_fractions",
+    "total_variation",
     "gmm_log_likelihood",
     "NoiseFloor",
     "noise_floor",
@@ -183,6 +185,30 @@ def mode_weights(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"means must be (K, {x.shape[1]}), got shape {tuple(means.shape)}")
     nearest = torch.cdist(x, means).argmin(dim=1)
     return torch.bincount(nearest, minlength=means.shape[0]).to(torch.float64) / x.shape[0]
+
+
+def posterior_mode_fractions(x: torch.Tensor, gmm: Any) -> torch.Tensor:
+    """Fraction of the samples ``x (N, d)`` whose most probable mixture component is k.
+
+    ``gmm`` has ``component_posterior(x) -> (N, K)`` and ``weights (K,)`` (e.g.
+    ``nb.distributions.GaussianMixture``); unlike :func:`mode_weights` this weighs each
+    component's spread and weight. Returns a float32 tensor of shape ``(K,)`` summing to one.
+    """
+    x = _as_2d(x, "x")
+    if x.shape[0] == 0:
+        raise ValueError("x must hold at least one sample, got an empty set")
+    k = len(gmm.weights)
+    with torch.no_grad():
+        best = gmm.component_posterior(x).argmax(1)
+    return torch.bincount(best, minlength=k).float() / x.shape[0]
+
+
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    """Total-variation distance ½ Σ_k |p_k − q_k| of two discrete distributions of the same shape."""
+    p, q = torch.as_tensor(p), torch.as_tensor(q)
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+    return 0.5 * (p - q.to(p.device)).abs().sum().item()
 
 
 def gmm_log_likelihood(x: torch.Tensor, gmm: Any) -> float:

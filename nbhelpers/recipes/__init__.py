@@ -4,9 +4,14 @@ A recipe holds one notebook's presets, trainer, sweeps and figures; it imports t
 (``nb.training``, ``nb.ddpm``, ``nb.models``, …) and the core never imports a recipe
 (``tests/test_layers.py`` checks it; ``ARCHITECTURE.md`` draws the floors).
 
+* ``sdes`` — notebook 01: the Brownian, Ornstein–Uhlenbeck and Langevin studies (figure and numbers);
+* ``paths_schedules`` — notebook 02: schedule checks, path moments, recognisability, DDPM chains;
+* ``flow_2d`` — notebook 03: the loss and field figures, the n_t sweep, the learned field against the exact one;
 * ``mnist`` — notebooks 04 and 05: the Figure-1 UNet on MNIST along a Gaussian path, and the
   offline MNIST evaluator's classifier (trained and cached here, scored by ``nb.metrics.images``;
   04, 05 and 07 use it);
+* ``unet_images`` — notebook 04's own studies and figures over ``mnist``: corrupted grids, references,
+  the Euler-step sweep, the schedule comparison;
 * ``score_sde`` — notebook 05: the VP-SDE's reverse sampler built from one step, the 2D and image studies,
   their figures and the numbers its answers cite;
 * ``two_pixel`` — notebook 06: the two-pixel density figures and the guidance explorer;
@@ -21,7 +26,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("mnist", "score_sde", "two_pixel", "cfg_mnist", "afhq")
+_SUBMODULES = ("sdes", "paths_schedules", "flow_2d", "mnist", "unet_images", "score_sde", "two_pixel", "cfg_mnist",
+               "afhq")
 
 __all__ = list(_SUBMODULES)
 

@@ -39,6 +39,7 @@ from ..ddpm import DDPM, SampleResult
 from ..guidance import CFGModel, drop_labels
 from ..models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
 from ..models.unet import UNet, UNetConfig
+from ..plotting import tile_images
 from ..runtime import randn
 from ..training import TrainConfig
 from ..widgets import show_explorer
@@ -410,15 +411,9 @@ def class_grid_figure(panels: Sequence[torch.Tensor], titles: Sequence[str], per
         raise ValueError(f"need one title per panel, got {len(panels)} panels and {len(titles)} titles")
     canv, cell = [], None
     for p in panels:
-        x = ((p.detach().float().cpu().clamp(-1, 1) + 1) / 2)[:, 0].numpy()
-        B, H, W = x.shape
-        cell = H + 2
-        rows = math.ceil(B / per_row)
-        c = np.ones((rows * (H + 2), per_row * (W + 2)), dtype=np.float32)
-        for i in range(B):
-            r, q = divmod(i, per_row)
-            c[r * (H + 2) + 1:r * (H + 2) + 1 + H, q * (W + 2) + 1:q * (W + 2) + 1 + W] = x[i]
-        canv.append(c)
+        x = p.detach().float().cpu()[:, :1]
+        cell = x.shape[-2] + 2
+        canv.append(tile_images(x, per_row, full_rows=True)[..., 0])
     rows_max = max(c.shape[0] for c in canv) / cell
     fig, axes = plt.subplots(1, len(canv), figsize=(len(canv) * (per_row * size + 0.3), rows_max * size + 0.6), squeeze=False)
     for ax, c, title in zip(axes[0], canv, titles):
@@ -577,11 +572,8 @@ def draw_guidance_explorer(w: float, samples: dict[float, Any], metrics: dict[fl
     n_per = x.shape[0] // num_classes
     k = min(per_class, n_per)
     H, W = x.shape[-2:]
-    canvas = np.ones((num_classes * (H + 2), k * (W + 2)), dtype=np.float32)
-    img = ((x.clamp(-1, 1) + 1) / 2)[:, 0].numpy()
-    for c in range(num_classes):
-        for j in range(k):
-            canvas[c * (H + 2) + 1:c * (H + 2) + 1 + H, j * (W + 2) + 1:j * (W + 2) + 1 + W] = img[c * n_per + j]
+    first_k = torch.tensor([c * n_per + j for c in range(num_classes) for j in range(k)])  # row = class
+    canvas = tile_images(x[first_k, :1], k)[..., 0]
     if fig is None:
         fig = plt.figure(figsize=(8.5 if metrics else 4.0, 4.2))
     else:

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ...plotting import tile_images
 from ...runtime import atomic_write_bytes, randn, save_figure
 from .data import AFHQImages
 from .diffusion import Diffusion, autocast
@@ -107,11 +108,11 @@ def plot_process(frames: torch.Tensor, labels: Sequence[str], title: str, n_imag
 def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
     """Save images in [−1, 1] as one PNG grid (``nrow`` per row, default √B)."""
     from PIL import Image
-    from torchvision.utils import make_grid
 
     nrow = nrow or max(1, int(math.ceil(math.sqrt(images.shape[0]))))
-    grid = make_grid(((images.detach().float().cpu().clamp(-1, 1) + 1) / 2), nrow=nrow, padding=2, pad_value=1.0)
-    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    grid = tile_images(images.detach().float().cpu(), nrow, padding=2, border=2)  # (H, W, C) in [0, 1]
+    arr = (np.repeat(grid, 3, axis=2) if grid.shape[2] == 1 else grid) * 255
+    arr = arr.round().astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     path = Path(path)
