@@ -59,15 +59,17 @@ def badge(repo_url: str, notebook: str) -> str:
 
 def install_source(repo_url: str) -> str:
     return (
-        "# Where nbhelpers is missing (Colab, a bare kernel) install it from the repository; not editable, so this\n"
-        f"# kernel imports it with no restart. ${INSTALL_ENV} installs something else instead (a wheel, a fork).\n"
+        "# Where nbhelpers is missing (Colab, a bare kernel) install it from the repository; not\n"
+        "# editable, so this kernel imports it with no restart. $" + INSTALL_ENV + " installs\n"
+        "# something else instead (a wheel, a fork).\n"
         "import importlib\n"
         "import os\n"
         "\n"
         "try:\n"
         "    import nbhelpers\n"
         "except ImportError:\n"
-        f'    _spec = os.environ.get("{INSTALL_ENV}") or "git+{repo_url}"\n'
+        f'    _spec = (os.environ.get("{INSTALL_ENV}")\n'
+        f'             or "git+{repo_url}")\n'
         "    %pip install --quiet {_spec}\n"
         "    importlib.invalidate_caches()\n"
         "    import nbhelpers"
