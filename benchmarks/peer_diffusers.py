@@ -31,7 +31,7 @@ from nbhelpers.cli import HelpFormatter, flag, int_at_least, invoked_name
 from nbhelpers.guidance import drop_labels
 from nbhelpers.recipes import cfg_mnist
 from nbhelpers.runtime import get_device
-from nbhelpers.training import EMA
+from nbhelpers.training import ema_model
 
 from .__main__ import machine, machine_tag, write_result
 
@@ -81,7 +81,7 @@ def make_step(model: torch.nn.Module, loss_of: Callable[[torch.Tensor, torch.Ten
               lr: float, amp: bool, device: torch.device) -> Callable[[torch.Tensor, torch.Tensor, torch.Generator], float]:
     """One training step as ``nb.training.train`` takes it: loss, backward, clip, AdamW, EMA."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    ema = EMA(model, 0.999)
+    ema = ema_model(model, 0.999)
 
     def step(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> float:
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
@@ -90,7 +90,7 @@ def make_step(model: torch.nn.Module, loss_of: Callable[[torch.Tensor, torch.Ten
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        ema.update(model)
+        ema.update_parameters(model)
         return loss
 
     return step
