@@ -243,7 +243,11 @@ def figures_dir(profile: str | None = None) -> Path:
 
 
 def metrics_dir() -> Path:
-    return build_dir() / "metrics"
+    """``build/metrics``; a dry run (``$NBHELPERS_MAX_STEPS``) writes its capped numbers under its own root,
+    so it never overwrites the metrics of a real run of the same notebook."""
+    from .dryrun import redirect
+
+    return redirect(build_dir() / "metrics")
 
 
 def _host() -> str:

@@ -261,3 +261,15 @@ def test_one_budget_for_all_chunks(monkeypatch):
     assert net.calls == 2 and sol.x.shape == (1000, 2)
     wrapped = dryrun.budget(net)
     assert isinstance(wrapped, nn.Module) and next(wrapped.parameters()) is net.a  # the device is still found
+
+
+def test_a_dry_run_records_its_metrics_apart(monkeypatch, build):
+    """The capped run's numbers never overwrite build/metrics/<notebook>.json of a real run."""
+    from nbhelpers.runtime import metrics_dir
+
+    monkeypatch.delenv(dryrun.MAX_STEPS_ENV, raising=False)
+    real = metrics_dir()
+    assert real == build / "metrics"
+    monkeypatch.setenv(dryrun.MAX_STEPS_ENV, "2")
+    capped = metrics_dir()
+    assert capped != real and build / "dryrun" / "max-steps-2" in capped.parents

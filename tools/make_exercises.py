@@ -137,7 +137,7 @@ def _readme(table: list[tuple[str, list[str]]]) -> str:
              "| notebook | exercises | what the check compares against |", "|---|---|---|"]
     for stem, names in table:
         if not names:
-            lines.append(f"| `{stem}` | none yet: the solution notebook with outputs stripped | — |")
+            lines.append(f"| `{stem}` | none: the solution notebook with outputs stripped and its written answers as prompts | — |")
             continue
         for i, name in enumerate(names):
             ex = EXERCISES[name]
