@@ -143,7 +143,8 @@ def cases(include_gpu: bool = True) -> list[Case]:
     from nbhelpers.models.unet import UNet
     from nbhelpers.paths import GaussianPath
     from nbhelpers.recipes import afhq, cfg_mnist
-    from nbhelpers.recipes.mnist import NoiseParameterisedScore, mnist_recipe
+    from nbhelpers.models.mlp import ScoreFromNoise
+    from nbhelpers.recipes.mnist import mnist_recipe
     from nbhelpers.training import TrainConfig
 
     g = torch.Generator().manual_seed(0)
@@ -173,7 +174,7 @@ def cases(include_gpu: bool = True) -> list[Case]:
                     mnist.batcher(recipe.batch_size, labels=False), recipe.train_config(),
                     lambda m=unet: m(x500, t500), 500))
     torch.manual_seed(0)
-    score = NoiseParameterisedScore(UNet(recipe.unet), path).to(memory_format=torch.channels_last)
+    score = ScoreFromNoise.on_path(UNet(recipe.unet), path).to(memory_format=torch.channels_last)
     out.append(Case("05 UNet score (MNIST)", "cpu", score,
                     lambda m, b, gen: score_matching_loss(m, b.x, path, generator=gen, weighting="beta2"),
                     mnist.batcher(recipe.batch_size, labels=False), recipe.train_config(),

@@ -3,17 +3,18 @@ import pytest
 import torch
 
 from nbhelpers.models.unet import UNet, UNetConfig
-from nbhelpers.recipes.mnist import NoiseParameterisedScore, mnist_recipe
+from nbhelpers.models.mlp import ScoreFromNoise
+from nbhelpers.recipes.mnist import mnist_recipe
 
 
-def test_noise_parameterised_score_is_minus_eps_over_beta_and_its_loss_is_the_eps_loss():
+def test_the_mnist_score_is_minus_eps_over_beta_and_its_loss_is_the_eps_loss():
     from nbhelpers.losses import score_matching_loss
     from nbhelpers.paths import GaussianPath
 
     torch.manual_seed(0)
     path = GaussianPath("linear")
     net = UNet(UNetConfig(base_channels=4, channel_mults=(1, 2), time_embed_dim=8)).eval()
-    score = NoiseParameterisedScore(net, path)
+    score = ScoreFromNoise.on_path(net, path)  # as train_mnist_field builds it
     x, t = torch.randn(3, 1, 8, 8), torch.tensor([0.1, 0.5, 0.9])
     beta = (1 - t).view(-1, 1, 1, 1)  # linear schedule: β_t = 1 − t
     with torch.no_grad():

@@ -13,8 +13,10 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from ..paths import GaussianPath
+
 __all__ = ["Case", "CaseResult", "CheckReport", "Exercise", "EXERCISES", "check", "use", "exercises_in",
-           "register", "gen", "randn", "se_var", "NOT_IMPLEMENTED"]
+           "register", "gen", "randn", "se_var", "path_of", "NOT_IMPLEMENTED"]
 
 NOT_IMPLEMENTED = "not implemented yet"
 
@@ -208,3 +210,15 @@ def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> Tensor:
 def se_var(n: int) -> float:
     """Relative standard error of a sample variance of n Gaussian draws."""
     return math.sqrt(2 / (n - 1))
+
+
+_PATHS: dict[int, GaussianPath] = {}
+
+
+def path_of(schedule: Any) -> GaussianPath:
+    """One :class:`nbhelpers.paths.GaussianPath` per schedule object (the references take a schedule, the library
+    a path)."""
+    key = id(schedule)
+    if key not in _PATHS or _PATHS[key].schedule is not schedule:
+        _PATHS[key] = GaussianPath(schedule)
+    return _PATHS[key]

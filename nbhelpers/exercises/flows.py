@@ -13,6 +13,7 @@ from .. import schedules as _schedules
 from .. import sde as _sde
 from .. import solvers as _solvers
 from .core import Case, Exercise, register
+from .core import path_of as _path_of
 from .core import gen as _gen
 from .core import randn as _randn
 from .core import se_var as _se_var
@@ -251,16 +252,6 @@ def _target_cases() -> list[Case]:
              lambda f: f(cos, zi, ei, ends), lambda: _paths.GaussianPath(cos).velocity_from_noise(zi, ei, ends),
              "write it without β in a denominator, and reshape the (B,) coefficients to (B, 1, …, 1)"),
     ]
-
-
-_PATHS: dict[int, _paths.GaussianPath] = {}
-
-
-def _path_of(schedule: Any) -> _paths.GaussianPath:
-    key = id(schedule)
-    if key not in _PATHS or _PATHS[key].schedule is not schedule:
-        _PATHS[key] = _paths.GaussianPath(schedule)
-    return _PATHS[key]
 
 
 def _fm_reference() -> Callable:

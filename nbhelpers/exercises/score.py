@@ -19,6 +19,7 @@ from .. import sde as _sde
 from .. import solvers as _solvers
 from ..recipes import score_sde as _recipe
 from .core import Case, Exercise, register
+from .core import path_of as _path_of
 from .core import gen as _gen
 from .core import randn as _randn
 from .core import se_var as _se_var
@@ -136,16 +137,6 @@ def _reverse_cases() -> list[Case]:
 
 
 # --------------------------------------------------------------------------- 5b · the score a flow model implies
-_PATHS: dict[int, _paths.GaussianPath] = {}
-
-
-def _path_of(schedule: Any) -> _paths.GaussianPath:
-    key = id(schedule)
-    if key not in _PATHS or _PATHS[key].schedule is not schedule:
-        _PATHS[key] = _paths.GaussianPath(schedule)
-    return _PATHS[key]
-
-
 def _velocity_score_reference() -> Callable:
     def score_from_velocity(schedule: Any, u: Tensor, x: Tensor, t: Tensor) -> Tensor:
         return _path_of(schedule).velocity_to_score(u, x, t)

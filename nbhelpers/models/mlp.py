@@ -9,7 +9,7 @@ The network is agnostic to the time direction; whoever trains it states the conv
 from __future__ import annotations
 
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -110,6 +110,12 @@ class ScoreFromNoise(nn.Module):
         if not (min_std > 0):
             raise ValueError(f"min_std must be positive, got {min_std!r}")
         self.net, self.std, self.min_std = net, std, float(min_std)
+
+    @classmethod
+    def on_path(cls, net: nn.Module, path: Any, min_std: float = 1e-4) -> "ScoreFromNoise":
+        """The score on a Gaussian path x_t = α_t z + β_t ε (``nb.paths.GaussianPath``; t = 0 noise, 1 data):
+        σ_t = β_t, so s_θ = −ε_θ/β_t and the β_t²-weighted score-matching loss is ‖ε_θ − ε‖²."""
+        return cls(net, lambda t: path.schedule(t).beta, min_std)
 
     def forward(self, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         t = batch_time(t, x)

@@ -21,11 +21,12 @@ from torch import nn
 from ..data import load_mnist
 from ..losses import TIME_SAMPLINGS, flow_matching_loss, score_matching_loss
 from ..metrics.images import MNISTClassifier, MNISTEvaluator
+from ..models.mlp import ScoreFromNoise
 from ..models.unet import UNet, UNetConfig
 from ..paths import GaussianPath
 from ..training import TrainConfig, checkpoint_path, train
 
-__all__ = ["FIELD_KINDS", "NoiseParameterisedScore", "MNISTRecipe", "mnist_recipe", "train_mnist_field",
+__all__ = ["FIELD_KINDS", "MNISTRecipe", "mnist_recipe", "train_mnist_field",
            "EVALUATOR_STEPS", "train_mnist_classifier", "mnist_evaluator"]
 
 EVALUATOR_STEPS = 1200
@@ -33,23 +34,6 @@ EVALUATOR_STEPS = 1200
 
 # --------------------------------------------------------------------------- the Figure-1 UNet on MNIST
 FIELD_KINDS = ("velocity", "score")
-
-
-class NoiseParameterisedScore(nn.Module):
-    """A score network written through a noise predictor: s_θ(x, t) = −ε_θ(x, t) / β_t.
-
-    The conditional score is −ε/β_t (``nb.paths``), so the network ``net`` regresses O(1) noise
-    instead of a target whose size 1/β_t explodes as t → 1 (t = 0 noise, t = 1 data).
-    Trained with ``score_matching_loss(weighting="beta2")`` the loss is exactly ‖ε_θ − ε‖².
-    """
-
-    def __init__(self, net: nn.Module, path: Any) -> None:
-        super().__init__()
-        self.net = net
-        self.path = path
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.path.eps_to_score(self.net(x, t, y), x, t)
 
 
 @dataclass(frozen=True)
@@ -118,7 +102,8 @@ def train_mnist_field(
     """Train (or load from the checkpoint cache) a Figure-1 UNet on MNIST along ``GaussianPath(schedule)``.
 
     ``kind="velocity"``: u_θ by conditional flow matching; ``kind="score"``: s_θ = −ε_θ/β_t by
-    conditional score matching with weight β_t² (see :class:`NoiseParameterisedScore`). ``data``
+    conditional score matching with weight β_t², where the UNet predicts the noise and
+    ``nb.models.mlp.ScoreFromNoise`` divides by −β_t, so the loss is exactly ‖ε_θ − ε‖². ``data``
     is an ``ImageDataset`` on the training device. Returns ``nb.training.TrainResult``; use
     ``.sampling_model`` (the EMA copy) for sampling.
     """
@@ -131,7 +116,7 @@ def train_mnist_field(
     torch.manual_seed(seed)
     net: nn.Module = UNet(recipe.unet)
     if kind == "score":
-        net = NoiseParameterisedScore(net, path)
+        net = ScoreFromNoise.on_path(net, path)  # s_θ = −ε_θ/β_t
         loss = lambda m, b, g: score_matching_loss(m, b.x, path, generator=g, weighting="beta2")  # noqa: E731
     else:
         loss = lambda m, b, g: flow_matching_loss(m, b.x, path, generator=g,  # noqa: E731
