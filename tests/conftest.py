@@ -26,7 +26,7 @@ SLOW: frozenset[str] = frozenset({
     "tests/test_mnist_cfg.py::test_guided_output_algebra_on_the_real_unet",
     "tests/test_mnist_cfg.py::test_null_label_is_the_unconditional_input_and_labels_change_the_output",
     "tests/test_mnist_cfg.py::test_paper_variant_adds_the_encoding_to_every_residual_block",
-    "tests/test_recipes_mnist.py::test_noise_parameterised_score_is_minus_eps_over_beta_and_its_loss_is_the_eps_loss",
+    "tests/test_recipes_mnist.py::test_the_mnist_score_is_minus_eps_over_beta_and_its_loss_is_the_eps_loss",
     "tests/test_package.py::test_star_import_loads_every_listed_name",
     "tests/test_project.py::test_papermill_missing_device_stops_at_setup",
     "tests/test_project.py::test_papermill_unknown_profile_lists_choices",
