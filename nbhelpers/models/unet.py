@@ -36,11 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_labels
+from .embeddings import TIME_EMBEDDINGS as _EMBEDDINGS
 
 __all__ = ["UNetConfig", "UNet", "ResidualLayer", "SelfAttention", "UNetDescription", "NORMS", "TIME_EMBEDDINGS", "TIME_MLPS"]
 
 NORMS = ("batch", "group")
-TIME_EMBEDDINGS = ("sinusoidal", "fourier")
+TIME_EMBEDDINGS = tuple(k for k in _EMBEDDINGS if k != "none")  # a UNet always embeds t
 TIME_MLPS = ("per_block", "shared")
 
 
