@@ -10,6 +10,7 @@ import pytest
 SLOW: frozenset[str] = frozenset({
     "tests/test_afhq.py::test_flags_are_honoured",
     "tests/test_bench_dryrun.py::test_notebook_06_dry_run_at_gpu_sizes",
+    "tests/test_bench_variants04.py::test_a_tiny_run_writes_one_scored_row",
     "tests/test_afhq.py::test_resume_after_kill",
     "tests/test_afhq_ddp.py::test_two_gloo_processes_match_one_process",
     "tests/test_checkpoint_cache.py::test_kill_minus_nine_then_resume_with_a_unet",
@@ -45,7 +46,7 @@ SLOW: frozenset[str] = frozenset({
     "tests/test_unet.py::test_channels_last_gives_the_same_result",
     "tests/test_unet.py::test_fourier_embedding_and_shared_mlp",
     "tests/test_unet.py::test_later_notebooks_configs_train",
-        "tests/test_unet.py::test_samples_are_processed_independently_in_eval_mode",
+    "tests/test_unet.py::test_samples_are_processed_independently_in_eval_mode",
     "tests/test_unet.py::test_scalar_time_is_broadcast",
     "tests/test_unet.py::test_time_and_class_change_the_output",
     "tests/test_widgets.py::test_path_explorer_interactive_builds_widgets",

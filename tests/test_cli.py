@@ -15,7 +15,7 @@ from PIL import Image
 
 import benchmarks.__main__ as bench
 import nbhelpers.runner as runner
-from benchmarks import dryrun, peer_diffusers, peer_lucidrains, roofline
+from benchmarks import dryrun, peer_diffusers, peer_lucidrains, roofline, variants04
 from nbhelpers import cli
 from nbhelpers.recipes import afhq
 from nbhelpers.runtime import ROOT
@@ -27,6 +27,7 @@ PARSERS = {
     "benchmarks.peer_lucidrains": peer_lucidrains.build_parser,
     "benchmarks.roofline": roofline.build_parser,
     "benchmarks.dryrun": dryrun.build_parser,
+    "benchmarks.variants04": variants04.build_parser,
 }
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
 

@@ -70,10 +70,10 @@ def mnist_recipe(profile: str, steps: int | None = None) -> MNISTRecipe:
     if profile == "gpu":
         r = MNISTRecipe(UNetConfig(base_channels=32, channel_mults=(1, 2, 4)), steps=5000, batch_size=250, lr_decay="cosine")
     elif profile == "cpu":
-        # About 0.26 s a step on two cores. Logit-normal t spends the steps mid-path, where the digit is decided:
+        # About 0.2 s a step on two quiet cores. Logit-normal t spends the steps mid-path, where the digit is decided:
         # 76 % of the samples recognised instead of 73 % at the same cost; wider nets, smaller batches with more
-        # steps or an EMA did not do better at this cost (benchmarks/README.md, "04 on the cpu profile"). The
-        # cosine decay anneals the weights itself, so there is no EMA.
+        # steps, an EMA, other optimiser settings, norms, couplings or attention did not do better at this cost
+        # (benchmarks/README.md, "04 on the cpu profile"). The cosine decay anneals the weights itself: no EMA.
         r = MNISTRecipe(UNetConfig(base_channels=16, channel_mults=(1, 2, 2)), steps=900, batch_size=128, lr=6e-3,
                         ema_decay=None, lr_decay="cosine", time_sampling="logit_normal")
     elif profile == "smoke":
