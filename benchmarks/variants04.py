@@ -15,7 +15,9 @@ one JSON row is appended to ``results/variants04__<machine>.jsonl``. A variant i
 * ``x_prediction``: β floor c; the network predicts the clean image x̂ and the velocity is
   α̇ x̂ + β̇ (x − α x̂)/max(β, c) (same loss, another parameterisation);
 * ``film``: the residual layers' time MLP gives a scale and a shift, h·(1 + s) + b, instead of Figure 1's
-  added shift (zero-initialised, so training starts from the shift-free layer).
+  added shift (zero-initialised, so training starts from the shift-free layer);
+* ``space_to_depth``: the UNet sees the image as 14×14 with 4 channels (``nn.PixelUnshuffle(2)``) and its
+  output is put back to 28×28 (``nn.PixelShuffle(2)``), so no layer works at full resolution.
 
 Run variants on a quiet machine (two at once at ``--threads 1`` share two cores evenly); the table in
 README.md ("04 on the cpu profile") was measured this way. Several seeds matter: two seeds of one variant
@@ -47,7 +49,7 @@ __all__ = ["Variant", "parse_variant", "build", "ot_pairing", "variant_loss", "r
 UNET_FIELDS = tuple(f.name for f in dataclasses.fields(UNetConfig))
 RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(MNISTRecipe) if f.name != "unet")
 OPTIM_FIELDS = ("betas", "grad_clip", "weight_decay")
-METHOD_FIELDS = ("seed", "ot", "x_prediction", "film")
+METHOD_FIELDS = ("seed", "ot", "x_prediction", "film", "space_to_depth")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Variant:
     ot: bool = False
     x_prediction: float | None = None
     film: bool = False
+    space_to_depth: bool = False
 
     def train_config(self) -> TrainConfig:
         return dataclasses.replace(self.recipe.train_config(self.seed), **self.optim)
@@ -73,8 +76,11 @@ def parse_variant(spec: dict[str, Any], profile: str = "cpu") -> Variant:
     base = mnist_recipe(profile)
     unet = dataclasses.replace(base.unet, **{k: v for k, v in tup.items() if k in UNET_FIELDS})
     recipe = dataclasses.replace(base, unet=unet, **{k: v for k, v in tup.items() if k in RECIPE_FIELDS})
+    if spec.get("space_to_depth"):
+        recipe = dataclasses.replace(recipe, unet=dataclasses.replace(recipe.unet, in_channels=4, out_channels=4))
     return Variant(recipe, {k: v for k, v in tup.items() if k in OPTIM_FIELDS}, int(spec.get("seed", 0)),
-                   bool(spec.get("ot", False)), spec.get("x_prediction"), bool(spec.get("film", False)))
+                   bool(spec.get("ot", False)), spec.get("x_prediction"), bool(spec.get("film", False)),
+                   bool(spec.get("space_to_depth", False)))
 
 
 class _DataPrediction(nn.Module):
@@ -88,6 +94,17 @@ class _DataPrediction(nn.Module):
         c = self.path.coefficients(t, x)
         x_hat = self.net(x, t)
         return c.d_alpha * x_hat + c.d_beta * (x - c.alpha * x_hat) / c.beta.clamp_min(self.floor)
+
+
+class _SpaceToDepth(nn.Module):
+    """The UNet on 2×2 blocks of pixels stacked as channels: (B, 1, 28, 28) → (B, 4, 14, 14) → back."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.down, self.up = net, nn.PixelUnshuffle(2), nn.PixelShuffle(2)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.up(self.net(self.down(x), t))
 
 
 def _film_forward(self: ResidualLayer, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -112,6 +129,8 @@ def build(variant: Variant, path: GaussianPath) -> nn.Module:
     net: nn.Module = UNet(variant.recipe.unet)
     if variant.film:
         _use_film(net)
+    if variant.space_to_depth:
+        net = _SpaceToDepth(net)
     if variant.x_prediction is not None:
         net = _DataPrediction(net, path, variant.x_prediction)
     return net.to(memory_format=torch.channels_last)

@@ -81,3 +81,15 @@ def test_a_tiny_run_writes_one_scored_row(tmp_path, monkeypatch, capsys):
     assert row["steps"] == 3 and row["n_eval"] == 40 and 0 <= row["recognised"] <= 1 and row["fd_ratio"] > 0
     assert row["recognised_se"] == pytest.approx((row["recognised"] * (1 - row["recognised"]) / 40) ** 0.5)
     assert '"name": "tiny"' in capsys.readouterr().out
+
+
+def test_space_to_depth_runs_the_unet_at_half_resolution_and_restores_the_image():
+    spec = {"base_channels": 8, "channel_mults": [1, 2], "time_embed_dim": 16, "space_to_depth": True}
+    v = v04.parse_variant(spec)
+    assert v.recipe.unet.in_channels == 4 and v.recipe.unet.out_channels == 4
+    net = v04.build(v, GaussianPath("linear")).eval()
+    seen = []
+    net.net.register_forward_hook(lambda m, args, out: seen.append((tuple(args[0].shape), tuple(out.shape))))
+    x = torch.randn(3, 1, 28, 28)
+    assert net(x, torch.rand(3)).shape == x.shape and seen == [((3, 4, 14, 14), (3, 4, 14, 14))]
+    torch.testing.assert_close(net.up(net.down(x)), x)  # the rearrangement loses nothing
