@@ -146,19 +146,17 @@ def ot_pairing(z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
 
 
 def variant_loss(variant: Variant, path: GaussianPath):
-    """Flow matching with the recipe's law of t, with the noise re-paired when ``variant.ot``."""
-    if variant.recipe.time_sampling not in nb.losses.TIME_SAMPLINGS:
-        raise ValueError(f"unknown time_sampling {variant.recipe.time_sampling!r}; "
-                         f"valid choices: {', '.join(nb.losses.TIME_SAMPLINGS)}")
+    """The recipe's flow-matching loss (``nb.losses.flow_matching_loss`` with its law of t); with ``variant.ot``
+    the same draws, the noise re-paired with the images by :func:`ot_pairing` before x_t is formed."""
+    law = variant.recipe.time_sampling
 
     def loss(model: nn.Module, batch: Any, g: torch.Generator) -> torch.Tensor:
         z = batch.x
-        t = nb.losses.sample_training_times(z, variant.recipe.time_sampling, g)
-        eps = nb.runtime.randn(z.shape, g, z.device, z.dtype)
-        if variant.ot:
-            eps = ot_pairing(z, eps)
-        s = path.sample(z, t, eps=eps)
-        return (model(s.x, t) - path.velocity_from_noise(z, eps, t)).square().mean()
+        if not variant.ot:
+            return nb.losses.flow_matching_loss(model, z, path, generator=g, time_sampling=law)
+        t = nb.losses.sample_training_times(z, law, g)
+        eps = ot_pairing(z, nb.runtime.randn(z.shape, g, z.device, z.dtype))
+        return (model(path.sample(z, t, eps=eps).x, t) - path.velocity_from_noise(z, eps, t)).square().mean()
 
     return loss
 

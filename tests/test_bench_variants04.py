@@ -93,3 +93,27 @@ def test_space_to_depth_runs_the_unet_at_half_resolution_and_restores_the_image(
     x = torch.randn(3, 1, 28, 28)
     assert net(x, torch.rand(3)).shape == x.shape and seen == [((3, 4, 14, 14), (3, 4, 14, 14))]
     torch.testing.assert_close(net.up(net.down(x)), x)  # the rearrangement loses nothing
+
+
+def test_without_ot_the_loss_is_the_recipes_and_ot_only_reorders_the_noise():
+    path = GaussianPath("linear")
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    z = torch.randn(8, 1, 4, 4, generator=torch.Generator().manual_seed(6))
+    batch = type("Batch", (), {"x": z})()
+    seen = []
+
+    def model(x, t):
+        seen.append((x, t))
+        return torch.zeros_like(x)
+
+    plain = v04.variant_loss(v04.parse_variant({}), path)(model, batch, g())
+    from nbhelpers.losses import flow_matching_loss
+    assert plain == flow_matching_loss(model, z, path, generator=g(), time_sampling="logit_normal")
+    (x_plain, t_plain), _ = seen[:2]
+    v04.variant_loss(v04.parse_variant({"ot": True}), path)(model, batch, g())
+    x_ot, t_ot = seen[2]
+    torch.testing.assert_close(t_ot, t_plain)  # the same times; only the pairing of noise and images differs
+    c = path.coefficients(t_ot, z)
+    eps_plain, eps_ot = (x_plain - c.alpha * z) / c.beta, (x_ot - c.alpha * z) / c.beta
+    assert sorted(eps_ot.flatten(1).sum(1).tolist()) == pytest.approx(sorted(eps_plain.flatten(1).sum(1).tolist()), abs=1e-4)
+    assert (z - eps_ot).square().sum() <= (z - eps_plain).square().sum() + 1e-4
