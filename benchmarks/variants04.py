@@ -213,10 +213,14 @@ def main(argv: list[str] | None = None) -> int:
         parse_variant(spec, args.profile)
     except ValueError as exc:
         ap.error(str(exc))
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    row = {"name": args.name, **run_variant(spec, n_eval=args.n_eval, profile=args.profile,
-                                             evaluator_steps=args.evaluator_steps),
-           "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    try:
+        row = {"name": args.name, **run_variant(spec, n_eval=args.n_eval, profile=args.profile,
+                                                 evaluator_steps=args.evaluator_steps),
+               "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    finally:
+        torch.set_num_threads(threads)  # main() may be called in a process that goes on computing
     print(json.dumps(row))
     if not args.no_write:
         out = RESULTS / f"variants04__{machine_tag(row['machine'])}.jsonl"

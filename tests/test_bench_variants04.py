@@ -73,11 +73,13 @@ def test_film_starts_as_the_layer_without_a_time_shift():
 def test_a_tiny_run_writes_one_scored_row(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NBHELPERS_CHECKPOINT_DIR", str(tmp_path))
     monkeypatch.setattr(v04, "RESULTS", tmp_path / "results")
+    threads = torch.get_num_threads()
     assert v04.main(['{"steps": 3, "ot": true}', "--profile", "smoke", "--n-eval", "40", "--evaluator-steps", "3",
                      "--name", "tiny"]) == 0
     rows = [json.loads(line) for line in next((tmp_path / "results").glob("variants04__*.jsonl")).read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["name"] == "tiny" and rows[0]["variant"] == {"steps": 3, "ot": True}
     row = rows[0]
+    assert row["threads"] == 1 and torch.get_num_threads() == threads  # run at --threads, the caller's count restored
     assert row["steps"] == 3 and row["n_eval"] == 40 and 0 <= row["recognised"] <= 1 and row["fd_ratio"] > 0
     assert row["recognised_se"] == pytest.approx((row["recognised"] * (1 - row["recognised"]) / 40) ** 0.5)
     assert '"name": "tiny"' in capsys.readouterr().out
