@@ -10,6 +10,10 @@
   optional linear warm-up and cosine decay, a :class:`torch.optim.lr_scheduler.LambdaLR` of
   :meth:`TrainConfig.lr_factor` (:func:`lr_scheduler`).
 * A non-finite loss stops training with ``FloatingPointError`` naming the step.
+* ``TrainConfig(snapshot_steps=(k, …))`` keeps the sampling model's weights (the EMA copy when there is
+  one) as they were after step k: ``TrainResult.snapshots`` and ``TrainResult.snapshot_model(k)``, saved in
+  every checkpoint, so a resumed or cached run has them too (an earlier, weaker copy of the model, e.g. for
+  :class:`nbhelpers.guidance.AutoGuided`).
 * With ``checkpoint=path`` the run is cached: a finished checkpoint with the same key is loaded
   instead of retraining (unless ``retrain=True``); an unfinished one is resumed (model,
   optimizer, learning-rate scheduler, EMA, step, loss history and RNG state); a checkpoint written
@@ -25,13 +29,14 @@
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -68,6 +73,7 @@ class TrainConfig:
     amp: bool = False
     checkpoint_every: int = 0
     seed: int = 0
+    snapshot_steps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # NumPy / 0-d tensor values become Python numbers (the checkpoint key is the JSON of these fields);
@@ -94,6 +100,10 @@ class TrainConfig:
         self.amp = bool(self.amp)
         self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, min=0)
         self.seed = check_int("seed", self.seed)
+        if isinstance(self.snapshot_steps, (str, bytes)) or not hasattr(self.snapshot_steps, "__iter__"):
+            raise ValueError(f"snapshot_steps must be a sequence of steps in [1, {self.steps}], got {self.snapshot_steps!r}")
+        self.snapshot_steps = tuple(sorted({check_int("snapshot step", k, min=1, max=self.steps)
+                                            for k in self.snapshot_steps}))
 
     @property
     def schedules_lr(self) -> bool:
@@ -128,10 +138,21 @@ class TrainResult:
     resumed_from: int = 0
     loaded_from_cache: bool = False
     checkpoint: Path | None = None
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def sampling_model(self) -> nn.Module:
         return self.ema if self.ema is not None else self.model
+
+    def snapshot_model(self, step: int) -> nn.Module:
+        """A copy of :attr:`sampling_model` with the weights it had after ``step`` (one of
+        ``TrainConfig.snapshot_steps``), in eval mode and without gradients."""
+        if step not in self.snapshots:
+            kept = ", ".join(map(str, sorted(self.snapshots))) or "none (TrainConfig.snapshot_steps is empty)"
+            raise ValueError(f"no snapshot of the weights after step {step!r}; kept after steps: {kept}")
+        model = copy.deepcopy(self.sampling_model)
+        model.load_state_dict(self.snapshots[step])
+        return model.eval().requires_grad_(False)
 
     @property
     def steps_per_s(self) -> float:
@@ -206,9 +227,13 @@ def _catch_up(scheduler: LambdaLR, step: int) -> None:
 
 
 def key_json(key: dict[str, Any] | None, config: TrainConfig) -> str:
-    """A checkpoint's key as stored: ``{"train": asdict(config), "model": key}`` as sorted JSON.
+    """A checkpoint's key as stored: ``{"train": asdict(config), "model": key}`` as sorted JSON, without
+    ``snapshot_steps`` when there are none (the keys models were cached under before snapshots existed).
     :func:`train` loads or resumes a checkpoint only when this string matches."""
-    full = {"train": asdict(config), "model": key or {}}
+    train_fields = asdict(config)
+    if not train_fields["snapshot_steps"]:
+        del train_fields["snapshot_steps"]
+    full = {"train": train_fields, "model": key or {}}
     return json.dumps(full, sort_keys=True, default=str)
 
 
@@ -307,6 +332,7 @@ def train(
     scheduler = lr_scheduler(optimizer, config)
     gen = torch.Generator(device=device).manual_seed(config.seed)
     losses: list[float] = []
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
     start_step = 0
     seconds_before = 0.0
 
@@ -326,6 +352,7 @@ def train(
                     losses = [float(v) for v in state["losses"].tolist()]
                     start_step = int(state["step"])
                     seconds_before = float(state.get("seconds", 0.0))
+                    snapshots = {int(k): v for k, v in (state.get("snapshots") or {}).items()}
                     if ema is not None and state.get("ema") is not None:
                         ema.module.load_state_dict(state["ema"])
                         ema.n_averaged.fill_(start_step + 1)  # the start and one update per step
@@ -342,9 +369,10 @@ def train(
                                           f"delete it to retrain") from None
                 if state.get("finished"):
                     return TrainResult(base, ema.module if ema else None, losses, start_step, seconds_before,
-                                       start_step, True, ckpt)
-        return _train_loop(model, base, loss_fn, batch_fn, config, optimizer, scheduler, ema, gen, losses, start_step,
-                           seconds_before, ckpt, key_str, progress, desc, on_step, device, rank, world_size, cap, key)
+                                       start_step, True, ckpt, snapshots)
+        return _train_loop(model, base, loss_fn, batch_fn, config, optimizer, scheduler, ema, gen, losses, snapshots,
+                           start_step, seconds_before, ckpt, key_str, progress, desc, on_step, device, rank, world_size,
+                           cap, key)
     finally:
         if lock is not None:
             lock.release()
@@ -352,7 +380,7 @@ def train(
 
 def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: BatchFn, config: TrainConfig,
                 optimizer: torch.optim.Optimizer, scheduler: LambdaLR | None, ema: AveragedModel | None,
-                gen: torch.Generator, losses: list[float],
+                gen: torch.Generator, losses: list[float], snapshots: dict[int, dict[str, torch.Tensor]],
                 start_step: int, seconds_before: float, ckpt: Path | None, key_str: str, progress: bool, desc: str,
                 on_step: Callable[[int, float], None] | None, device: torch.device, rank: int, world_size: int,
                 cap: int | None, key: Any) -> TrainResult:
@@ -374,6 +402,7 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
                 "losses": torch.tensor(losses, dtype=torch.float64),
                 "rng": _rng_state(gen, device),
                 "seconds": seconds,
+                "snapshots": snapshots,
             },
         )
 
@@ -425,6 +454,8 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
                 scheduler.step()  # the rate of step + 1
             if ema is not None:
                 ema.update_parameters(base)
+            if step in config.snapshot_steps:
+                snapshots[step] = _weights(ema.module if ema is not None else base)
             if probe is not None:
                 probe.stop(step, batch, optimizer, ema.module if ema is not None else None)
             pending.append(loss.detach())
@@ -436,12 +467,20 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
             if flushed and on_step is not None and rank == 0:
                 on_step(step, losses[-1])
         flush(last)
+        if last < config.steps:  # a dry run stopped at its cap: later snapshots are the weights it stopped with
+            for k in config.snapshot_steps:
+                snapshots.setdefault(k, _weights(ema.module if ema is not None else base))
     finally:
         bar.close()
     seconds = seconds_before + time.perf_counter() - t0
     write(last, True, seconds)
     base.eval()
-    return TrainResult(base, ema.module if ema else None, losses, last, seconds, start_step, False, ckpt)
+    return TrainResult(base, ema.module if ema else None, losses, last, seconds, start_step, False, ckpt, snapshots)
+
+
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``model``'s state_dict (parameters and buffers)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -114,3 +114,62 @@ def test_guided_sampling_with_the_exact_conditional_eps_lands_in_the_requested_m
         x = d.sample(CFGModel(oracle, w, 2), (n, 2), y=y, sigma="beta", generator=torch.Generator().manual_seed(0)).x
         nearest = torch.cdist(x.double(), gmm.means.double()).argmin(1)
         assert float((nearest == y).double().mean()) >= 0.99
+
+
+# --------------------------------------------------------------------------- autoguidance
+def test_autoguidance_is_the_stated_extrapolation_with_both_ends():
+    from nbhelpers.guidance import AutoGuided
+
+    g = torch.Generator().manual_seed(3)
+    strong = torch.nn.Linear(4, 4)
+    weak = torch.nn.Linear(4, 4)
+    field = lambda net: (lambda x, t: net(x) * (1 + t[:, None]))  # noqa: E731
+    x, t = torch.randn(6, 4, generator=g), torch.rand(6, generator=g)
+    with torch.no_grad():
+        s, w_ = field(strong)(x, t), field(weak)(x, t)
+        torch.testing.assert_close(AutoGuided(field(strong), field(weak), 1.0)(x, t), s)
+        assert torch.equal(AutoGuided(field(strong), field(weak), 0.0)(x, t), w_)
+        torch.testing.assert_close(AutoGuided(field(strong), field(weak), 2.5)(x, t), 2.5 * s - 1.5 * w_)
+    ag = AutoGuided(strong, weak, 2.0)
+    assert sum(p.numel() for p in ag.parameters()) == 2 * 20 and "w=2" in repr(ag)
+
+
+def test_autoguidance_is_the_same_field_in_every_parameterisation():
+    """Weights summing to one commute with the affine conversions of GaussianPath.convert."""
+    from nbhelpers.guidance import AutoGuided
+
+    path = nb.paths.GaussianPath("cosine")
+    g = torch.Generator().manual_seed(4)
+    x, t = torch.randn(5, 3, generator=g), torch.rand(5, generator=g) * 0.9 + 0.05
+    v1, v0 = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    guided_v = AutoGuided(lambda x, t: v1, lambda x, t: v0, 2.0)(x, t)
+    for target in ("score", "eps", "data"):
+        c1, c0 = (path.convert(v, x, t, "velocity", target) for v in (v1, v0))
+        guided_c = AutoGuided(lambda x, t: c1, lambda x, t: c0, 2.0)(x, t)
+        torch.testing.assert_close(path.convert(guided_v, x, t, "velocity", target), guided_c)
+
+
+def test_autoguidance_of_gaussian_scores_sharpens_by_the_closed_form():
+    """Exact scores of N(0, σ₁²) (strong) and a wider N(0, σ₀²) (weak): the guided score is the score of
+    N(0, σ²) with 1/σ² = w/σ₁² − (w − 1)/σ₀², i.e. p₁^w / p₀^(w−1) normalised — narrower than p₁ for w > 1."""
+    from nbhelpers.guidance import AutoGuided
+
+    s1, s0, w = 0.8, 1.3, 2.0
+    x = torch.linspace(-3, 3, 13, dtype=torch.float64)[:, None]
+    t = torch.zeros(13, dtype=torch.float64)
+    guided = AutoGuided(lambda x, t: -x / s1 ** 2, lambda x, t: -x / s0 ** 2, w)(x, t)
+    var = 1 / (w / s1 ** 2 - (w - 1) / s0 ** 2)
+    torch.testing.assert_close(guided, -x / var)
+    assert var < s1 ** 2
+
+
+def test_autoguidance_names_bad_inputs():
+    from nbhelpers.guidance import AutoGuided
+
+    net = torch.nn.Linear(2, 2)
+    with pytest.raises(TypeError, match="weak must be a model"):
+        AutoGuided(net, "early", 2.0)
+    with pytest.raises(ValueError, match="the same model"):
+        AutoGuided(net, net, 2.0)
+    with pytest.raises(ValueError, match="guidance weight w"):
+        AutoGuided(net, torch.nn.Linear(2, 2), float("nan"))

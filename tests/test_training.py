@@ -277,3 +277,79 @@ def test_kill_minus_nine_then_resume(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "resumed_from 20" in second.stdout
     assert load_checkpoint(ck)["finished"]
+
+
+def test_snapshots_are_the_sampling_weights_after_their_steps_and_survive_resume_and_cache(tmp_path, monkeypatch):
+    cfg = TrainConfig(steps=30, seed=2, ema_decay=0.8, snapshot_steps=(20, 7), checkpoint_every=10)
+    assert cfg.snapshot_steps == (7, 20)  # sorted
+    seen = {}
+    model, bf, lf = _problem()
+    holder = {}
+
+    def watch(step, loss):  # the EMA copy after each step, as the loop holds it
+        if step in (7, 20):
+            seen[step] = [p.detach().clone() for p in holder["ema"].parameters()]
+
+    # the reference: run without a checkpoint, capture the EMA weights through ema_model's copy
+    import nbhelpers.training as T
+
+    real_ema = T.ema_model
+
+    def spy(m, decay):
+        holder["ema"] = real_ema(m, decay)
+        return holder["ema"]
+
+    monkeypatch.setattr(T, "ema_model", spy)
+    ref = train(model, lf, bf, TrainConfig(steps=30, seed=2, ema_decay=0.8, snapshot_steps=(7, 20)),
+                progress=False, on_step=watch)
+    monkeypatch.undo()
+    assert sorted(ref.snapshots) == [7, 20]
+    for step in (7, 20):
+        got = ref.snapshot_model(step)
+        assert all(torch.equal(p, q) for p, q in zip(got.parameters(), seen[step]))
+        assert not got.training and not any(p.requires_grad for p in got.parameters())
+    assert not torch.equal(ref.snapshots[7]["0.weight"], ref.snapshots[20]["0.weight"])
+    assert ref.snapshot_model(20) is not ref.sampling_model  # a copy: the trained model is untouched
+
+    # killed after step 15 (checkpoint at 10 holds snapshot 7), resumed: the same snapshots
+    ck = tmp_path / "m.pt"
+
+    def die(step, loss):
+        if step == 15:
+            raise KeyboardInterrupt
+
+    part, _, _ = _problem()
+    with pytest.raises(KeyboardInterrupt):
+        train(part, lf, bf, cfg, checkpoint=ck, progress=False, on_step=die)
+    assert sorted(load_checkpoint(ck)["snapshots"]) == [7]
+    again, _, _ = _problem()
+    res = train(again, lf, bf, cfg, checkpoint=ck, progress=False)
+    assert res.resumed_from == 10
+    cached = train(_problem()[0], lf, bf, cfg, checkpoint=ck, progress=False)
+    assert cached.loaded_from_cache
+    for r in (res, cached):
+        assert sorted(r.snapshots) == [7, 20]
+        for step in (7, 20):
+            for name, v in ref.snapshots[step].items():
+                torch.testing.assert_close(r.snapshots[step][name], v, rtol=1e-6, atol=1e-7)
+
+
+def test_snapshot_steps_are_checked_and_absent_ones_are_named():
+    from nbhelpers.training import key_json
+
+    with pytest.raises(ValueError, match="snapshot step"):
+        TrainConfig(steps=10, snapshot_steps=(11,))
+    with pytest.raises(ValueError, match="snapshot step"):
+        TrainConfig(steps=10, snapshot_steps=(0,))
+    with pytest.raises(ValueError, match="snapshot_steps must be a sequence"):
+        TrainConfig(steps=10, snapshot_steps=5)
+    # no snapshots: the key is the one models were cached under before snapshots existed
+    assert "snapshot_steps" not in key_json({}, TrainConfig(steps=10))
+    assert '"snapshot_steps": [4]' in key_json({}, TrainConfig(steps=10, snapshot_steps=(4,)))
+    model, bf, lf = _problem()
+    res = train(model, lf, bf, TrainConfig(steps=5, snapshot_steps=(2,)), progress=False)
+    with pytest.raises(ValueError, match=r"no snapshot .* after step 3; kept after steps: 2"):
+        res.snapshot_model(3)
+    plain = train(_problem()[0], lf, bf, TrainConfig(steps=5), progress=False)
+    with pytest.raises(ValueError, match="snapshot_steps is empty"):
+        plain.snapshot_model(2)
