@@ -60,3 +60,34 @@ def test_mnist_recipe_time_law_enters_the_velocity_key_only():
     assert cpu.key("score", "linear") == uni.key("score", "linear")
     with pytest.raises(ValueError, match=r"unknown time_sampling 'beta'; valid choices: uniform, logit_normal"):
         train_mnist_field("velocity", "linear", replace(cpu, time_sampling="beta"), data=None)
+
+
+def test_mnist_recipes_keep_a_third_way_copy_and_autoguide_with_it():
+    from dataclasses import replace
+
+    from nbhelpers.guidance import AutoGuided
+    from nbhelpers.recipes.mnist import autoguided
+    from nbhelpers.training import TrainResult
+
+    for profile, step in (("smoke", 3), ("cpu", 300), ("gpu", 1667)):
+        r = mnist_recipe(profile)
+        assert r.guide_step == step and r.train_config().snapshot_steps == (step,) and r.guide_w == 2.0
+    assert mnist_recipe("cpu", steps=1).guide_step == 1
+    torch.manual_seed(0)
+    recipe = mnist_recipe("smoke")
+    final, early = UNet(recipe.unet).eval(), UNet(recipe.unet).eval()
+    res = TrainResult(final, None, [], recipe.steps, 1.0, snapshots={3: early.state_dict()})
+    ag = autoguided(res, recipe)
+    assert isinstance(ag, AutoGuided) and ag.strong is final and ag.w == 2.0
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([0.3, 0.8])
+    with torch.no_grad():
+        torch.testing.assert_close(ag(x, t), 2 * final(x, t) - early(x, t))
+        torch.testing.assert_close(autoguided(res, recipe, w=3.0)(x, t), 3 * final(x, t) - 2 * early(x, t))
+    none = replace(recipe, guide_at=None)
+    assert none.guide_step is None and none.train_config().snapshot_steps == ()
+    with pytest.raises(ValueError, match="guide_at=None"):
+        autoguided(res, none)
+    with pytest.raises(ValueError, match="guide_at"):
+        replace(recipe, guide_at=1.0)
+    with pytest.raises(ValueError, match="guide_w"):
+        replace(recipe, guide_w=float("inf"))
