@@ -2,7 +2,9 @@
 
 ``python -m benchmarks.variants04 '{"attention_levels": [2]}' --name attention`` trains one flow-matching UNet
 of ``nb.recipes.mnist.mnist_recipe("cpu")`` (logit-normal t, batch 128, 900 steps, cosine decay) with the
-variant applied, samples ``--n-eval`` digits with 50 Euler steps and scores them with the MNIST evaluator;
+variant applied, samples ``--n-eval`` digits with 50 Euler steps and scores them with the MNIST evaluator,
+then samples the same starting noise autoguided by the weights kept after ``guide_at`` of the steps
+(``nb.recipes.mnist.autoguided``, weight ``guide_w``; ``"guide_at": null`` skips it) and scores those too;
 one JSON row is appended to ``results/variants04__<machine>.jsonl``. A variant is a JSON object whose keys are
 
 * fields of :class:`nbhelpers.models.unet.UNetConfig` (``base_channels``, ``channel_mults``,
@@ -39,7 +41,7 @@ from torch import nn
 import nbhelpers as nb
 from nbhelpers.models.unet import ResidualLayer, UNet, UNetConfig
 from nbhelpers.paths import GaussianPath
-from nbhelpers.recipes.mnist import MNISTRecipe, mnist_evaluator, mnist_recipe
+from nbhelpers.recipes.mnist import MNISTRecipe, autoguided, mnist_evaluator, mnist_recipe
 from nbhelpers.training import TrainConfig, train
 
 from .common import RESULTS, machine, machine_tag
@@ -178,12 +180,22 @@ def run_variant(spec: dict[str, Any], *, n_eval: int = 2000, profile: str = "cpu
         x = nb.solvers.sample_from_noise(model, n_eval, (1, 28, 28), ode_steps, seed=1000, chunk=500).x.clamp(-1, 1)
     e = evaluator.evaluate(x)
     first = evaluator.evaluate(x[:500]) if n_eval > 500 else e
-    return {"variant": spec, "profile": profile, "steps": variant.recipe.steps, "batch_size": variant.recipe.batch_size,
-            "parameters": sum(p.numel() for p in net.parameters()), "train_seconds": round(seconds, 1),
-            "seconds_per_step": round(seconds / variant.recipe.steps, 4), "threads": torch.get_num_threads(),
-            "n_eval": n_eval, "recognised": e.recognised_fraction, "recognised_se": e.recognised_se,
-            "recognised_first_500": first.recognised_fraction, "fd_ratio": e.fd_ratio,
-            "class_min": float(e.class_histogram.min()), "class_max": float(e.class_histogram.max())}
+    row = {"variant": spec, "profile": profile, "steps": variant.recipe.steps, "batch_size": variant.recipe.batch_size,
+           "parameters": sum(p.numel() for p in net.parameters()), "train_seconds": round(seconds, 1),
+           "seconds_per_step": round(seconds / variant.recipe.steps, 4), "threads": torch.get_num_threads(),
+           "n_eval": n_eval, "recognised": e.recognised_fraction, "recognised_se": e.recognised_se,
+           "recognised_first_500": first.recognised_fraction, "fd_ratio": e.fd_ratio,
+           "class_min": float(e.class_histogram.min()), "class_max": float(e.class_histogram.max())}
+    if variant.recipe.guide_step is not None:  # the same starting noise, autoguided by the kept early copy
+        guided = autoguided(res, variant.recipe)
+        with torch.no_grad():
+            xg = nb.solvers.sample_from_noise(guided, n_eval, (1, 28, 28), ode_steps, seed=1000, chunk=500).x.clamp(-1, 1)
+        g = evaluator.evaluate(xg)
+        row.update({"guide_step": variant.recipe.guide_step, "guide_w": variant.recipe.guide_w,
+                    "autoguided_recognised": g.recognised_fraction, "autoguided_recognised_se": g.recognised_se,
+                    "autoguided_fd_ratio": g.fd_ratio, "autoguided_class_min": float(g.class_histogram.min()),
+                    "autoguided_class_max": float(g.class_histogram.max())})
+    return row
 
 
 def build_parser() -> argparse.ArgumentParser:

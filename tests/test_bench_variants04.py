@@ -82,6 +82,9 @@ def test_a_tiny_run_writes_one_scored_row(tmp_path, monkeypatch, capsys):
     assert row["threads"] == 1 and torch.get_num_threads() == threads  # run at --threads, the caller's count restored
     assert row["steps"] == 3 and row["n_eval"] == 40 and 0 <= row["recognised"] <= 1 and row["fd_ratio"] > 0
     assert row["recognised_se"] == pytest.approx((row["recognised"] * (1 - row["recognised"]) / 40) ** 0.5)
+    assert row["guide_step"] == 1 and row["guide_w"] == 2.0  # a third of 3 steps: the copy after step 1
+    assert 0 <= row["autoguided_recognised"] <= 1 and row["autoguided_fd_ratio"] > 0
+    assert row["autoguided_class_min"] <= 0.1 <= row["autoguided_class_max"]
     assert '"name": "tiny"' in capsys.readouterr().out
 
 
