@@ -116,7 +116,9 @@ def run(names: list[str], max_steps: int, profile: str, device: str, keep_cache:
             summary = summarise_notebook(read_records(rec))
             results[name] = {"status": r.status, "error": r.error, "wall_s": round(r.seconds, 2),
                              "device": r.resolved_device or device, "seed_quote": SEED_QUOTES.get(name, ""),
-                             "metrics_dry_run_max_steps": r.metrics.get("dry_run_max_steps"), **summary}
+                             "metrics_dry_run_max_steps": r.metrics.get("dry_run_max_steps"),
+                             "measured": time.strftime("%Y-%m-%d %H:%M"),
+                             "load_average_1min": machine().get("load_average_1min"), **summary}
             print(f"  {r.status} in {r.seconds:.1f} s" + (f": {r.error}" if r.error else "")
                   + f"; {len(summary['trainings'])} trainings, {summary['sampler_calls']} sampler calls", flush=True)
     finally:  # the caller's environment as it was
@@ -157,12 +159,45 @@ def _band(pair: tuple[float, float]) -> str:
     return f"{duration(fast)} – {duration(slow)}"
 
 
+def stamp(payload: dict[str, Any]) -> dict[str, Any]:
+    """Give every row without one the run's date and load average (a row keeps them through later merges)."""
+    load = payload.get("machine", {}).get("load_average_1min")
+    for r in payload["notebooks"].values():
+        r.setdefault("measured", payload.get("date", ""))
+        r.setdefault("load_average_1min", load)
+    return payload
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` with the rows of ``old`` it did not run (same step cap), each row keeping when it was measured."""
+    if old.get("max_steps") != new.get("max_steps"):
+        return new
+    stamp(old)
+    stamp(new)
+    merged = {**old["notebooks"], **new["notebooks"]}
+    new = {**new, "notebooks": {k: merged[k] for k in sorted(merged)}}
+    new["total_wall_s"] = round(sum(r["wall_s"] for r in new["notebooks"].values()), 1)
+    return new
+
+
+def _busy(r: dict[str, Any], cores: int) -> bool:
+    load = r.get("load_average_1min")
+    return load is not None and load > cores
+
+
 def table(payload: dict[str, Any]) -> str:
     info = payload["machine"]
     nbs = payload["notebooks"]
+    dates = sorted({r.get("measured", payload.get("date", "")) for r in nbs.values()})
+    busy = [n for n, r in nbs.items() if _busy(r, info["cpu_count"])]
+    when = f"Measured {payload.get('date', '')} on {describe_machine(info)}"
+    if len(dates) > 1:
+        when = (f"Measured on {describe_machine(info)}; rows at {len(dates)} times ({', '.join(dates)}; each row's time "
+                "in its dry-run cell)" + (f", rows marked *busy* with a load average above {info['cpu_count']}: their "
+                                           "times are not this machine's" if busy else ""))
     lines = [
         f"### gpu profile, dry run (`python -m benchmarks.dryrun`, max steps {payload['max_steps']})", "",
-        f"Measured {payload.get('date', '')} on {describe_machine(info)}. Every notebook executed at its "
+        f"{when}. Every notebook executed at its "
         f"{payload['profile']}-profile model and batch sizes with {payload['max_steps']} training steps and "
         f"{payload['max_steps']} network evaluations per sampler call, one notebook after another: "
         f"{payload['total_wall_s']:.0f} s in all. "
@@ -177,11 +212,15 @@ def table(payload: dict[str, Any]) -> str:
         "train FLOPs (full) | sample FLOPs (full) | T4 | A100 | H100 | quoted |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    def cell_note(r: dict[str, Any]) -> str:
+        parts = ([r.get("measured", "")] if len(dates) > 1 else []) + (["*busy*"] if _busy(r, info["cpu_count"]) else [])
+        return f" ({', '.join(parts)})" if parts else ""
+
     for name, r in nbs.items():
         big = r.get("largest", {})
         batch = big.get("batch_shapes", [[]])
         lines.append(
-            f"| {name} | {r['status']}, {r['wall_s']:.0f} s | {len(r['trainings'])} | {si(big.get('parameters'))} | "
+            f"| {name} | {r['status']}, {r['wall_s']:.0f} s{cell_note(r)} | {len(r['trainings'])} | {si(big.get('parameters'))} | "
             f"{'×'.join(map(str, batch[0])) if batch and batch[0] else '–'} | {si(big.get('flops_per_step'))} | "
             f"{si(big.get('memory_estimate_bytes'), 'B')} | {si(r['train_flops'])} | {si(r['sample_flops'])} | "
             f"{_band(r['predicted_s']['T4'])} | {_band(r['predicted_s']['A100'])} | {_band(r['predicted_s']['H100'])} | "
@@ -227,16 +266,13 @@ def main(argv: list[str] | None = None) -> int:
         payload = run(names, args.max_steps, args.profile, args.device, args.keep_cache)
     info = machine()
     payload.update({"machine": info, "machine_tag": machine_tag(info), "date": time.strftime("%Y-%m-%d %H:%M")})
+    stamp(payload)
     failed = [n for n, r in payload["notebooks"].items() if r["status"] != "ok"]
     if not args.no_write:
         name = f"dryrun__{args.profile}__{payload['machine_tag']}"
         path = RESULTS / f"{name}.json"
         if path.exists():  # a run of some notebooks replaces their rows and keeps the others
-            old = json.loads(path.read_text())
-            if old.get("max_steps") == args.max_steps:
-                merged = {**old["notebooks"], **payload["notebooks"]}
-                payload["notebooks"] = {k: merged[k] for k in sorted(merged)}
-        payload["total_wall_s"] = round(sum(r["wall_s"] for r in payload["notebooks"].values()), 1)
+            payload = merge(json.loads(path.read_text()), payload)
         text = table(payload)
         print(text)
         write_json(name, payload)

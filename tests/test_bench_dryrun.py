@@ -39,3 +39,32 @@ def test_notebook_06_dry_run_at_gpu_sizes():
     # capped models stay in build/dryrun; the real cache is untouched
     assert _files(ROOT / "checkpoints") == before
     assert any(p.suffix == ".pt" for p in _files(dryrun.root(1)))
+
+
+def _row(wall_s, **extra):
+    return {"status": "ok", "error": "", "wall_s": wall_s, "device": "cpu", "seed_quote": "", "trainings": [],
+            "train_flops": 0, "sample_flops": 0, "sampler_calls": 0, "network_evaluations": 0,
+            "predicted_s": {g: (0, 0) for g in ("T4", "A100", "H100")}, **extra}
+
+
+def test_a_partial_run_keeps_when_and_how_busy_each_row_was():
+    cores = {"cpu_count": 2, "torch_threads": 2, "processor": "test CPU"}
+    old = {"profile": "gpu", "max_steps": 2, "date": "2026-01-01 09:00", "machine": {**cores, "load_average_1min": 4.5},
+           "notebooks": {"01_sdes": _row(100.0), "04_unet_images": _row(400.0)}}
+    new = {"profile": "gpu", "max_steps": 2, "date": "2026-01-02 21:00", "machine": {**cores, "load_average_1min": 0.5},
+           "notebooks": {"04_unet_images": _row(60.0, measured="2026-01-02 21:00", load_average_1min=0.5)}}
+    merged = bench.merge(old, new)
+    assert list(merged["notebooks"]) == ["01_sdes", "04_unet_images"]
+    assert merged["notebooks"]["04_unet_images"]["wall_s"] == 60.0 and merged["total_wall_s"] == 160.0
+    assert merged["notebooks"]["01_sdes"]["measured"] == "2026-01-01 09:00"
+    assert merged["notebooks"]["01_sdes"]["load_average_1min"] == 4.5
+    text = bench.table(merged)
+    assert "rows at 2 times (2026-01-01 09:00, 2026-01-02 21:00" in text and "*busy*" in text
+    row01 = next(line for line in text.splitlines() if line.startswith("| 01_sdes"))
+    row04 = next(line for line in text.splitlines() if line.startswith("| 04_unet_images"))
+    assert "ok, 100 s (2026-01-01 09:00, *busy*)" in row01
+    assert "ok, 60 s (2026-01-02 21:00)" in row04 and "busy" not in row04
+    # another step cap: nothing of the old run is kept; one run: one date and no marks
+    assert list(bench.merge({**old, "max_steps": 3}, new)["notebooks"]) == ["04_unet_images"]
+    single = bench.table(bench.stamp({**old, "total_wall_s": 100.0, "notebooks": {"01_sdes": _row(100.0)}, "machine": {**cores, "load_average_1min": 0.5}}))
+    assert "Measured 2026-01-01 09:00 on test CPU" in single and "| 01_sdes | ok, 100 s | 0 |" in single
