@@ -117,7 +117,6 @@ def run(names: list[str], max_steps: int, profile: str, device: str, keep_cache:
             results[name] = {"status": r.status, "error": r.error, "wall_s": round(r.seconds, 2),
                              "device": r.resolved_device or device, "seed_quote": SEED_QUOTES.get(name, ""),
                              "metrics_dry_run_max_steps": r.metrics.get("dry_run_max_steps"),
-                             "measured": time.strftime("%Y-%m-%d %H:%M"),
                              "load_average_1min": machine().get("load_average_1min"), **summary}
             print(f"  {r.status} in {r.seconds:.1f} s" + (f": {r.error}" if r.error else "")
                   + f"; {len(summary['trainings'])} trainings, {summary['sampler_calls']} sampler calls", flush=True)
