@@ -11,7 +11,7 @@ DEVICE ?= auto
 NOTEBOOKS ?= all
 PYTEST_ARGS ?=
 
-.PHONY: notebooks test unit bench venv clean help readme-figures colab-badges exercises
+.PHONY: notebooks test unit bench venv clean help readme-figures colab-badges exercises fresh-check
 
 help:
 	@echo "make notebooks [PROFILE=auto|smoke|cpu|gpu] [NOTEBOOKS=01,02] [DEVICE=auto|cpu|cuda|mps]"
@@ -21,6 +21,7 @@ help:
 	@echo "make readme-figures [NOTEBOOKS=04,07]  copy the README's figures from the last run into figures/readme/"
 	@echo "make colab-badges  re-stamp Colab badges, install cells and run costs from pyproject's [project.urls]"
 	@echo "make exercises  write the student edition (exercises/) from the notebooks' solution markers"
+	@echo "make fresh-check  clone HEAD under /tmp with no data and a new HOME, run make test and two smoke notebooks"
 
 venv: $(VENV)/.installed
 
@@ -36,6 +37,8 @@ $(VENV)/.installed: pyproject.toml tools/jupyterlab-overrides.json
 notebooks: venv
 	$(PY) -m nbhelpers.runner --profile $(PROFILE) --device $(DEVICE) --notebooks $(NOTEBOOKS)
 
+# Hermetic: the root conftest.py sends every output (build/, checkpoints/, figures/) to a temporary
+# folder, and a smoke run without MNIST or AFHQ uses the built-in stand-ins, so no data set or network is needed.
 test: venv
 	NBHELPERS_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=900 -p no:cacheprovider $(PYTEST_ARGS)
@@ -57,6 +60,10 @@ colab-badges: venv
 # the student edition: solution bodies become NotImplementedError, answer cells prompts (committed; a test checks it)
 exercises: venv
 	$(PY) -m tools.make_exercises
+
+# the README's two commands in a fresh clone under /tmp: new HOME, no data directory (tools/fresh_check.sh)
+fresh-check:
+	bash tools/fresh_check.sh
 
 clean:
 	rm -rf build

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ._checks import DataError, check_int
-from .runtime import DATA_ENV, data_dir
+from .runtime import DATA_ENV, data_dir, note_data, standin_allowed
 
 __all__ = [
     "MNIST_FILES", "SPLITS", "MNISTNotFoundError", "ImageDataset", "Batch", "TensorBatcher",
@@ -227,18 +227,27 @@ def load_mnist(
     limit: int | None = None,
     download: bool = True,
     dtype: torch.dtype = torch.float32,
+    standin: bool | None = None,
 ) -> ImageDataset:
     """MNIST ``split`` ("train" 60 000 | "test" 10 000) as float images in [−1, 1] on ``device``.
 
     ``root`` defaults to ``nb.runtime.data_dir()``; ``limit`` keeps the first ``limit`` examples.
     Missing files are downloaded with torchvision when ``download`` (and the network) allow,
-    otherwise :class:`MNISTNotFoundError` explains where to put them.
+    otherwise :class:`MNISTNotFoundError` explains where to put them. When the files are absent from
+    the default root and ``standin`` allows (default: inside a smoke-profile run), the built-in
+    stand-in digits (:mod:`nbhelpers.standin`) are used instead, with a banner; nothing is downloaded.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid choices: {', '.join(SPLITS)}")
     limit = check_int("limit", limit, min=1, allow_none=True)
     base = Path(root).expanduser() if root is not None else data_dir()
     files = find_mnist_files(split, base)
+    use_standin = files is None and root is None and (standin_allowed() if standin is None else bool(standin))
+    if use_standin:
+        from . import standin as _standin
+
+        wanted, base = mnist_raw_dir(base), _standin.ensure_mnist()
+        files = find_mnist_files(split, base)
     if files is None:
         if not download:
             raise MNISTNotFoundError(_not_found_message(base))
@@ -246,6 +255,7 @@ def load_mnist(
         files = find_mnist_files(split, base)
         if files is None:
             raise MNISTNotFoundError(_not_found_message(base))
+    note_data("MNIST", use_standin, mnist_raw_dir(base), wanted if use_standin else None)
     images = read_idx(files[0])
     labels = read_idx(files[1])
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
@@ -256,7 +266,7 @@ def load_mnist(
     x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True)).to(device)
     x = (x.to(dtype) / 127.5 - 1.0).unsqueeze(1)
     y = torch.from_numpy(labels.astype(np.int64)).to(device)
-    return ImageDataset(x, y, f"MNIST-{split}")
+    return ImageDataset(x, y, f"MNIST-{split} (stand-in)" if use_standin else f"MNIST-{split}")
 
 
 def has_mnist(root: str | Path | None = None) -> bool:

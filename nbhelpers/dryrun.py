@@ -77,15 +77,19 @@ def redirect(path: str | Path) -> Path:
     path = Path(path)
     if max_steps() is None:
         return path
-    from .runtime import ROOT
+    from .runtime import ROOT, output_root
 
     base = root()
     absolute = Path(os.path.abspath(path.expanduser()))
     if absolute == base or base in absolute.parents:
         return absolute
-    try:
-        rel = absolute.relative_to(ROOT)
-    except ValueError:
+    for top in (output_root(), ROOT):
+        try:
+            rel = absolute.relative_to(top)
+            break
+        except ValueError:
+            continue
+    else:
         rel = Path("external") / hashlib.sha1(str(absolute.parent).encode()).hexdigest()[:12] / absolute.name
     return base / rel
 

@@ -44,6 +44,7 @@ DEVICE_ENV = "NBHELPERS_DEVICE"
 DATA_ENV = "NBHELPERS_DATA_DIR"
 HOME_ENV = "NBHELPERS_HOME"
 CHECKPOINT_ENV = "NBHELPERS_CHECKPOINT_DIR"
+OUTPUT_ENV = "NBHELPERS_OUTPUT_DIR"
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 ROOT = (_CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file()
@@ -220,8 +221,16 @@ def data_dir() -> Path:
     return Path(env).expanduser().resolve() if env else ROOT / "data"
 
 
+def output_root() -> Path:
+    """Where a run writes: ``$NBHELPERS_OUTPUT_DIR`` if set, else the repository root. ``build/``,
+    ``checkpoints/`` and ``figures/`` live under it; the test suite points it at a temporary folder so
+    that ``make test`` leaves a user's own runs untouched."""
+    env = os.environ.get(OUTPUT_ENV, "").strip()
+    return Path(env).expanduser().resolve() if env else ROOT
+
+
 def build_dir() -> Path:
-    return ROOT / "build"
+    return output_root() / "build"
 
 
 def checkpoints_dir(profile: str | None = None) -> Path:
@@ -234,12 +243,12 @@ def checkpoints_dir(profile: str | None = None) -> Path:
     if env:
         base = Path(env).expanduser().resolve()
         return redirect(base / "smoke" if profile == "smoke" else base)
-    return redirect(build_dir() / "smoke" / "checkpoints" if profile == "smoke" else ROOT / "checkpoints")
+    return redirect(build_dir() / "smoke" / "checkpoints" if profile == "smoke" else output_root() / "checkpoints")
 
 
 def figures_dir(profile: str | None = None) -> Path:
     """``figures/`` for real runs; smoke runs write under ``build/smoke/figures``."""
-    return build_dir() / "smoke" / "figures" if profile == "smoke" else ROOT / "figures"
+    return build_dir() / "smoke" / "figures" if profile == "smoke" else output_root() / "figures"
 
 
 def metrics_dir() -> Path:
@@ -571,6 +580,7 @@ class NotebookRun:
     metrics: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     machine: dict[str, Any] = field(default_factory=machine_info)
+    notes: set[str] = field(default_factory=set, repr=False)
 
     # -- sizes ------------------------------------------------------------------
     def pick(self, smoke: T, cpu: T, gpu: T) -> T:
@@ -709,6 +719,35 @@ class NotebookRun:
         return f"NotebookRun(name={self.name!r}, device={str(self.device)!r}, profile={self.profile!r}, seed={self.seed})"
 
 
+# --------------------------------------------------------------------------- the data a run used
+_ACTIVE_RUN: "NotebookRun | None" = None
+
+
+def active_run() -> "NotebookRun | None":
+    """The run the last :func:`setup` of this process started (None outside a notebook)."""
+    return _ACTIVE_RUN
+
+
+def standin_allowed() -> bool:
+    """Whether a loader may fall back on a built-in stand-in (:mod:`nbhelpers.standin`) when a data set is
+    absent: only inside a smoke-profile run, so a cpu or gpu run never trains on drawings by mistake."""
+    return _ACTIVE_RUN is not None and _ACTIVE_RUN.profile == "smoke"
+
+
+def note_data(dataset: str, standin: bool, where: Path | str, wanted: Path | str | None = None) -> None:
+    """Say which data a run is using: a banner for a stand-in, and ``data`` (``"real"`` or ``"stand-in"``,
+    a stand-in winning) in the active run's metrics."""
+    run = _ACTIVE_RUN
+    if standin and (run is None or f"standin:{dataset}" not in run.notes):  # once per run and data set
+        if run is not None:
+            run.notes.add(f"standin:{dataset}")
+        print(f"STAND-IN DATA: {dataset} is not under {wanted}, so this smoke run uses drawings made by "
+              f"nbhelpers.standin ({where}), not {dataset}; the numbers below say nothing about {dataset}. "
+              f"Put the real files there or set ${DATA_ENV}.", flush=True)
+    if run is not None and run.metrics.get("data") != "stand-in":
+        run.report("data", "stand-in" if standin else "real")
+
+
 def setup(name: str, device: str = "auto", profile: str = "auto", seed: int = 0) -> NotebookRun:
     """Resolve device (env ``NBHELPERS_DEVICE`` overrides), profile (env ``NBHELPERS_PROFILE``
     overrides) and seed for a notebook, and start a fresh metrics record for it."""
@@ -718,6 +757,8 @@ def setup(name: str, device: str = "auto", profile: str = "auto", seed: int = 0)
     run = NotebookRun(name=name, device=dev, profile=prof, seed=int(seed), generator=gen)
     if run.metrics_path.exists():
         run.metrics_path.unlink()
+    global _ACTIVE_RUN
+    _ACTIVE_RUN = run
     from .dryrun import banner, max_steps
 
     if max_steps() is not None:  # say it where the reader looks: the notebook's output and its metrics

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nbhelpers"
 
 # bottom to top; a floor's modules import only lower floors (floor 0 also its own)
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("_checks", "runtime", "dryrun", "answers", "cli"),  # 0 foundation: checks, paths, profiles, dry runs, CLI conventions
+    ("_checks", "runtime", "dryrun", "answers", "cli", "standin"),  # 0 foundation: checks, paths, profiles, dry runs, CLI conventions
     ("schedules", "solvers", "guidance", "models", "metrics", "plotting", "data", "training"),  # 1 building blocks
     ("paths", "distributions", "ddpm"),  # 2 probability paths, distributions, discrete DDPM
     ("losses", "sde"),  # 3 built on paths and solvers

@@ -111,8 +111,10 @@ def refresh(notebooks: list[str], figures_root: Path | None = None, metrics_root
 
     Everything is checked before anything is copied, so a missing figure changes nothing.
     """
-    figures_root = figures_root or ROOT / "figures"
-    metrics_root = metrics_root or ROOT / "build" / "metrics"
+    from nbhelpers.runtime import figures_dir, metrics_dir
+
+    figures_root = figures_root or figures_dir()
+    metrics_root = metrics_root or metrics_dir()
     folder = folder or GALLERY_DIR
     found = {nb: provenance(nb, figures_root, metrics_root) for nb in notebooks}
     source = folder / "source.json"

@@ -631,9 +631,10 @@ def train_cfg_model(p: MnistCFGPreset, model: nn.Module, train_set: Any, steps: 
     """Train ``model`` (built by :func:`build_model` from ``p``) with :func:`cfg_loss` on ``train_set``
     (an :class:`nb.data.ImageDataset`), cached as ``mnist_cfg_<variant>`` under the key :meth:`MnistCFGPreset.key`.
     Returns :class:`nb.training.TrainResult` (``sampling_model`` holds the EMA weights)."""
+    from ..standin import mark_key
     from ..training import checkpoint_path, train
 
-    key = p.key()
+    key = mark_key(p.key(), getattr(train_set, "name", ""))
     ckpt = checkpoint_path(f"mnist_cfg_{p.variant}", key, profile=p.profile)
     return train(model, cfg_loss(p.ddpm(), p.p_uncond, channels_last=p.channels_last), train_set.batcher(p.batch_size),
                  p.train_config(steps, seed=seed), checkpoint=ckpt, key=key, retrain=retrain, desc=desc)

@@ -28,6 +28,7 @@ from ..metrics.images import MNISTClassifier, MNISTEvaluator
 from ..models.mlp import ScoreFromNoise
 from ..models.unet import UNet, UNetConfig
 from ..paths import GaussianPath
+from ..standin import mark_key
 from ..training import TrainConfig, TrainResult, checkpoint_path, train
 
 __all__ = ["FIELD_KINDS", "MNISTRecipe", "mnist_recipe", "train_mnist_field", "autoguided",
@@ -140,7 +141,7 @@ def train_mnist_field(
         loss = lambda m, b, g: flow_matching_loss(m, b.x, path, generator=g,  # noqa: E731
                                                   time_sampling=recipe.time_sampling)
     net = net.to(device, memory_format=torch.channels_last)
-    key = recipe.key(kind, schedule)
+    key = mark_key(recipe.key(kind, schedule), data.name)
     ckpt = checkpoint_path(f"mnist_{kind}", key, profile=profile)
     return train(net, loss, data.batcher(recipe.batch_size, labels=False), recipe.train_config(seed), checkpoint=ckpt,
                  key=key, retrain=retrain, progress=progress, desc=f"{kind} · {schedule}")
@@ -188,7 +189,7 @@ def train_mnist_classifier(
     data = load_mnist("train", device=device, root=root, limit=train_limit)
     torch.manual_seed(0)
     model = MNISTClassifier(width=width).to(device)
-    key = {**_classifier_key(steps, width, batch_size), "lr": lr}
+    key = mark_key({**_classifier_key(steps, width, batch_size), "lr": lr}, data.name)
     if train_limit is not None:
         key["train_limit"] = train_limit
     if checkpoint is True:

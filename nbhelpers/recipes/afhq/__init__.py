@@ -28,7 +28,7 @@ public name is re-exported here: ``nb.recipes.afhq.make_diffusion``.
 from __future__ import annotations
 
 from .data import (AFHQ_CLASSES, AFHQ_URLS, AFHQ_SHA256, IMAGE_EXTENSIONS, AFHQNotFoundError,
-                   default_data_path, check_class, afhq_folder, download_afhq, load_folder, AFHQImages,
+                   default_data_path, check_class, afhq_folder, download_afhq, fetch_afhq, find_afhq, load_folder, AFHQImages,
                    count_images, load_afhq)
 from .diffusion import (LOSS_TYPES, Diffusion, afhq_unet_config, make_diffusion, make_batch_fn,
                         diffusion_loss, as_loss_fn, autocast, sample_images)
@@ -45,7 +45,7 @@ from .notebook import (NotebookSettings, notebook_settings, PosteriorRegression,
                        train_with_fid, FIDCurve, fid_curve, OfflineScores, score_offline)
 
 __all__ = ["AFHQ_CLASSES", "AFHQ_URLS", "AFHQ_SHA256", "IMAGE_EXTENSIONS", "AFHQNotFoundError", "default_data_path",
-           "check_class", "afhq_folder", "download_afhq", "load_folder", "AFHQImages", "count_images", "load_afhq",
+           "check_class", "afhq_folder", "download_afhq", "fetch_afhq", "find_afhq", "load_folder", "AFHQImages", "count_images", "load_afhq",
            "LOSS_TYPES", "Diffusion", "afhq_unet_config", "make_diffusion", "make_batch_fn", "diffusion_loss",
            "as_loss_fn", "autocast", "sample_images", "PROCESS_FRACTIONS", "process_steps", "forward_process",
            "backward_process", "library_predict_x0", "x0_predictions", "plot_process", "save_image_grid", "visualize",

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..._checks import DataError, check_int, check_sha256
-from ...runtime import atomic_write_bytes, build_dir, data_dir, remove_stale_temps, temp_path
+from ..._checks import DataError, OutputError, check_int, check_sha256
+from ...runtime import (DATA_ENV, FolderLock, atomic_write_bytes, build_dir, data_dir, note_data, remove_stale_temps,
+                        standin_allowed)
 
 __all__ = ["AFHQ_CLASSES", "AFHQ_URLS", "AFHQ_SHA256", "IMAGE_EXTENSIONS", "AFHQNotFoundError",
-           "default_data_path", "check_class", "afhq_folder", "download_afhq", "load_folder", "AFHQImages",
-           "count_images", "load_afhq"]
+           "default_data_path", "check_class", "afhq_folder", "download_afhq", "fetch_afhq", "find_afhq",
+           "load_folder", "AFHQImages", "count_images", "load_afhq"]
 
 
 AFHQ_CLASSES: tuple[str, ...] = ("cat", "dog", "wild")
@@ -87,61 +88,159 @@ def afhq_folder(data_path: str | Path | None = None, data_class: str = "cat") ->
     )
 
 
-def download_afhq(root: str | Path, version: str = "v1", timeout: float = 60.0) -> Path:
-    """Download the public AFHQ archive (StarGAN v2, CC BY-NC 4.0) and unpack it under ``root``.
+AFHQ_MAX_MEMBER_BYTES = 64 << 20
+"""The largest file taken from an archive (AFHQ's images are well under 1 MB each)."""
+AFHQ_MAX_ARCHIVE_BYTES = 16 << 30
+"""The most an archive may unpack to (v1: about 7 GB), so a forged archive cannot fill the disk."""
 
-    Returns the train-split folder (``root/afhq/train``, holding ``cat/``, ``dog/``, ``wild/``).
-    v1 ≈ 7 GB with train/ and val/ at 512×512; v2 has train/ and test/. Needs internet access.
+
+def _fetch(url: str, part: Path, timeout: float, desc: str) -> None:
+    """Download ``url`` into ``part``, resuming a partial file with an HTTP Range request.
+
+    A server that ignores the range (``200`` instead of ``206``) sends the whole file, which then replaces
+    the partial one; ``416`` (nothing after the partial file's end) means it is complete already.
     """
+    import http.client
+    import urllib.error
     import urllib.request
 
     from tqdm.auto import tqdm
 
-    if version not in AFHQ_URLS:
-        raise ValueError(f"unknown AFHQ version {version!r}; valid choices: {', '.join(AFHQ_URLS)}")
-    root = Path(root).expanduser().resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    archive = root / f"afhq_{version}.zip"
-    if not archive.exists():
-        remove_stale_temps(archive)
-        part = temp_path(archive, ".part")  # names this process, so a killed download's part is removed later
-        try:
-            with urllib.request.urlopen(AFHQ_URLS[version], timeout=timeout) as response, open(part, "wb") as fh:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=f"AFHQ {version}") as bar:
-                    while chunk := response.read(1 << 20):
-                        fh.write(chunk)
-                        bar.update(len(chunk))
-            check_sha256(part, AFHQ_SHA256[version], what=f"the AFHQ {version} archive from {AFHQ_URLS[version]}",
-                         remedy="try the download again")
-            os.replace(part, archive)
-        finally:
-            if part.exists():
-                part.unlink()
-    else:
-        check_sha256(archive, AFHQ_SHA256[version], what=f"the AFHQ {version} archive",
-                     remedy="delete it and download it again")
-    target = root / "afhq"
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:
+            return
+        raise
+    with response:
+        resumed = have > 0 and getattr(response, "status", 200) == 206
+        size = int(response.headers.get("Content-Length") or 0) or None
+        total = size + have if size is not None and resumed else size
+        with open(part, "ab" if resumed else "wb") as fh, \
+                tqdm(total=total, initial=have if resumed else 0, unit="B", unit_scale=True, desc=desc) as bar:
+            got = 0
+            try:
+                while chunk := response.read(1 << 20):
+                    fh.write(chunk)
+                    got += len(chunk)
+                    bar.update(len(chunk))
+            except http.client.HTTPException as exc:  # IncompleteRead and friends are not OSErrors
+                raise ConnectionError(f"the download broke off after {got:,} bytes ({type(exc).__name__}); "
+                                      f"run again to resume") from None
+    if size is not None and got < size:  # the connection dropped: keep what came, the next try resumes
+        raise ConnectionError(f"the connection closed after {got:,} of {size:,} bytes; run again to resume")
+
+
+def _member_target(name: str, classes: tuple[str, ...] | None) -> tuple[str, str, str] | None:
+    """``(split, class, file)`` of an archive member that belongs in ``afhq/<split>/<class>/``, else None.
+
+    v1 holds ``afhq/train/cat/x.jpg``, v2 ``train/cat/x.png``; anything else (a README at the top, a
+    nested folder) is skipped, and so are classes not asked for."""
+    parts = [p for p in name.split("/") if p]
+    if parts and parts[0] == "afhq":
+        parts = parts[1:]
+    if len(parts) != 3 or name.endswith("/") or parts[0] not in ("train", "val", "test"):
+        return None
+    if parts[1] not in AFHQ_CLASSES or (classes is not None and parts[1] not in classes):
+        return None
+    if parts[2] in (".", "..") or Path(parts[2]).suffix.lower() not in IMAGE_EXTENSIONS:
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def _unpack(archive: Path, root: Path, classes: tuple[str, ...] | None) -> int:
+    """Unpack the AFHQ images of ``classes`` (all when None) from ``archive`` to ``root/afhq/<split>/<class>/``."""
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
         raise DataError(f"{archive} is not a readable zip archive ({exc}); delete it and download it again") from None
+    written = count = 0
     with zf:
-        names = zf.namelist()
-        # v1 unpacks to afhq/train/..., v2 to train/... at the top: always end under root/afhq
-        prefix = "" if names and all(n.startswith("afhq/") for n in names) else "afhq/"
-        for name in names:
-            dest = (root / (prefix + name)).resolve()
-            if root not in dest.parents and dest != root:  # no path escapes from the archive
-                raise ValueError(f"refusing to extract {name!r} outside {root}")
-            if name.endswith("/"):
-                dest.mkdir(parents=True, exist_ok=True)
+        for info in zf.infolist():
+            target = _member_target(info.filename, classes)
+            if target is None:
                 continue
+            if info.file_size > AFHQ_MAX_MEMBER_BYTES:
+                raise DataError(f"{archive}: member {info.filename!r} unpacks to {info.file_size:,} bytes, more than "
+                                f"the {AFHQ_MAX_MEMBER_BYTES:,} an AFHQ image may have; delete the archive, it is not AFHQ")
+            dest = root / "afhq" / target[0] / target[1] / target[2]
             dest.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(name) as src, open(dest, "wb") as out:
+            with zf.open(info) as src, open(dest, "wb") as out:
+                size = 0
                 while chunk := src.read(1 << 20):
+                    size += len(chunk)
+                    written += len(chunk)
+                    if size > AFHQ_MAX_MEMBER_BYTES or written > AFHQ_MAX_ARCHIVE_BYTES:
+                        out.close()
+                        dest.unlink()
+                        raise DataError(f"{archive} unpacks to more than its entries declare (at {info.filename!r}); "
+                                        f"delete it, it is not the AFHQ archive")
                     out.write(chunk)
-    return target / "train"
+            count += 1
+    return count
+
+
+def download_afhq(root: str | Path, version: str = "v1", timeout: float = 60.0, *,
+                  classes: tuple[str, ...] | None = None, keep_archive: bool = True) -> Path:
+    """Download the public AFHQ archive (StarGAN v2, CC BY-NC 4.0) and unpack it under ``root``.
+
+    Returns the train-split folder (``root/afhq/train``). ``classes`` unpacks only those domains
+    (default all three); ``keep_archive=False`` deletes the archive once unpacked. The download goes to
+    ``root/afhq_<version>.zip.part`` and resumes from there after an interruption (HTTP Range); the
+    archive is kept only once its SHA-256 matches the pinned one. v1 ≈ 7 GB with train/ and val/ at
+    512×512; v2 has train/ and test/. Needs internet access (see :func:`fetch_afhq` for first use).
+    """
+    if version not in AFHQ_URLS:
+        raise ValueError(f"unknown AFHQ version {version!r}; valid choices: {', '.join(AFHQ_URLS)}")
+    if classes is not None:
+        classes = tuple(check_class(c) for c in classes)
+    root = Path(root).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / f"afhq_{version}.zip"
+    with FolderLock(root / f".afhq_{version}.lock", what=f"the AFHQ {version} download"):
+        if not archive.exists():
+            remove_stale_temps(archive)  # per-process partial files of older versions
+            part = root / f"afhq_{version}.zip.part"
+            _fetch(AFHQ_URLS[version], part, timeout, f"AFHQ {version}")
+            try:
+                check_sha256(part, AFHQ_SHA256[version], what=f"the AFHQ {version} archive from {AFHQ_URLS[version]}",
+                             remedy="try the download again")
+            except DataError:
+                part.unlink()  # a wrong file is not resumed
+                raise
+            os.replace(part, archive)
+        else:
+            check_sha256(archive, AFHQ_SHA256[version], what=f"the AFHQ {version} archive",
+                         remedy="delete it and download it again")
+        if _unpack(archive, root, classes) == 0:
+            raise DataError(f"{archive} holds no AFHQ images ({'/'.join(classes or AFHQ_CLASSES)}) in the layout "
+                            f"afhq/<split>/<class>/; delete it and download it again")
+        if not keep_archive:
+            archive.unlink()
+    return root / "afhq" / "train"
+
+
+def fetch_afhq(data_class: str = "cat", root: str | Path | None = None, version: str = "v1",
+               timeout: float = 15.0) -> Path:
+    """First use: download AFHQ into the data root and keep only ``data_class`` (the archive is deleted
+    once that domain is unpacked). Returns the domain's folder. Offline, or where the data root cannot be
+    written, one :class:`AFHQNotFoundError` line names the folder to fill and the variable to set."""
+    check_class(data_class)
+    base = Path(root).expanduser() if root is not None else data_dir()
+    folder = base / "afhq" / "train" / data_class
+    print(f"AFHQ {data_class} images are not under {folder}: downloading the AFHQ {version} archive (about 7 GB, "
+          f"kept only until its {data_class} images are unpacked) …", flush=True)
+    try:
+        download_afhq(base, version, timeout, classes=(data_class,), keep_archive=False)
+    except (OSError, OutputError) as exc:  # offline, DNS, timeout, read-only data root, disk full
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        raise AFHQNotFoundError(
+            f"AFHQ {data_class} images are not under {folder} and could not be downloaded ({reason}); put the "
+            f"{data_class} images (AFHQ's afhq/train/{data_class}/*.jpg) in that folder, or set {DATA_ENV} to a "
+            f"folder holding afhq/train/{data_class}/") from None
+    return afhq_folder(base / "afhq" / "train", data_class)
 
 
 def _decode(path: Path, size: int) -> np.ndarray:
@@ -244,9 +343,34 @@ class AFHQImages:
         return self.scale(self.images[:batch_size])
 
 
+def find_afhq(data_path: str | Path | None = None, data_class: str = "cat", *, download: bool = True,
+              standin: bool | None = None) -> Path:
+    """The folder of one AFHQ domain, found (:func:`afhq_folder`), else — for the default location only —
+    the built-in stand-in (``standin``, default: inside a smoke-profile run) or, when ``download``, fetched
+    on first use (:func:`fetch_afhq`). The run's metrics record which (``data``)."""
+    try:
+        folder = afhq_folder(data_path, data_class)
+    except AFHQNotFoundError:
+        if data_path is not None:  # an explicit folder is the user's: never replaced or filled
+            raise
+        if standin_allowed() if standin is None else standin:
+            from ...standin import ensure_afhq
+
+            folder = afhq_folder(ensure_afhq(), data_class)
+            note_data("AFHQ", True, folder, default_data_path() / data_class)
+            return folder
+        if not download:
+            raise
+        folder = fetch_afhq(data_class)
+    from ...standin import is_standin
+
+    note_data("AFHQ", is_standin(folder), folder, default_data_path() / data_class)
+    return folder
+
+
 def count_images(data_path: str | Path | None = None, data_class: str = "cat", limit: int | None = None) -> int:
     """How many images :func:`load_afhq` with the same arguments would load, without decoding any."""
-    n = len(_image_files(afhq_folder(data_path, data_class)))
+    n = len(_image_files(find_afhq(data_path, data_class)))
     return n if limit is None else min(n, limit)
 
 
@@ -257,8 +381,12 @@ def load_afhq(
     device: str | torch.device = "cpu",
     limit: int | None = None,
     cache: bool = True,
+    *,
+    download: bool = True,
+    standin: bool | None = None,
 ) -> AFHQImages:
-    """Load one AFHQ domain (see :func:`afhq_folder` for ``data_path``) onto ``device``."""
-    folder = afhq_folder(data_path, data_class)
+    """Load one AFHQ domain onto ``device``: see :func:`find_afhq` for where it comes from (the default
+    location is fetched on first use when ``download``; a smoke run falls back on the stand-in)."""
+    folder = find_afhq(data_path, data_class, download=download, standin=standin)
     images = load_folder(folder, image_size, limit=limit, cache=cache)
     return AFHQImages(images.to(device), folder, data_class)

@@ -15,8 +15,9 @@ import torch
 
 from ...metrics.nearest import copy_check
 from ...runtime import check_param
+from ...standin import mark_key
 from ...training import TrainResult, checkpoint_path, load_checkpoint, train
-from .data import AFHQImages, count_images
+from .data import AFHQImages, count_images, find_afhq
 from .diffusion import Diffusion, make_batch_fn, sample_images
 from .figures import copy_summary, fid_figure
 from .trainer import AFHQConfig, SampleAndScore, adopt_checkpoint, train_config, train_key
@@ -63,8 +64,11 @@ class NotebookSettings:
 def notebook_settings(run: Any, steps: int | None = None, epochs: float | None = None,
                       retrain: bool = False) -> NotebookSettings:
     """The settings for ``run``'s profile (a :class:`nbhelpers.runtime.NotebookRun`); ``steps`` or ``epochs``
-    (at most one) override the 5.1 run's length, epochs counted over the cat images used."""
+    (at most one) override the 5.1 run's length, epochs counted over the cat images used. The cat images are
+    looked for first (:func:`find_afhq`: fetched on first use), so a run without them stops before any work."""
     pick = run.pick
+    check_param("retrain", retrain, kind=bool)
+    find_afhq(data_class="cat")  # the data first: fetched on first use, or one line saying where to put it
     image_size = pick(smoke=16, cpu=32, gpu=32)
     batch = pick(smoke=16, cpu=32, gpu=32)
     T = pick(smoke=10, cpu=50, gpu=50)
@@ -72,7 +76,6 @@ def notebook_settings(run: Any, steps: int | None = None, epochs: float | None =
     n_images = pick(smoke=256, cpu=None, gpu=None)  # cat images used (None: all)
     steps_1k = run.train_steps(steps, epochs, default=pick(smoke=20, cpu=1_000, gpu=1_000), batch_size=batch,
                                n_examples=lambda: count_images(data_class="cat", limit=n_images))
-    check_param("retrain", retrain, kind=bool)
     fid_samples = pick(smoke=32, cpu=500, gpu=1_000)
     return NotebookSettings(
         profile=run.profile, image_size=image_size, batch_size=batch, time_steps=T, unet_dim=unet_dim,
@@ -151,7 +154,7 @@ def train_with_fid(diffusion: Diffusion, data: AFHQImages, cfg: AFHQConfig, loss
     """5.1–5.2: train ``diffusion`` by :func:`nbhelpers.training.train` under ``cfg`` (checkpoint
     ``afhq_ddpm_<steps>steps`` in ``profile``'s cache), scoring ``fid_samples`` EMA samples with ``fid`` (a
     :class:`nbhelpers.metrics.fid.FID`) every ``cfg.save_and_sample_every`` steps and at the end."""
-    key = train_key(cfg)
+    key = mark_key(train_key(cfg), data.folder)
     ckpt = checkpoint_path(f"afhq_ddpm_{cfg.train_steps}steps", key, profile=profile)
     hook = SampleAndScore(diffusion, ckpt, every=cfg.save_and_sample_every, fid=fid, fid_samples=fid_samples,
                           seed=cfg.seed)
@@ -185,7 +188,7 @@ def continue_training(first: ScoredRun, diffusion: Diffusion, data: AFHQImages, 
     assignment's run). The continued run starts from the first one's checkpoint (adopted, so it resumes).
     """
     cfg = first.config
-    key = train_key(cfg)
+    key = mark_key(train_key(cfg), data.folder)
     full = checkpoint_path(f"afhq_ddpm_{FULL_RUN_STEPS}steps", key, profile=profile)
     if profile != "smoke" and not retrain and full.exists() and load_checkpoint(full).get("finished"):
         steps = FULL_RUN_STEPS
