@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nbhelpers.cli import HelpFormatter, flag, invoked_name
 from nbhelpers.runner import run_notebook, select_notebooks
-from nbhelpers.runtime import CHECKPOINT_ENV, PROFILES, build_dir
+from nbhelpers.runtime import CHECKPOINT_ENV, PROFILES, build_dir, get_device
 
 from .common import machine, machine_tag, write_json
 
@@ -70,7 +70,12 @@ def _fmt(v) -> str:
 def summarise() -> str:
     rows, peers = [], []
     for path in sorted(RESULTS.glob("*.json")):
-        data = json.loads(path.read_text())
+        if path.stem.endswith("__failed"):  # kept for the record, never in the table beside the good result
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as exc:
+            raise SystemExit(f"error: {path} is not valid JSON ({exc}); delete it or restore it from git") from None
         if data.get("kind") in ("dryrun", "roofline"):  # tables of their own (benchmarks.dryrun, benchmarks.roofline)
             continue
         (peers if data.get("kind") == "peer" else rows).append(data)
@@ -136,6 +141,13 @@ def model_cache(warm: bool):
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    if not args.summarise:
+        try:  # every argument checked before the first minute of work (an absent device, an unknown notebook)
+            select_notebooks(args.notebooks)
+            get_device(args.device)
+        except ValueError as exc:
+            ap.error(str(exc))
+    failed = []
     if not args.summarise and not args.no_roofline:
         from .roofline import main as roofline
 
@@ -155,9 +167,18 @@ def main(argv: list[str] | None = None) -> int:
                        "status": r.status, "error": r.error, "wall_s": round(r.seconds, 2), "metrics": r.metrics,
                        "model_cache": "warm" if args.warm else "cold",
                        "machine": info, "machine_tag": tag, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-            path = write_result(f"{name}__{r.profile}__{tag}", payload)
-            print(f"  {r.status} in {r.seconds:.1f} s → {path.relative_to(HERE.parent)}", flush=True)
+            stem = f"{name}__{r.profile}__{tag}"
+            if r.status != "ok":  # a failed run never replaces a good result: it is kept beside it
+                failed.append(name)
+                stem += "__failed"
+            path = write_result(stem, payload)
+            shown = path.relative_to(HERE.parent) if HERE.parent in path.parents else path
+            print(f"  {r.status} in {r.seconds:.1f} s → {shown}", flush=True)
     print(summarise())
+    if failed:
+        print(f"error: {', '.join(failed)} failed (the results kept are the last good ones; see *__failed.json)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,6 +1,8 @@
 """benchmarks.roofline and the prediction arithmetic of benchmarks.dryrun, on networks whose FLOPs are known."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -55,3 +57,42 @@ def test_prediction_arithmetic():
     slow, fast = bench_dryrun.predict_seconds(1.0, 1e6, "H100", amp=True)
     assert slow == pytest.approx(1e6 * LAUNCH_S[0]) and fast == pytest.approx(1e6 * LAUNCH_S[1])
     assert bench_dryrun.predict_seconds(1e15, 0, "T4", amp=True)[0] > bench_dryrun.predict_seconds(1e15, 0, "H100", amp=True)[0]
+
+
+def test_every_training_of_the_series_runs_through_the_roofline(capsys):
+    """`make bench` starts with the roofline: each training's cpu-sized case runs end to end (one warm-up and
+    one timed step, one sampler evaluation), so a recipe change that breaks it fails here, not in a bench run."""
+    assert roofline.main(["--warmup", "1", "--timed", "1", "--no-gpu-sizes", "--no-write"]) == 0
+    out = capsys.readouterr().out
+    for name in ("03 MLP flow matching", "04 UNet velocity (MNIST)", "05 UNet score (MNIST)",
+                 "06 two-pixel UNet (CFG)", "07 attention UNet (CFG MNIST)", "08 AFHQ UNet (DDPM)"):
+        assert f"| {name} |" in out, f"{name} missing from the roofline table"
+
+
+def test_benchmarks_refuse_an_absent_device_before_any_work(capsys):
+    import benchmarks.__main__ as bench
+
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--device", "tpu", "--notebooks", "02", "--no-roofline"])
+    assert exc.value.code == 2 and "tpu" in capsys.readouterr().err
+
+
+def test_a_failed_notebook_keeps_the_good_result_and_exits_non_zero(tmp_path, monkeypatch, capsys):
+    import benchmarks.__main__ as bench
+    from benchmarks import common
+    from nbhelpers.runner import NotebookResult
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench, "README", tmp_path / "README.md")
+    monkeypatch.setattr(bench, "write_result", lambda name, payload: common.write_json(name, payload))
+    monkeypatch.setattr(bench, "run_notebook", lambda name, profile, device: NotebookResult(
+        name, profile, device, "failed", 1.0, tmp_path / "o.ipynb", "boom", {}, "cpu"))
+    tag = common.machine_tag(common.machine())
+    good = tmp_path / f"02_paths_schedules__cpu__{tag}.json"
+    good.write_text(json.dumps({"kind": "notebook", "notebook": "02_paths_schedules", "profile": "cpu", "status": "ok", "metrics": {}, "wall_s": 5.0, "machine_tag": tag, "machine": common.machine(), "date": "d"}))
+    before = good.read_bytes()
+    assert bench.main(["--notebooks", "02", "--no-roofline", "--device", "cpu"]) == 1
+    assert good.read_bytes() == before
+    assert (tmp_path / f"02_paths_schedules__cpu__{tag}__failed.json").is_file()
+    assert "error: 02_paths_schedules failed" in capsys.readouterr().err
