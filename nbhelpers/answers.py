@@ -34,11 +34,34 @@ def claim(text: str, holds: Any, evidence: str = "") -> Claim:
     """A checked claim: ``holds`` is evaluated from the run's numbers (a bool or a 0-d tensor)."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"a claim needs its text, got {text!r}")
-    try:
-        ok = bool(holds)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"the check of claim {text!r} must be a single truth value, got {holds!r} ({exc})") from None
-    return Claim(text.strip(), ok, str(evidence))
+    return Claim(text.strip(), _truth(text, holds), str(evidence))
+
+
+def _truth(text: str, holds: Any) -> bool:
+    """A claim's check as a bool: a bool, NumPy bool or one-element tensor/array; a number counts as its
+    truth, NaN as not holding (a measurement that failed supports nothing). Strings, None and
+    containers are refused: ``'no'`` would otherwise count as holding."""
+    import math
+
+    import numpy as np
+    import torch
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"the check of claim {text!r} must be a single truth value (a comparison of this run's "
+                          f"numbers), got {holds!r}: {why}")
+
+    value = holds
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        if (value.size if isinstance(value, np.ndarray) else value.numel()) != 1:
+            raise bad("it has more than one element (use .all() or .any())")
+        if (value.is_complex() if isinstance(value, torch.Tensor) else np.iscomplexobj(value)):
+            raise bad("a complex number is not a truth value")
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return False if math.isnan(float(value)) else bool(value)
+    raise bad(f"a {type(holds).__name__} is not a truth value")
 
 
 class _Values(dict):
@@ -64,7 +87,8 @@ def render(template: str, values: Mapping[str, Any] | None = None, claims: Itera
         raise ValueError(f"template must be a string, got {type(template).__name__}")
     vals = _Values(values or {})
     for key in template_keys(template):
-        if key in vals and vals[key] is None:
+        v = vals.get(key, 0)
+        if v is None or isinstance(v, float) and v != v:  # not measured here, or NaN
             vals[key] = _NA
     text = template.format_map(vals)
     warnings = [c for c in claims if not c.holds]
@@ -76,8 +100,15 @@ def render(template: str, values: Mapping[str, Any] | None = None, claims: Itera
 
 
 class _NotAvailable:
+    """A value this run could not measure (recorded as None, or NaN): "n/a" however it is formatted."""
+
     def __format__(self, spec: str) -> str:
         return "n/a"
+
+    def __str__(self) -> str:
+        return "n/a"
+
+    __repr__ = __str__
 
 
 _NA = _NotAvailable()
@@ -89,8 +120,13 @@ def failed_claims(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def claim_key(text: str) -> str:
-    """A stable metric name for a claim: ``claims/<lower-case words joined by _>`` (≤ 60 chars)."""
-    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:60].rstrip("_")
+    """A stable metric name for a claim: ``claims/<lower-case words joined by _>`` (≤ 60 chars; a longer
+    text is cut and ends in 8 hex digits of its SHA-1, so different claims never share a name)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    if len(slug) > 60:  # cut, with a digest of the whole text, so two long claims never share a key
+        import hashlib
+
+        slug = slug[:51].rstrip("_") + "_" + hashlib.sha1(text.strip().encode()).hexdigest()[:8]
     return f"claims/{slug or 'claim'}"
 
 

@@ -38,6 +38,9 @@ def select_notebooks(spec: str | list[str] | None) -> list[str]:
     if spec is None or spec == "all" or spec == ["all"]:
         return names
     items = spec.split(",") if isinstance(spec, str) else list(spec)
+    if not any(str(i).strip() for i in items):
+        raise ValueError(f"no notebook named in {spec!r}; give 'all' or numbers such as 01,02 "
+                         f"(valid choices: {', '.join(names)})")
     chosen = []
     for item in (i.strip() for i in items):
         if not item:
@@ -289,6 +292,23 @@ def _parse_value(v: str) -> Any:
         return v
 
 
+def check_environment() -> None:
+    """The ``NBHELPERS_*`` variables a run reads, checked up front: one ``ValueError`` naming the variable."""
+    from .dryrun import max_steps
+    from .runtime import CHECKPOINT_ENV, DATA_ENV, OUTPUT_ENV, PROFILE_ENV
+
+    max_steps()  # a positive integer or unset
+    if os.environ.get(PROFILE_ENV, "").strip():
+        import torch
+
+        resolve_profile("auto", torch.device("cpu"))
+    for var in (CHECKPOINT_ENV, OUTPUT_ENV, DATA_ENV):
+        raw = os.environ.get(var, "").strip()
+        if raw and not os.path.isabs(os.path.expanduser(raw)):
+            raise ValueError(f"${var} must be an absolute path (a notebook's kernel runs in another folder), "
+                             f"got {raw!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nbhelpers.runner", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="auto", choices=("auto",) + PROFILES)
@@ -302,6 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         ap.error(str(exc))
     extra = {k: _parse_value(v) for k, v in args.parameter}
+    for key, flag_value in (("profile", args.profile), ("device", args.device)):
+        if key in extra:  # one place for each: the flag and a -p of the same name would disagree in silence
+            ap.error(f"-p {key} {extra[key]!r} repeats --{key} (here {flag_value!r}); give --{key} only")
+    try:  # the environment the kernels inherit, checked before the first notebook starts
+        check_environment()
+    except ValueError as exc:
+        ap.error(str(exc))
     for name in names:  # before anything runs: a typo must not cost the notebooks before it
         try:
             check_parameters(name, extra)

@@ -24,6 +24,7 @@ import random
 import re
 import secrets
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,8 @@ def seed_everything(seed: int) -> torch.Generator:
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     seed = int(seed)
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {seed}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -400,6 +403,13 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _lock_pid(value: Any) -> int:
+    """The pid a lock file names, or -1 (no live process) when it names none a process could have."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
+        return -1
+    return value
+
+
 class FolderLock:
     """A lock file ``path`` holding the owner's pid and host, created atomically (``O_EXCL``).
 
@@ -445,8 +455,11 @@ class FolderLock:
                                           f"is using {folder}") from None
                 elif owner.get("host") == me["host"] and owner.get("pid") == me["pid"]:
                     return self  # held by this process already (an outer call); that call releases it
-                elif owner.get("host") == me["host"] and not pid_alive(int(owner.get("pid", -1))):
-                    pass  # its run has exited (kill -9, a dead launcher): stale
+                elif _lock_pid(owner.get("pid")) < 0 or (owner.get("host") == me["host"]
+                                                          and not pid_alive(_lock_pid(owner.get("pid")))):
+                    # its run has exited (kill -9, a dead launcher), or the file names no process: stale
+                    print(f"taking over the stale lock {self.path} (pid {owner.get('pid')!r} is not running)",
+                          file=sys.stderr)
                 else:
                     raise OutputError(
                         f"{folder} is in use by another run (pid {owner.get('pid')} on {owner.get('host')}, started "
@@ -486,11 +499,11 @@ class FolderLock:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
-        return value.item() if value.numel() == 1 else value.tolist()
+        return _jsonable(value.item() if value.numel() == 1 else value.tolist())
     if isinstance(value, np.ndarray):
-        return value.item() if value.size == 1 else value.tolist()
+        return _jsonable(value.item() if value.size == 1 else value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        return _jsonable(value.item())
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -651,6 +664,11 @@ class NotebookRun:
         if not isinstance(key, str) or not key:
             raise ValueError(f"metric name must be a non-empty string, got {key!r}")
         value = _jsonable(value)
+        try:  # checked before it is stored: a value JSON cannot hold never reaches the metrics
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"metric {key!r} must be a number, string, bool, None or a list/dict of them; got "
+                             f"{type(value).__name__} ({exc})") from None
         self.metrics[key] = value
         payload = {
             "notebook": self.name,
@@ -705,6 +723,10 @@ class NotebookRun:
         for c in claims:
             if not isinstance(c, answers.Claim):
                 raise ValueError(f"claims must be made with nb.answers.claim(text, holds, evidence); got {c!r}")
+        for k, v in values.items():  # a value passed here must not contradict the one recorded under that name
+            if k in self.metrics and _jsonable(v) != self.metrics[k]:
+                raise ValueError(f"the answer passes {k}={v!r}, but this run recorded {k} = {self.metrics[k]!r}; "
+                                 f"cite the recorded value or give this one another name")
         text = answers.render(template, {**self.metrics, **values}, claims)
         for c in claims:
             self.report(answers.claim_key(c.text), c.holds)
@@ -751,6 +773,7 @@ def note_data(dataset: str, standin: bool, where: Path | str, wanted: Path | str
 def setup(name: str, device: str = "auto", profile: str = "auto", seed: int = 0) -> NotebookRun:
     """Resolve device (env ``NBHELPERS_DEVICE`` overrides), profile (env ``NBHELPERS_PROFILE``
     overrides) and seed for a notebook, and start a fresh metrics record for it."""
+    check_name("notebook name", name)  # it names files under build/metrics and figures/
     dev = get_device(os.environ.get(DEVICE_ENV, "").strip() or device)
     prof = resolve_profile(profile, dev)
     gen = seed_everything(seed)

@@ -96,6 +96,14 @@ class SampleAndScore:
                 write_fid_log(self.out_dir, self.fid_history, self.fid.describe(self.fid_samples))
 
 
+AFHQ_LIMITS: dict[str, int] = {"image_size": 512, "batch_size": 4096, "time_steps": 100_000, "unet_dim": 512,
+                               "save_and_sample_every": 10**8, "fid_samples": 100_000}
+"""Upper bounds of the trainer's sizes: beyond them a run cannot fit a GPU, or means a typo."""
+_LIMIT_WHY = {"image_size": "AFHQ's images are 512×512", "batch_size": "a 32 px batch of 4,096 already needs ~10 GB",
+              "time_steps": "the DDPM papers use 1,000", "unet_dim": "dim 512 is a ~2.9 G-parameter UNet; the seed uses 16",
+              "save_and_sample_every": "a step count", "fid_samples": "FID's usual 50,000 and then some"}
+
+
 @dataclass
 class AFHQConfig:
     """The trainer's settings; the first thirteen are seed 004's Table 1 flags, same names and meanings."""
@@ -127,6 +135,12 @@ class AFHQConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            if v > AFHQ_LIMITS[name]:  # stated before any allocation, not an allocator traceback later
+                raise ValueError(f"{name} must be at most {AFHQ_LIMITS[name]:,} ({_LIMIT_WHY[name]}), got {v:,}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed!r}")
+        if not str(self.save_folder).strip():
+            raise ValueError("save_folder must name a folder, got '' (the default is ./results)")
         if self.image_size < 8:
             raise ValueError(f"image_size must be at least 8 (four down-sampling levels), got {self.image_size}")
         if isinstance(self.train_steps, bool) or not isinstance(self.train_steps, int) or self.train_steps < 0:

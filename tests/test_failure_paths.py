@@ -1,0 +1,181 @@
+"""Failure paths of the newer surfaces, one row per bad input: answers and claims, reports, seeds, locks,
+names, the runner's arguments and environment, the benchmarks' arguments. Each row asserts the exception
+type and that the message names the thing (a silent wrong result is the defect these rows exclude)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import nbhelpers as nb
+from nbhelpers import answers, runner, runtime
+
+NAN = float("nan")
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBHELPERS_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.delenv("NBHELPERS_PROFILE", raising=False)
+    return nb.setup("99_failure_paths", device="cpu", profile="smoke")
+
+
+# --------------------------------------------------------------------------- claims: a truth value or an error
+@pytest.mark.parametrize("holds", ["no", "yes", "", None, [True], (True,), {"a": 1}, object(), b"x",
+                                   torch.tensor([True, False]), np.array([1, 0]), torch.tensor(1 + 1j),
+                                   np.complex128(1j)],
+                         ids=["str-no", "str-yes", "str-empty", "none", "list", "tuple", "dict", "object", "bytes",
+                              "tensor-2", "array-2", "tensor-complex", "np-complex"])
+def test_a_claim_refuses_what_is_not_one_truth_value(holds):
+    with pytest.raises(ValueError, match=r"the check of claim 'x' must be a single truth value"):
+        answers.claim("x", holds)
+
+
+@pytest.mark.parametrize("holds", [NAN, torch.tensor(NAN), np.float64(NAN), np.float32(NAN), torch.tensor([NAN])],
+                         ids=["float", "tensor", "np64", "np32", "tensor-1"])
+def test_a_nan_check_does_not_hold(holds):
+    assert answers.claim("x", holds).holds is False
+
+
+@pytest.mark.parametrize("holds,expected", [(True, True), (False, False), (np.bool_(True), True),
+                                            (torch.tensor(True), True), (torch.tensor(0.7) > 0.5, True),
+                                            (np.array(False), False), (1, True), (0, False), (0.0, False)])
+def test_a_truth_value_is_kept(holds, expected):
+    assert answers.claim("x", holds).holds is expected
+
+
+def test_long_claims_never_share_a_key():
+    stem = "the cosine schedule keeps every mode of the mixture longer than the linear one does at "
+    a, b = answers.claim_key(stem + "t = 0.5"), answers.claim_key(stem + "t = 0.9")
+    assert a != b and len(a) <= len("claims/") + 60
+    assert answers.claim_key("short claim") == "claims/short_claim"  # short keys unchanged
+    assert answers.claim_key(stem + "t = 0.5") == a  # stable
+
+
+def test_a_failed_long_claim_is_recorded_as_failed_beside_a_holding_one(run):
+    stem = "the samples of every class are recognised by the offline classifier more often than "
+    run.answer("x", claims=[answers.claim(stem + "chance", True), answers.claim(stem + "ninety percent", False)])
+    keys = [k for k in run.metrics if k.startswith("claims/")]
+    assert len(keys) == 2 and sorted(run.metrics[k] for k in keys) == [False, True]
+
+
+# --------------------------------------------------------------------------- answers cite what the run recorded
+def test_an_answer_value_that_contradicts_the_recorded_metric_is_refused(run):
+    run.report("loss", 0.123)
+    with pytest.raises(ValueError, match=r"passes loss=99, but this run recorded loss = 0.123"):
+        run.answer("loss {loss:.3f}", loss=99)
+    run.answer("loss {loss:.3f}", loss=0.123)  # the same value is fine
+
+
+@pytest.mark.parametrize("spec", ["{m}", "{m:.2f}", "{m!s}", "{m!r}", "{m:>8}"])
+def test_a_value_not_measured_renders_as_n_a(spec):
+    for value in (None, NAN):
+        text = answers.render(f"x = {spec}", {"m": value})
+        assert "n/a" in text and "object at" not in text and "nan" not in text.lower().replace("n/a", "")
+
+
+# --------------------------------------------------------------------------- reports are JSON before they are stored
+@pytest.mark.parametrize("value,stored", [(torch.tensor([NAN, 1.0]), [None, 1.0]), (np.array([np.inf, 2.0]), [None, 2.0]),
+                                          (torch.tensor(NAN), None), ([NAN, [np.float32(NAN)]], [None, [None]]),
+                                          ({"a": torch.tensor([NAN])}, {"a": None})])
+def test_non_finite_numbers_are_stored_as_null(run, value, stored):
+    run.report("v", value)
+    assert run.metrics["v"] == stored
+    text = run.metrics_path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["metrics"]["v"] == stored
+
+
+@pytest.mark.parametrize("value", [object(), {1, 2}, b"bytes", torch.nn.Linear(1, 1), 1 + 2j, [object()]],
+                         ids=["object", "set", "bytes", "module", "complex", "list-object"])
+def test_a_value_json_cannot_hold_is_refused_and_not_kept(run, value):
+    with pytest.raises(ValueError, match=r"metric 'bad' must be a number"):
+        run.report("bad", value)
+    assert "bad" not in run.metrics
+    run.report("later", 1.0)  # later reports still work
+    assert json.loads(run.metrics_path.read_text())["metrics"]["later"] == 1.0
+
+
+# --------------------------------------------------------------------------- seeds and names
+@pytest.mark.parametrize("seed", [2**64, 2**63, -1, -(2**63)])
+def test_a_seed_out_of_range_is_one_line(seed):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*63 - 1\], got"):
+        runtime.seed_everything(seed)
+
+
+@pytest.mark.parametrize("name", ["../../..x", "a/b", "..", "", "x\x00y", "a\\b"])
+def test_a_notebook_name_is_a_plain_name(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("NBHELPERS_OUTPUT_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match=r"notebook name must be a plain file name"):
+        nb.setup(name, device="cpu", profile="smoke")
+
+
+# --------------------------------------------------------------------------- locks that name no process
+@pytest.mark.parametrize("content", ['{"pid": "abc", "host": "%s"}', '{"pid": null, "host": "%s"}',
+                                     '{"pid": 1000000000000000000000000000000, "host": "%s"}', '{"pid": true, "host": "%s"}',
+                                     '{"pid": -5, "host": "%s"}', '{"pid": 2.5, "host": "%s"}', '{"pid": "abc"}',
+                                     '{"pid": [1]}'])
+def test_a_lock_naming_no_process_is_stale_and_named(tmp_path, capsys, content):
+    lock = tmp_path / "run.lock"
+    lock.write_text(content.replace("%s", runtime._host()) if "%s" in content else content)
+    with runtime.FolderLock(lock, "a test") as held:
+        assert held.held and json.loads(lock.read_text())["pid"] == __import__("os").getpid()
+    assert f"taking over the stale lock {lock}" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the runner's arguments and environment
+@pytest.mark.parametrize("argv,message", [
+    (["--notebooks", ""], r"no notebook named in ''"),
+    (["--notebooks", " , "], r"no notebook named in"),
+    (["--notebooks", "01", "--profile", "cpu", "-p", "profile", "smoke"], r"-p profile 'smoke' repeats --profile"),
+    (["--notebooks", "01", "-p", "device", "cpu"], r"-p device 'cpu' repeats --device"),
+])
+def test_runner_arguments_are_checked_before_anything_runs(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        runner.main(argv)
+    assert exc.value.code == 2 and __import__("re").search(message, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("var,value,message", [
+    ("NBHELPERS_MAX_STEPS", "-1", r"\$NBHELPERS_MAX_STEPS must be a positive integer"),
+    ("NBHELPERS_MAX_STEPS", "abc", r"\$NBHELPERS_MAX_STEPS must be a positive integer"),
+    ("NBHELPERS_MAX_STEPS", "0", r"\$NBHELPERS_MAX_STEPS must be a positive integer"),
+    ("NBHELPERS_MAX_STEPS", "1.5", r"\$NBHELPERS_MAX_STEPS must be a positive integer"),
+    ("NBHELPERS_CHECKPOINT_DIR", "ckpts", r"\$NBHELPERS_CHECKPOINT_DIR must be an absolute path"),
+    ("NBHELPERS_DATA_DIR", "data", r"\$NBHELPERS_DATA_DIR must be an absolute path"),
+    ("NBHELPERS_OUTPUT_DIR", "out", r"\$NBHELPERS_OUTPUT_DIR must be an absolute path"),
+    ("NBHELPERS_PROFILE", "fast", r"unknown profile 'fast' \(from \$NBHELPERS_PROFILE\)"),
+])
+def test_runner_environment_is_checked_before_anything_runs(monkeypatch, capsys, var, value, message):
+    monkeypatch.setenv(var, value)
+    monkeypatch.setattr(runner, "run_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
+    with pytest.raises(SystemExit) as exc:
+        runner.main(["--notebooks", "01"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and __import__("re").search(message, err), err
+    assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- the AFHQ command line's sizes and seed
+@pytest.mark.parametrize("flags,message", [
+    (["--image_size", "100000"], r"image_size must be at most 512"),
+    (["--batch_size", "1000000000"], r"batch_size must be at most 4,096"),
+    (["--unet_dim", "100000"], r"unet_dim must be at most 512"),
+    (["--time_steps", "10000000"], r"time_steps must be at most 100,000"),
+    (["--fid_samples", "10000000"], r"fid_samples must be at most 100,000"),
+    (["--seed", "18446744073709551616"], r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
+    (["--seed", "-1"], r"seed must be an integer >= 0, got -1"),
+    (["--save_folder", ""], r"save_folder must name a folder, got ''"),
+    (["--save-folder", "  "], r"save_folder must name a folder"),
+])
+def test_afhq_cli_sizes_have_stated_bounds(flags, message, capsys):
+    from nbhelpers.recipes.afhq import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(flags + ["--train_steps", "0"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and __import__("re").search(message, err), err
+    assert "Traceback" not in err
