@@ -261,6 +261,12 @@ def load_mnist(
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise DataError(f"unexpected MNIST shapes: images {images.shape} from {files[0]}, labels {labels.shape} from "
                         f"{files[1]}; delete both and download them again")
+    if images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise DataError(f"{files[0]} holds {images.dtype} images of {images.shape[1]}×{images.shape[2]}; MNIST's are "
+                        f"uint8 28×28; delete it and download it again")
+    if labels.dtype != np.uint8 or len(labels) and int(labels.max()) > 9:
+        raise DataError(f"{files[1]} holds {labels.dtype} labels up to {int(labels.max()) if len(labels) else '-'}; "
+                        f"MNIST's are uint8 digits 0..9; delete it and download it again")
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True)).to(device)

@@ -179,3 +179,45 @@ def test_afhq_cli_sizes_have_stated_bounds(flags, message, capsys):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and __import__("re").search(message, err), err
     assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- data: shapes, dtypes and label ranges
+def _idx(arr: np.ndarray, code: int = 0x08) -> bytes:
+    import struct
+
+    return struct.pack(">BBBB", 0, 0, code, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.astype(
+        arr.dtype.newbyteorder(">")).tobytes()
+
+
+@pytest.mark.parametrize("images,labels,message", [
+    (np.zeros((4, 14, 56), np.uint8), np.zeros(4, np.uint8), r"holds uint8 images of 14×56; MNIST's are uint8 28×28"),
+    (np.zeros((4, 28, 28), np.float32), np.zeros(4, np.uint8), r"holds float32 images of 28×28"),
+    (np.zeros((4, 28, 28), np.uint8), np.array([0, 1, 200, 3], np.uint8), r"labels up to 200; MNIST's are uint8 digits 0..9"),
+    (np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int32), r"holds int32 labels"),
+])
+def test_mnist_files_of_another_shape_or_type_are_refused(tmp_path, images, labels, message):
+    from nbhelpers import data
+    from nbhelpers._checks import DataError
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.float32): 0x0D, np.dtype(np.int32): 0x0C}
+    (raw / "t10k-images-idx3-ubyte").write_bytes(_idx(images, codes[images.dtype]))
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(_idx(labels, codes[labels.dtype]))
+    with pytest.raises(DataError, match=message):
+        data.load_mnist("test", root=tmp_path, download=False)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (512, 1), (8, 8)])
+def test_afhq_images_smaller_than_the_training_size_are_named_in_a_warning(tmp_path, size):
+    from PIL import Image
+
+    from nbhelpers.recipes import afhq
+
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    Image.new("RGB", size, (200, 100, 50)).save(folder / "tiny.png")
+    Image.new("RGB", (32, 32), (20, 10, 5)).save(folder / "fine.png")
+    with pytest.warns(UserWarning, match=r"1 of 2 images in .* are smaller than 16×16 \(e.g. tiny.png"):
+        out = afhq.load_folder(folder, 16, cache=False)
+    assert out.shape == (2, 3, 16, 16)

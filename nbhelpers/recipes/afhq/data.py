@@ -248,6 +248,8 @@ def _decode(path: Path, size: int) -> np.ndarray:
 
     try:
         with Image.open(path) as img:
+            if min(img.size) < size:  # upsampled: blurrier than the data set, and said so
+                _SMALL.append((path, img.size))
             img = img.convert("RGB")
             if img.size != (size, size):
                 img = ImageOps.fit(img, (size, size), method=Image.Resampling.LANCZOS)  # centre crop + resize
@@ -255,6 +257,9 @@ def _decode(path: Path, size: int) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
         raise DataError(f"image {path} cannot be decoded ({type(exc).__name__}: {exc}); delete or replace it "
                         f"(or download the data set again)") from None
+
+
+_SMALL: list[tuple[Path, tuple[int, int]]] = []
 
 
 def _cache_file(files: list[Path], size: int) -> Path:
@@ -286,8 +291,15 @@ def load_folder(folder: str | Path, image_size: int, limit: int | None = None, c
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # a cache written by another version: rebuild it
             pass
+    _SMALL.clear()
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
         arrays = list(pool.map(lambda p: _decode(p, image_size), files))
+    if _SMALL:
+        import warnings
+
+        path, (w, h) = _SMALL[0]
+        warnings.warn(f"{len(_SMALL)} of {len(files)} images in {folder} are smaller than {image_size}×{image_size} "
+                      f"(e.g. {path.name}: {w}×{h}) and were upsampled; they add blur, not detail", stacklevel=2)
     images = torch.from_numpy(np.stack(arrays))
     if path is not None:
         buf = io.BytesIO()
