@@ -273,6 +273,43 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *, rem
     return state
 
 
+def weights_digest(*state_dicts: dict[str, torch.Tensor] | None) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of the tensors of ``state_dicts`` (None skipped):
+    written into every checkpoint and checked on load, so a damaged file is never trained on or sampled from."""
+    h = hashlib.sha256()
+    for sd in state_dicts:
+        if sd is None:
+            continue
+        for name, t in sd.items():
+            t = t.detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def check_checkpoint_state(path: Path, state: dict[str, Any], steps: int) -> None:
+    """What a checkpoint claims, checked before it is used: its digest (when it has one), finite weights,
+    and a step within ``[0, steps]`` with one loss per step; else one :class:`CheckpointError` naming it."""
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= steps:
+        raise CheckpointError(f"checkpoint {path} says it is at step {step!r} of a {steps}-step run; it was not "
+                              f"written by this run's configuration; delete it to retrain")
+    losses = state.get("losses")
+    if not isinstance(losses, torch.Tensor) or losses.numel() != step:
+        n = losses.numel() if isinstance(losses, torch.Tensor) else losses
+        raise CheckpointError(f"checkpoint {path} holds {n!r} losses for {step} steps; delete it to retrain")
+    if state.get("digest") is not None and weights_digest(state.get("model"), state.get("ema")) != state["digest"]:
+        raise CheckpointError(f"checkpoint {path}: its weights do not match the digest written with them (the file "
+                              f"is damaged); delete it to retrain")
+    for part in ("model", "ema"):
+        sd = state.get(part) or {}
+        bad = [n for n, t in sd.items() if isinstance(t, torch.Tensor) and t.is_floating_point()
+               and not bool(torch.isfinite(t).all())]
+        if bad:
+            raise CheckpointError(f"checkpoint {path}: {part} weights {bad[0]!r} hold NaN or infinity; delete it to "
+                                  f"retrain")
+
+
 def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
     state = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -347,6 +384,7 @@ def train(
             if state.get("format") != CHECKPOINT_FORMAT or state.get("key") != key_str:
                 warnings.warn(f"checkpoint {ckpt} was written for another configuration; retraining instead of loading it")
             else:
+                check_checkpoint_state(ckpt, state, config.steps)
                 try:
                     base.load_state_dict(state["model"])
                     losses = [float(v) for v in state["losses"].tolist()]
@@ -388,13 +426,16 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
     def write(step: int, finished: bool, seconds: float) -> None:
         if ckpt is None or rank != 0:
             return
+        model_sd = base.state_dict()
+        ema_sd = ema.module.state_dict() if ema is not None else None
         save_checkpoint(
             ckpt,
             {
                 "format": CHECKPOINT_FORMAT,
                 "key": key_str,
-                "model": base.state_dict(),
-                "ema": ema.module.state_dict() if ema is not None else None,
+                "model": model_sd,
+                "ema": ema_sd,
+                "digest": weights_digest(model_sd, ema_sd),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "step": step,

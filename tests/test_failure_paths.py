@@ -221,3 +221,54 @@ def test_afhq_images_smaller_than_the_training_size_are_named_in_a_warning(tmp_p
     with pytest.warns(UserWarning, match=r"1 of 2 images in .* are smaller than 16×16 \(e.g. tiny.png"):
         out = afhq.load_folder(folder, 16, cache=False)
     assert out.shape == (2, 3, 16, 16)
+
+
+# --------------------------------------------------------------------------- checkpoints: digest, finite weights, steps
+def _tiny_run(path, steps=4):
+    from nbhelpers.training import TrainConfig, train
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    return train(net, lambda m, b, g: m(b).pow(2).mean(), lambda g: torch.randn(8, 3, generator=g),
+                 TrainConfig(steps=steps, lr=1e-2, ema_decay=0.9), checkpoint=path, key={"t": 1}, progress=False)
+
+
+def _forge(path, change):
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+
+
+def _flip_bit(state):
+    for sd in (state["model"], state["ema"]):
+        for t in sd.values():
+            if t.is_floating_point():
+                t.view(torch.int32).view(-1)[0] ^= 1
+
+
+@pytest.mark.parametrize("change,message", [
+    (_flip_bit, r"weights do not match the digest"),
+    (lambda s: (s["model"].update({k: torch.full_like(t, NAN) for k, t in s["model"].items()}), s.pop("digest")),
+     r"model weights 'weight' hold NaN"),
+    (lambda s: (s["ema"].update(weight=torch.full_like(s["ema"]["weight"], math.inf)), s.pop("digest")),
+     r"ema weights 'weight' hold NaN or infinity"),
+    (lambda s: s.update(step=1000), r"says it is at step 1000 of a 4-step run"),
+    (lambda s: s.update(step=-1), r"says it is at step -1 of a 4-step run"),
+    (lambda s: s.update(step="4"), r"says it is at step '4'"),
+    (lambda s: s.update(losses=torch.zeros(2, dtype=torch.float64)), r"holds 2 losses for 4 steps"),
+])
+def test_a_damaged_or_forged_checkpoint_is_never_loaded(tmp_path, change, message):
+    from nbhelpers.training import CheckpointError
+
+    ckpt = tmp_path / "m.pt"
+    assert _tiny_run(ckpt).steps == 4
+    _forge(ckpt, change)
+    with pytest.raises(CheckpointError, match=f"checkpoint {ckpt}.*" + message):
+        _tiny_run(ckpt)
+
+
+def test_an_intact_checkpoint_loads_from_the_cache(tmp_path):
+    ckpt = tmp_path / "m.pt"
+    first = _tiny_run(ckpt)
+    again = _tiny_run(ckpt)
+    assert again.loaded_from_cache and torch.equal(again.model.weight, first.model.weight)
