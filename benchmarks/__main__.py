@@ -139,6 +139,9 @@ def model_cache(warm: bool):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import use_offline_data
+
+    use_offline_data()
     ap = build_parser()
     args = ap.parse_args(argv)
     if not args.summarise:

@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import use_offline_data
+
+    use_offline_data()
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.max_steps < 1:

@@ -275,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import use_offline_data
+
+    use_offline_data()
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.warmup < 1 or args.timed < 1:

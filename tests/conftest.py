@@ -5,6 +5,8 @@ that names no test is caught by ``tests/test_package.py``.
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
 SLOW: frozenset[str] = frozenset({
@@ -61,3 +63,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.nodeid.split("[", 1)[0] in SLOW:
             item.add_marker(pytest.mark.slow)
 
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Whatever a test (or the code it calls, e.g. a benchmark's ``main``) sets in ``os.environ`` is undone
+    after it, so no test's outcome depends on which ran before it."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)

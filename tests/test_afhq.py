@@ -26,6 +26,7 @@ from nbhelpers.recipes.afhq import (AFHQ_CLASSES, AFHQConfig, AFHQNotFoundError,
                                     load_afhq, load_folder, main, make_batch_fn, make_diffusion, parse_args, process_steps)
 from nbhelpers.runtime import ROOT
 from nbhelpers.training import load_checkpoint
+from tests.needs import need, need_module
 
 T = 5
 TINY = ["--image_size", "8", "--batch_size", "4", "--time_steps", str(T), "--unet_dim", "4", "--device", "cpu", "--no_progress"]
@@ -332,9 +333,9 @@ def test_a_partial_download_of_a_dead_process_is_removed(tmp_path, monkeypatch):
 
 
 def test_offline_cats_load_when_present():
-    folder = ROOT.parent / "shared" / "data" / "afhq" / "train"
-    if not (folder / "cat").is_dir():
-        pytest.skip("offline AFHQ cats not present")
+    folder = runtime.data_dir() / "afhq" / "train"  # honours $NBHELPERS_DATA_DIR
+    need((folder / "cat").is_dir(), f"offline AFHQ cats not in {folder / 'cat'} (set NBHELPERS_DATA_DIR to the "
+                                    f"data root holding afhq/train/cat)")
     data = load_afhq(folder, "cat", image_size=32, limit=16, cache=False)
     assert data.images.shape == (16, 3, 32, 32) and data.images.dtype == torch.uint8
 
@@ -404,6 +405,7 @@ def _run(tmp_path, afhq_root, name, *extra):
 
 
 def test_flags_are_honoured(tmp_path, afhq_root, capsys):
+    need_module("cleanfid", "clean-fid missing: pip install -e '.[fid]'")  # --fid reports the missing weights, not the package
     out = _run(tmp_path, afhq_root, "a", "--data_class", "dog", "--train_steps", "4", "--save_and_sample_every", "2",
                "--learning_rate", "2e-3", "--seed", "3", "--fid", "--visualize", "--ema_decay", "0.9",
                "--inception_weights", str(tmp_path / "no" / "inception-2015-12-05.pt"))
@@ -479,15 +481,28 @@ def test_resume_after_kill(tmp_path, afhq_root, capsys):
     np.testing.assert_allclose(resumed["losses"].numpy(), whole["losses"].numpy(), rtol=1e-5)
 
 
-def test_a_second_run_into_a_save_folder_in_use_stops_before_any_output(tmp_path):
+@pytest.fixture
+def live_pid():
+    """The pid of a live process of this test's own, killed when the test ends (the parent's pid is no
+    such process: it is 0 when pytest runs as PID 1 in a container)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert runtime.pid_alive(proc.pid)
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_second_run_into_a_save_folder_in_use_stops_before_any_output(tmp_path, live_pid):
     from nbhelpers._checks import OutputError
 
     save = tmp_path / "results"
     save.mkdir()
-    (save / "model.pt.lock").write_text(json.dumps({"pid": os.getppid(), "host": runtime._host(), "started": "now"}))
+    (save / "model.pt.lock").write_text(json.dumps({"pid": live_pid, "host": runtime._host(), "started": "now"}))
     cfg = AFHQConfig(save_folder=str(save), data_path=str(tmp_path / "nowhere"), device="cpu", train_steps=2,
                      progress=False)
-    with pytest.raises(OutputError, match=rf"{save} is in use by another run \(pid {os.getppid()}"):
+    with pytest.raises(OutputError, match=rf"{save} is in use by another run \(pid {live_pid}"):
         afhq.train_afhq(cfg, log=lambda msg: None)
     assert sorted(p.name for p in save.iterdir()) == ["model.pt.lock"]  # no config.json, no checkpoint
 

@@ -399,11 +399,18 @@ def _saved(tmp, obj):
 
 def _live_lock(tmp):
     import json
-    import os
+    import subprocess
+    import sys
 
     lock = tmp / "model.pt.lock"
-    lock.write_text(json.dumps({"pid": os.getppid(), "host": runtime._host(), "started": "now"}))
-    runtime.FolderLock(lock).acquire()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a live pid of our own
+    try:
+        assert runtime.pid_alive(holder.pid)
+        lock.write_text(json.dumps({"pid": holder.pid, "host": runtime._host(), "started": "now"}))
+        runtime.FolderLock(lock).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 @pytest.mark.parametrize("fn, exc, match", [pytest.param(f, e, r, id=i) for i, f, e, r in CASES])

@@ -6,7 +6,7 @@ import json
 from benchmarks import dryrun as bench
 from nbhelpers import dryrun
 from nbhelpers.models.two_pixel import TwoPixelUNet
-from nbhelpers.runtime import ROOT
+from nbhelpers.runtime import output_root
 from nbhelpers.training import count_parameters
 
 
@@ -15,7 +15,8 @@ def _files(folder):
 
 
 def test_notebook_06_dry_run_at_gpu_sizes():
-    before = _files(ROOT / "checkpoints")
+    cache = output_root() / "checkpoints"  # where the real model cache is (the suite's temporary output root)
+    before = _files(cache)
     payload = bench.run(["06_two_pixel_ddpm_cfg"], max_steps=1, profile="gpu", device="cpu", keep_cache=False)
     r = payload["notebooks"]["06_two_pixel_ddpm_cfg"]
     assert r["status"] == "ok", r["error"]
@@ -37,7 +38,7 @@ def test_notebook_06_dry_run_at_gpu_sizes():
         assert slow >= fast > 0
     assert r["sampler_calls"] > 0 and r["network_evaluations"] > r["sampler_calls"]
     # capped models stay in build/dryrun; the real cache is untouched
-    assert _files(ROOT / "checkpoints") == before
+    assert _files(cache) == before
     assert any(p.suffix == ".pt" for p in _files(dryrun.root(1)))
 
 

@@ -13,6 +13,8 @@ from nbhelpers import data
 from nbhelpers.models.unet import ResidualLayer
 from nbhelpers.paths import GaussianPath
 from nbhelpers.recipes.mnist import mnist_recipe
+from nbhelpers.runtime import data_dir
+from tests.needs import need
 
 
 def test_a_variant_changes_only_what_it_names():
@@ -69,8 +71,8 @@ def test_film_starts_as_the_layer_without_a_time_shift():
     assert not torch.allclose(layer(x, emb), x + layer.block2(layer.block1(x)))
 
 
-@pytest.mark.skipif(not data.has_mnist(), reason="MNIST not under the data root (set NBHELPERS_DATA_DIR)")
 def test_a_tiny_run_writes_one_scored_row(tmp_path, monkeypatch, capsys):
+    need(data.has_mnist(), f"MNIST not under the data root {data_dir()} (set NBHELPERS_DATA_DIR)")
     monkeypatch.setenv("NBHELPERS_CHECKPOINT_DIR", str(tmp_path))
     monkeypatch.setattr(v04, "RESULTS", tmp_path / "results")
     threads = torch.get_num_threads()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,23 @@ from nbhelpers.data import TensorBatcher
 from nbhelpers.models.unet import UNet, UNetConfig
 from nbhelpers.training import TrainConfig, checkpoint_path, load_checkpoint, train
 
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root: the subprocesses import ``tests`` from here, whatever folder pytest runs in."""
+
 CFG = UNetConfig(base_channels=4, channel_mults=(1, 2), res_layers=1, bottleneck_layers=1, time_embed_dim=8)
+
+
+@pytest.fixture
+def live_pid():
+    """The pid of a live process of this test's own, killed when the test ends (the parent's pid is no
+    such process: it is 0 when pytest runs as PID 1 in a container)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert runtime.pid_alive(proc.pid)
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def _setup(cfg=CFG):
@@ -93,7 +110,7 @@ def test_kill_minus_nine_then_resume_with_a_unet(tmp_path):
     ck = tmp_path / "k.pt"
     script = textwrap.dedent(f"""
         import os, signal, sys
-        sys.path.insert(0, {os.getcwd()!r})
+        sys.path.insert(0, {str(ROOT)!r})
         from tests.test_checkpoint_cache import _setup, _key
         from nbhelpers.training import TrainConfig, train
         net, lf, bf = _setup()
@@ -104,11 +121,11 @@ def test_kill_minus_nine_then_resume_with_a_unet(tmp_path):
                     key=_key(), progress=False, on_step=maybe_die)
         print("resumed_from", res.resumed_from, "losses", len(res.losses))
     """)
-    first = subprocess.run([sys.executable, "-c", script, "die"], capture_output=True, text=True)
+    first = subprocess.run([sys.executable, "-c", script, "die"], cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == -signal.SIGKILL
     state = load_checkpoint(ck)
     assert state["step"] == 5 and not state["finished"]
-    second = subprocess.run([sys.executable, "-c", script, "run"], capture_output=True, text=True)
+    second = subprocess.run([sys.executable, "-c", script, "run"], cwd=ROOT, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert "resumed_from 5 losses 12" in second.stdout
 
@@ -128,7 +145,7 @@ def _leftovers(folder):
 
 _KILL_SCRIPT = """
 import os, signal, sys, time
-sys.path.insert(0, {cwd!r})
+sys.path.insert(0, {root!r})
 from tests.test_checkpoint_cache import _setup, _key
 from nbhelpers import runtime
 from nbhelpers.training import TrainConfig, train
@@ -165,14 +182,14 @@ def _assert_bit_identical_to_an_uninterrupted_run(ck, steps, every):
 
 def test_kill_minus_nine_mid_write_leaves_no_temp_file_after_the_rerun(tmp_path):
     ck = tmp_path / "k.pt"
-    script = _KILL_SCRIPT.format(cwd=os.getcwd(), steps=12, every=5, ck=str(ck))
-    first = subprocess.run([sys.executable, "-c", script, "die-mid-write"], capture_output=True, text=True)
+    script = _KILL_SCRIPT.format(root=str(ROOT), steps=12, every=5, ck=str(ck))
+    first = subprocess.run([sys.executable, "-c", script, "die-mid-write"], cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == -signal.SIGKILL, first.stderr
     left = _leftovers(tmp_path)
     assert any(n.startswith(".k.pt.") and n.endswith(".tmp") for n in left), left  # the orphan the kill leaves …
     assert "k.pt.lock" in left  # … and the lock of the dead run
     assert load_checkpoint(ck)["step"] == 5
-    second = subprocess.run([sys.executable, "-c", script, "run"], capture_output=True, text=True)
+    second = subprocess.run([sys.executable, "-c", script, "run"], cwd=ROOT, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert "resumed_from 5 losses 12" in second.stdout
     assert _leftovers(tmp_path) == []  # … are both gone after the rerun
@@ -191,9 +208,9 @@ def test_kill_minus_nine_at_random_times_resumes_bit_identically(tmp_path):
         folder = tmp_path / f"trial{trial}"
         folder.mkdir()
         ck = folder / "k.pt"
-        script = _KILL_SCRIPT.format(cwd=os.getcwd(), steps=steps, every=every, ck=str(ck))
-        proc = subprocess.Popen([sys.executable, "-c", script, "slow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        script = _KILL_SCRIPT.format(root=str(ROOT), steps=steps, every=every, ck=str(ck))
+        proc = subprocess.Popen([sys.executable, "-c", script, "slow"], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
         target = rng.randint(3, steps - 3)
         for line in proc.stdout:  # wait until training is under way, then a random extra delay
             if line.startswith("step") and int(line.split()[1]) >= target:
@@ -202,19 +219,19 @@ def test_kill_minus_nine_at_random_times_resumes_bit_identically(tmp_path):
         proc.kill()
         proc.wait()
         assert proc.returncode == -signal.SIGKILL
-        second = subprocess.run([sys.executable, "-c", script, "run"], capture_output=True, text=True)
+        second = subprocess.run([sys.executable, "-c", script, "run"], cwd=ROOT, capture_output=True, text=True)
         assert second.returncode == 0, second.stderr
         assert _leftovers(folder) == [], (trial, _leftovers(folder))
         _assert_bit_identical_to_an_uninterrupted_run(ck, steps, every)
 
 
-def test_a_second_run_on_a_checkpoint_in_use_stops_before_training(tmp_path):
+def test_a_second_run_on_a_checkpoint_in_use_stops_before_training(tmp_path, live_pid):
     import json
 
     from nbhelpers import runtime
 
     ck = tmp_path / "k.pt"
-    (tmp_path / "k.pt.lock").write_text(json.dumps({"pid": os.getppid(), "host": runtime._host(), "started": "now"}))
+    (tmp_path / "k.pt.lock").write_text(json.dumps({"pid": live_pid, "host": runtime._host(), "started": "now"}))
     net, lf, bf = _setup()
     drawn = []
     with pytest.raises(runtime.OutputError, match=r"in use by another run .*delete .*k.pt.lock"):

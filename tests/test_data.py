@@ -1,7 +1,7 @@
 """MNIST loading from IDX files (plain and gzip'd, read-only roots), the offline error, the batcher."""
 import gzip
-import stat
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +9,8 @@ import torch
 
 from nbhelpers import data
 from nbhelpers.data import MNISTNotFoundError, TensorBatcher, load_mnist, read_idx
+from nbhelpers.runtime import data_dir
+from tests.needs import need
 
 
 def _idx_bytes(arr: np.ndarray) -> bytes:
@@ -57,17 +59,57 @@ def test_data_root_comes_from_the_environment(tmp_path, monkeypatch):
     assert data.has_mnist()
 
 
-def test_read_only_root_works_and_nothing_is_written(tmp_path):
+def _read_only(monkeypatch, folder: Path) -> None:
+    """Make ``folder`` read-only as the OS does for a user without write permission: creating, writing,
+    renaming or deleting anything in it raises ``PermissionError`` (``chmod`` alone does not stop root)."""
+    import builtins
+    import errno
+    import io
+    import os
+
+    folder = folder.resolve()
+
+    def inside(path) -> bool:
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            return False  # a file descriptor
+        return Path(os.fsdecode(path)).resolve().is_relative_to(folder)
+
+    def check(*paths) -> None:
+        for path in paths:
+            if inside(path):
+                raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+
+    real_open, real_os_open = builtins.open, os.open
+
+    def guarded_open(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+"):
+            check(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def guarded_os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND):
+            check(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(io, "open", guarded_open)  # Path.open, Path.write_*
+    monkeypatch.setattr(os, "open", guarded_os_open)  # tempfile, Path.touch
+    for name in ("mkdir", "rmdir", "remove", "unlink", "replace", "rename", "link", "symlink"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda *a, _real=real, **k: (check(*a[:2]), _real(*a, **k))[1])
+
+
+def test_read_only_root_works_and_nothing_is_written(tmp_path, monkeypatch):
     _write_mnist(tmp_path)
     raw = tmp_path / "MNIST" / "raw"
     before = sorted(p.name for p in raw.iterdir())
-    mode = raw.stat().st_mode
-    raw.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    try:
-        ds = load_mnist("test", root=tmp_path, download=True)  # present: no download attempted
-        assert len(ds) == 5
-    finally:
-        raw.chmod(mode)
+    _read_only(monkeypatch, tmp_path)
+    writes = (lambda: (raw / "probe").write_bytes(b""), lambda: (raw / "sub").mkdir(), lambda: gzip.open(raw / "x.gz", "wb"))
+    for write in writes:
+        with pytest.raises(PermissionError, match="Permission denied"):  # the folder is read-only, root or not
+            write()
+    ds = load_mnist("test", root=tmp_path, download=True)  # present: no download attempted
+    assert len(ds) == 5
     assert sorted(p.name for p in raw.iterdir()) == before
 
 
@@ -136,9 +178,9 @@ def test_dataset_helpers(tmp_path):
     assert batch.x.shape == (8, 1, 28, 28) and batch.y.shape == (8,)
 
 
-@pytest.mark.skipif(not data.has_mnist(), reason="MNIST not under the data root (set NBHELPERS_DATA_DIR)")
 def test_real_mnist_counts():
     """Label counts documented for the MNIST release (shared/data/README.md)."""
+    need(data.has_mnist(), f"MNIST not under the data root {data_dir()} (set NBHELPERS_DATA_DIR)")
     train, test = load_mnist("train", download=False), load_mnist("test", download=False)
     assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
     assert torch.bincount(test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -110,7 +110,7 @@ def test_capped_checkpoint_copied_into_place_is_not_taken_for_the_full_model(mon
 
 def test_checkpoints_dir_and_paths_move(monkeypatch, build):
     monkeypatch.delenv(dryrun.MAX_STEPS_ENV, raising=False)
-    assert runtime.checkpoints_dir("cpu") == runtime.ROOT / "checkpoints"
+    assert runtime.checkpoints_dir("cpu") == runtime.output_root() / "checkpoints"
     monkeypatch.setenv(dryrun.MAX_STEPS_ENV, "2")
     root = build / "dryrun" / "max-steps-2"
     assert runtime.checkpoints_dir("gpu") == root / "checkpoints"

@@ -111,7 +111,7 @@ def test_a_sign_error_in_the_ou_drift_names_the_case_expected_got_and_hint(capsy
 
 def _posterior_with_a_sign_error(ddpm, x0, x_k, k):
     def at(buf):
-        return buf[torch.as_tensor(k) - 1].reshape(-1, *[1] * (x_k.ndim - 1))
+        return buf[torch.as_tensor(k) - 1].reshape(-1, *[1] * (x_k.ndim - 1)).to(x_k)
 
     beta, abar, abar_prev = at(ddpm.betas), at(ddpm.alphas_cumprod), at(ddpm.alphas_cumprod_prev)
     mean = (abar_prev.sqrt() * beta * x0 - (1 - beta).sqrt() * (1 - abar_prev) * x_k) / (1 - abar)  # − for +

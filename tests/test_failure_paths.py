@@ -272,3 +272,34 @@ def test_an_intact_checkpoint_loads_from_the_cache(tmp_path):
     first = _tiny_run(ckpt)
     again = _tiny_run(ckpt)
     assert again.loaded_from_cache and torch.equal(again.model.weight, first.model.weight)
+
+
+# --------------------------------------------------------------------------- exercise checks do not pass broken functions
+def _wrapped(name, change):
+    from nbhelpers import exercises as ex
+
+    ref = ex.EXERCISES[name].reference()
+
+    def fn(*args, **kwargs):
+        return change(ref(*args, **kwargs))
+    return fn
+
+
+@pytest.mark.parametrize("name,change,message", [
+    ("drop_labels", lambda y: y.float(), r"dtype float32 instead of int64"),
+    ("q_sample", lambda x: x.double(), r"dtype float64 instead of float32; give the result its input's dtype"),
+    ("q_sample", lambda x: x.to("meta"), r"on the meta device"),
+    ("q_sample", lambda x: x.to(torch.complex64), r"a complex tensor"),
+    ("q_posterior", lambda r: (r[0], r[1], r[1]), r"must return two things, \(mean, variance\); it returned a 3-element"),
+    ("q_posterior", lambda r: r[0], r"must return two things, .* it returned a Tensor"),
+    ("fm_loss", lambda loss: loss.detach(), r"no gradient reaches the network"),
+    ("em_step", lambda x: x.to(torch.complex128), r"a complex tensor"),
+    ("em_step", lambda x: x.numpy(), r"a tensor was expected, got ndarray"),
+])
+def test_an_exercise_check_fails_a_broken_function_and_names_why(name, change, message):
+    from nbhelpers import exercises as ex
+
+    report = ex.check(name, _wrapped(name, change))
+    assert not report.passed
+    assert __import__("re").search(message, str(report)), str(report)
+    assert ex.use(name, _wrapped(name, change), quiet=True) is not None  # use() itself never raises

@@ -2,13 +2,19 @@
 message printed once, and FID recorded as missing."""
 import hashlib
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from nbhelpers import runtime
 from nbhelpers.metrics import fid as fidmod
 from nbhelpers.metrics.fid import FID, fid_from_features, inception_weights, to_uint8
+from tests.needs import need_module
+
+CLEAN_FID = "clean-fid missing: pip install -e '.[fid]'"
 
 
 def _mean_colour(images: torch.Tensor) -> np.ndarray:
@@ -54,7 +60,7 @@ def test_fid_matches_the_gaussian_closed_form():
 
 
 def test_fid_agrees_with_clean_fid_frechet_distance():
-    cleanfid = pytest.importorskip("cleanfid.fid")
+    cleanfid = need_module("cleanfid.fid", CLEAN_FID)
     rng = np.random.default_rng(1)
     f1, f2 = rng.standard_normal((500, 8)), 0.7 * rng.standard_normal((400, 8)) + 0.3
     mine = fid_from_features(f1, f2)
@@ -97,7 +103,7 @@ def test_offline_says_so_once_and_records_missing(tmp_path, capsys):
 
 
 def test_failed_download_is_reported_not_raised(monkeypatch, tmp_path, capsys):
-    pytest.importorskip("cleanfid")
+    need_module("cleanfid", CLEAN_FID)
     monkeypatch.delenv(fidmod.INCEPTION_ENV, raising=False)
     monkeypatch.setattr(fidmod, "build_dir", lambda: tmp_path)
     monkeypatch.setattr(fidmod, "_candidates", lambda w: [tmp_path / "fid" / fidmod.INCEPTION_FILE, tmp_path / "x" / fidmod.INCEPTION_FILE])
@@ -130,7 +136,7 @@ def test_weights_with_another_digest_are_refused_and_fid_says_why(monkeypatch, t
     monkeypatch.setenv(fidmod.INCEPTION_ENV, str(w))
     with pytest.raises(fidmod.DataError, match=r"SHA-256 .* expected f58cb9b6.*delete it and download it again"):
         inception_weights(download=False)
-    pytest.importorskip("cleanfid")
+    need_module("cleanfid", CLEAN_FID)
     assert FID(_images(5), weights=w)(_images(5)) is None  # FID is recorded as missing, with the reason
     out = capsys.readouterr().out
     assert str(w) in out and "SHA-256" in out
@@ -154,8 +160,18 @@ def test_weights_in_a_world_writable_folder_are_refused(monkeypatch, tmp_path):
 
 
 def test_tmp_is_not_a_place_weights_are_looked_for(monkeypatch):
+    # clean-fid downloads its TorchScript into /tmp, which anyone can write. The project's own folders
+    # may themselves lie under /tmp (a clone there, or this suite's temporary output root), so compare
+    # against them rather than against the string "/tmp".
     monkeypatch.delenv(fidmod.INCEPTION_ENV, raising=False)
-    assert all(not str(p).startswith("/tmp") for p in fidmod._candidates(None))
+    cands = fidmod.inception_candidates(None)
+    assert cands == [runtime.build_dir() / "fid" / fidmod.INCEPTION_FILE]
+    shared = {Path(d).resolve() for d in ("/tmp", "/var/tmp", "/dev/shm", tempfile.gettempdir())}
+    own = (runtime.ROOT.resolve(), runtime.output_root().resolve())
+    for p in (c.resolve() for c in cands):
+        assert p.parent not in shared, p  # never a file lying directly in a shared temp folder
+        if not any(p.is_relative_to(r) for r in own):
+            assert not any(p.is_relative_to(s) for s in shared), p
 
 
 def test_inception_candidates_list_the_documented_places_in_order(tmp_path, monkeypatch):

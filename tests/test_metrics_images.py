@@ -8,6 +8,8 @@ import torch
 from nbhelpers import data
 from nbhelpers.metrics import images as mi
 from nbhelpers.recipes import mnist as recipes_mnist
+from nbhelpers.runtime import data_dir
+from tests.needs import need
 from nbhelpers.metrics.images import (CPU_BARS, EvalResult, MNISTEvaluator, feature_statistics, frechet_distance,
                                       mean_pairwise_distance)
 
@@ -83,18 +85,20 @@ def test_eval_result_states_its_uncertainty():
 
 
 # --------------------------------------------------------------------------- the evaluator on MNIST
-needs_mnist = pytest.mark.skipif(not data.has_mnist(), reason="MNIST not under the data root (set NBHELPERS_DATA_DIR)")
+@pytest.fixture(scope="module")
+def needs_mnist():
+    """MNIST under the data root; skips (locally) or fails (under CI=true) naming where it was looked for."""
+    need(data.has_mnist(), f"MNIST not under the data root {data_dir()} (set NBHELPERS_DATA_DIR)")
 
 
 @pytest.fixture(scope="module")
-def tiny_evaluator():
+def tiny_evaluator(needs_mnist):
     """A small classifier trained here on 10 000 MNIST training images (no cache)."""
     res = recipes_mnist.train_mnist_classifier("cpu", steps=150, width=8, train_limit=10000, checkpoint=None, progress=False)
     test = data.load_mnist("test", download=False)
     return MNISTEvaluator(res.model, test.images[:3000], test.images[5000:8000], test.labels[5000:8000]), test
 
 
-@needs_mnist
 def test_fd_is_zero_for_identical_sets_and_grows_with_noise(tiny_evaluator):
     ev, test = tiny_evaluator
     x = test.images[:500]
@@ -105,7 +109,6 @@ def test_fd_is_zero_for_identical_sets_and_grows_with_noise(tiny_evaluator):
     assert 0 < fds[0] < fds[1] < fds[2]
 
 
-@needs_mnist
 def test_real_digits_pass_and_noise_or_an_untrained_network_fail(tiny_evaluator):
     ev, test = tiny_evaluator
     n = 500
@@ -131,7 +134,6 @@ def test_real_digits_pass_and_noise_or_an_untrained_network_fail(tiny_evaluator)
     assert not untrained.checks()["fd"]
 
 
-@needs_mnist
 def test_floor_is_the_mean_and_spread_over_disjoint_real_splits(tiny_evaluator):
     ev, test = tiny_evaluator
     held = ev.held_out_features.shape[0]
@@ -154,7 +156,6 @@ def test_floor_is_the_mean_and_spread_over_disjoint_real_splits(tiny_evaluator):
         ev.floor(1)
 
 
-@needs_mnist
 def test_class_accuracy_and_diversity(tiny_evaluator):
     ev, test = tiny_evaluator
     x, y = test.images[8000:8300], test.labels[8000:8300]

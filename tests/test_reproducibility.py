@@ -1,6 +1,7 @@
 """Runs leave the checkout clean, figures are byte-stable, and each run records what makes it comparable."""
 import json
 import subprocess
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 
 import nbhelpers as nb
 from nbhelpers import runtime
+from tests.needs import need
 from tools import readme_figures as rf
 
 matplotlib.use("Agg")
@@ -56,18 +58,38 @@ def test_each_run_records_its_thread_count_and_machine(monkeypatch, tmp_path):
     assert machine["torch"] == torch.__version__ and machine["cpu_count"] >= 1 and machine["processor"]
 
 
+def _git_checkout_problem() -> str:
+    """Why ``ROOT`` is not a usable git checkout of this repository ("" when it is): no git, not a work
+    tree, or git refusing it (e.g. "detected dubious ownership")."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "--is-inside-work-tree", "--show-toplevel"], cwd=ROOT,
+                              capture_output=True, text=True)
+    except FileNotFoundError:
+        return "git is not installed"
+    if proc.returncode != 0:
+        return proc.stderr.strip() or f"git rev-parse exited with {proc.returncode}"
+    inside, top = (proc.stdout.splitlines() + ["", ""])[:2]
+    if inside != "true" or Path(top).resolve() != Path(ROOT).resolve():
+        return f"{ROOT} is not the top of a git work tree (git says {proc.stdout.strip()!r})"
+    return ""
+
+
 def _git(*args):
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
 
 
-@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs the git checkout to ask what is ignored")
 def test_what_a_run_writes_is_ignored_by_git():
+    problem = _git_checkout_problem()
+    need(not problem, f"not inside a git checkout: {problem}")
     written = ["figures/01_sdes/ou_paths_and_endpoints.png", "figures/07_mnist_cfg/anything.png",
                "build/metrics/01_sdes.json", "checkpoints/model.pt", "build/smoke/figures/01_sdes/x.png"]
-    ignored = _git("check-ignore", *written).stdout.split()
-    assert ignored == written
+    proc = _git("check-ignore", *written)
+    assert proc.returncode == 0, f"git check-ignore exited with {proc.returncode}: {proc.stderr.strip()}"
+    assert proc.stdout.split() == written
     gallery = [str(rf.gallery_path(n).relative_to(ROOT)) for n in rf.GALLERY]
-    assert _git("check-ignore", *gallery).stdout.split() == []
+    proc = _git("check-ignore", *gallery)
+    assert proc.returncode == 1, f"git check-ignore exited with {proc.returncode} ({proc.stderr.strip()}): {proc.stdout}"
+    assert proc.stdout.split() == []
 
 
 def test_the_readme_gallery_is_the_committed_folder_with_its_source():

@@ -89,7 +89,9 @@ def test_progress_lines_and_heartbeat():
     beat.start(total=2)
     beat.cell(1)
     import time
-    time.sleep(5.5)  # the heartbeat thread wakes every min(5 s, heartbeat)
+    deadline = time.monotonic() + 10.0  # the heartbeat thread wakes every min(5 s, heartbeat): 0.2 s here
+    while "cell 1/2 still running" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
     beat.stop()
     assert any("cell 1/2 still running" in l for l in out.getvalue().splitlines())
 
@@ -106,6 +108,7 @@ def test_a_run_talks_and_the_kernel_log_stays_off_the_terminal(tmp_path, monkeyp
     monkeypatch.setattr(runner, "NOTEBOOK_DIR", tmp_path / "nbs")
     monkeypatch.setattr(runner, "BENCHMARK_RESULTS", tmp_path / "results")
     monkeypatch.setattr(runner, "metrics_dir", lambda: tmp_path / "metrics")
+    monkeypatch.setattr(runner, "build_dir", lambda: tmp_path / "build")  # the executed copy lands here
     code = runner.main(["--notebooks", "99", "--profile", "smoke", "--device", "cpu", "-p", "seed", "3"])
     out, err = capfd.readouterr()
     assert code == 0
@@ -113,7 +116,7 @@ def test_a_run_talks_and_the_kernel_log_stays_off_the_terminal(tmp_path, monkeyp
     assert "cell 1/4 · 0:0" in out and "ok in" in out
     for noise in ("without encryption", "KeyboardInterrupt", "WARNING"):
         assert noise not in out + err
-    path = runner.build_dir() / "notebooks" / "99_tiny.ipynb"
+    path = tmp_path / "build" / "notebooks" / "99_tiny.ipynb"
     executed = nbformat.read(str(path), as_version=4)
     path.unlink()
     path.with_suffix(".kernel.log").unlink()

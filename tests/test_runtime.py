@@ -1,6 +1,8 @@
 """Devices, profiles, paths and the notebook run record."""
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +77,8 @@ def test_seed_everything_reproduces():
 def test_paths_do_not_depend_on_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert runtime.ROOT == Path(nb.__file__).resolve().parent.parent
-    assert runtime.figures_dir("cpu") == runtime.ROOT / "figures"
-    assert runtime.figures_dir("smoke").is_relative_to(runtime.ROOT / "build")
+    assert runtime.figures_dir("cpu") == runtime.output_root() / "figures"
+    assert runtime.figures_dir("smoke").is_relative_to(runtime.output_root() / "build")
     assert runtime.checkpoints_dir("smoke") != runtime.checkpoints_dir("gpu")
 
 
@@ -89,7 +91,7 @@ def test_data_dir_env(monkeypatch, tmp_path):
 
 def test_checkpoint_dir_env_moves_the_model_cache(monkeypatch, tmp_path):
     monkeypatch.delenv(runtime.CHECKPOINT_ENV, raising=False)
-    assert runtime.checkpoints_dir("cpu") == runtime.ROOT / "checkpoints"
+    assert runtime.checkpoints_dir("cpu") == runtime.output_root() / "checkpoints"
     monkeypatch.setenv(runtime.CHECKPOINT_ENV, str(tmp_path))
     assert runtime.checkpoints_dir("cpu") == runtime.checkpoints_dir("gpu") == tmp_path.resolve()
     assert runtime.checkpoints_dir("smoke") == tmp_path.resolve() / "smoke"
@@ -105,7 +107,7 @@ def test_benchmarks_time_a_first_run_in_an_empty_model_cache(monkeypatch):
     assert not cold.exists() and os.environ[runtime.CHECKPOINT_ENV] == "/somewhere/else"
     monkeypatch.delenv(runtime.CHECKPOINT_ENV)
     with bench.model_cache(warm=True):
-        assert runtime.checkpoints_dir("cpu") == runtime.ROOT / "checkpoints"
+        assert runtime.checkpoints_dir("cpu") == runtime.output_root() / "checkpoints"
     assert bench.build_parser().parse_args(["--warm"]).warm
 
 
@@ -309,14 +311,24 @@ def test_stale_temps_of_dead_writers_are_removed_at_the_next_write(tmp_path):
     assert {live.name, elsewhere.name, new_old_style.name, other_file.name, "model.pt"} == set(left)
 
 
-def test_a_lock_held_by_a_live_process_is_respected(tmp_path):
-    import json
-    import os
+@pytest.fixture
+def live_pid():
+    """The pid of a live process of this test's own, killed when the test ends (the parent's pid is no
+    such process: it is 0 when pytest runs as PID 1 in a container)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert runtime.pid_alive(proc.pid)
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
 
+
+def test_a_lock_held_by_a_live_process_is_respected(tmp_path, live_pid):
     lock = tmp_path / "run" / "model.pt.lock"
     lock.parent.mkdir()
-    lock.write_text(json.dumps({"pid": os.getppid(), "host": runtime._host(), "started": "earlier"}))
-    with pytest.raises(runtime.OutputError, match=rf"in use by another run \(pid {os.getppid()} .*delete .*model.pt.lock"):
+    lock.write_text(json.dumps({"pid": live_pid, "host": runtime._host(), "started": "earlier"}))
+    with pytest.raises(runtime.OutputError, match=rf"in use by another run \(pid {live_pid} .*delete .*model.pt.lock"):
         runtime.FolderLock(lock).acquire()
     assert lock.exists()
 
@@ -368,3 +380,19 @@ def test_batch_time_is_the_one_time_normaliser():
         batch_time(float("nan"), x)
     with pytest.raises(ValueError, match="x must have a batch dimension"):
         batch_time(0.5, torch.tensor(1.0))
+
+
+def test_outputs_live_in_the_checkout_unless_the_output_root_moves_them(monkeypatch, tmp_path):
+    monkeypatch.delenv(runtime.OUTPUT_ENV, raising=False)
+    monkeypatch.delenv(runtime.CHECKPOINT_ENV, raising=False)
+    assert runtime.output_root() == runtime.ROOT
+    assert runtime.build_dir() == runtime.ROOT / "build"
+    assert runtime.figures_dir("cpu") == runtime.ROOT / "figures"
+    assert runtime.checkpoints_dir("gpu") == runtime.ROOT / "checkpoints"
+    assert runtime.metrics_dir() == runtime.ROOT / "build" / "metrics"
+    monkeypatch.setenv(runtime.OUTPUT_ENV, str(tmp_path))
+    assert runtime.build_dir() == tmp_path.resolve() / "build"
+    assert runtime.figures_dir("cpu") == tmp_path.resolve() / "figures"
+    assert runtime.checkpoints_dir("cpu") == tmp_path.resolve() / "checkpoints"
+    assert runtime.checkpoints_dir("smoke") == tmp_path.resolve() / "build" / "smoke" / "checkpoints"
+    assert runtime.data_dir() != tmp_path.resolve() / "data"  # data is read where it is, not moved

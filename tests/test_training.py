@@ -1,10 +1,10 @@
 """The shared training loop: reproducibility, resume, cache, EMA, learning-rate schedule, non-finite guard."""
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +12,9 @@ from torch import nn
 
 from nbhelpers.training import (TrainConfig, checkpoint_path, ema_model, load_checkpoint, lr_scheduler, save_checkpoint,
                                 train)
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root: the subprocesses import ``tests`` from here, whatever folder pytest runs in."""
 
 
 def _problem():
@@ -259,7 +262,7 @@ def test_kill_minus_nine_then_resume(tmp_path):
     ck = tmp_path / "k.pt"
     script = textwrap.dedent(f"""
         import os, signal, sys, torch
-        sys.path.insert(0, {str(os.getcwd())!r})
+        sys.path.insert(0, {str(ROOT)!r})
         from tests.test_training import _problem
         from nbhelpers.training import TrainConfig, train
         model, bf, lf = _problem()
@@ -270,10 +273,10 @@ def test_kill_minus_nine_then_resume(tmp_path):
                     progress=False, on_step=maybe_die)
         print("resumed_from", res.resumed_from)
     """)
-    first = subprocess.run([sys.executable, "-c", script, "die"], capture_output=True, text=True)
+    first = subprocess.run([sys.executable, "-c", script, "die"], cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == -signal.SIGKILL
     assert load_checkpoint(ck)["step"] == 20
-    second = subprocess.run([sys.executable, "-c", script, "run"], capture_output=True, text=True)
+    second = subprocess.run([sys.executable, "-c", script, "run"], cwd=ROOT, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert "resumed_from 20" in second.stdout
     assert load_checkpoint(ck)["finished"]

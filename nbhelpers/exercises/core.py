@@ -109,7 +109,10 @@ class CheckReport:
 # --------------------------------------------------------------------------- comparing and formatting
 def _fmt(v: Any) -> str:
     if isinstance(v, Tensor):
-        flat = v.detach().flatten().double().cpu()
+        if v.device.type == "meta":
+            return f"tensor of shape {tuple(v.shape)} on the meta device (no values)"
+        flat = v.detach().flatten().cpu()
+        flat = flat.abs() if flat.is_complex() else flat.double()
         vals = ", ".join(f"{x:.4g}" for x in flat[:6].tolist()) + (", …" if flat.numel() > 6 else "")
         return f"tensor of shape {tuple(v.shape)} [{vals}]" if v.ndim else f"{flat.item():.6g} (0-d tensor)"
     if isinstance(v, float):
@@ -124,8 +127,24 @@ def _compare(got: Any, expected: Any, atol: float, rtol: float) -> str | None:
     if isinstance(expected, Tensor):
         if not isinstance(got, Tensor):
             return f"a tensor was expected, got {type(got).__name__}"
+        if got.device.type == "meta":
+            return "a tensor on the meta device, which holds no values"
+        if got.is_complex() and not expected.is_complex():
+            return f"a complex tensor ({got.dtype}); the task's values are real"
+        if (got.is_floating_point() != expected.is_floating_point()  # float labels, integer noise …
+                or got.dtype == torch.float64 and expected.dtype in (torch.float32, torch.float16, torch.bfloat16)):
+            # later cells mix it with the library's tensors, and float64 or float labels break them there
+            # (a float64 closed form accepts float32: the library computes in the inputs' dtype)
+            return (f"dtype {str(got.dtype).replace('torch.', '')} instead of "
+                    f"{str(expected.dtype).replace('torch.', '')}; give the result its input's dtype, e.g. "
+                    f"buffer.to(x) for a float64 table")
+        if got.device != expected.device:
+            return f"on {got.device} instead of {expected.device} (where its inputs were)"
         if tuple(got.shape) != tuple(expected.shape):
             return f"shape {tuple(got.shape)} instead of {tuple(expected.shape)}"
+        if expected.requires_grad and not got.requires_grad:
+            return ("no gradient reaches the network through it (detached: no .detach(), .item(), .data or "
+                    "torch.no_grad() in a loss)")
         g, e = got.detach().double().cpu(), expected.detach().double().cpu()
         if not torch.isfinite(g).all():
             return "it holds inf or nan"

@@ -98,13 +98,23 @@ def _q_posterior_reference() -> Callable:
     return q_posterior
 
 
+def _pair(res: Any) -> tuple[Any, Any]:
+    """The (mean, variance) the task asks for; anything else is named (a 3-tuple would pass res[0] silently)."""
+    if isinstance(res, Tensor) or not isinstance(res, (tuple, list)) or len(res) != 2:
+        what = (f"a {len(res)}-element {type(res).__name__}" if isinstance(res, (tuple, list))
+                else f"a {type(res).__name__}")
+        raise TypeError(f"q_posterior must return two things, (mean, variance); it returned {what}")
+    return res[0], res[1]
+
+
 def _mean(res: Any) -> Tensor:
-    return res[0]
+    return _pair(res)[0]
 
 
 def _variance(res: Any) -> Tensor:
     """The returned variance broadcast to the mean's shape (a (B, 1) or (1, 1) variance both pass)."""
-    return torch.broadcast_to(torch.as_tensor(res[1]), res[0].shape)
+    mean, var = _pair(res)
+    return torch.broadcast_to(torch.as_tensor(var), mean.shape)
 
 
 def _q_posterior_cases() -> list[Case]:

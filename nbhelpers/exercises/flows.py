@@ -269,6 +269,11 @@ def _fm_cases() -> list[Case]:
     def field(x: Tensor, t: Tensor) -> Tensor:
         return -x + t[:, None]
 
+    weight = torch.nn.Parameter(torch.tensor(0.5))
+
+    def learnable(x: Tensor, t: Tensor) -> Tensor:
+        return -weight * x + t[:, None]
+
     def exact(x: Tensor, t: Tensor) -> Tensor:  # the marginal field of the single point z0 (linear path)
         return (z0[: len(x)] - x) / (1 - t[:, None])
 
@@ -285,6 +290,11 @@ def _fm_cases() -> list[Case]:
              lambda f: float(f(lambda x, t: torch.zeros_like(x), torch.zeros(n, 2), lin, _gen(11))), lambda: 1.0,
              "average the squared error over the batch and the coordinates (.square().mean()), not a sum",
              atol=4 * math.sqrt(2 / (2 * n)), rtol=0.0),
+        Case("a field with a trainable weight: the loss carries its gradient (what training needs)",
+             lambda f: f(learnable, z, lin, _gen(12)),
+             lambda: _losses.flow_matching_loss(learnable, z, _paths.GaussianPath(lin), _gen(12)),
+             "return the loss as a tensor built from model(x_t, t): no .item(), .detach() or torch.no_grad(), "
+             "or the optimiser's step has nothing to follow"),
     ]
 
 
