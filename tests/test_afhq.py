@@ -639,8 +639,11 @@ def test_copy_figures_and_summary_follow_the_copy_check():
     plt.close("all")
 
 
-def test_notebook_settings_per_profile():
+def test_notebook_settings_per_profile(monkeypatch):
+    looked = []
+    monkeypatch.setattr(afhq.notebook, "find_afhq", lambda **kw: looked.append(kw))  # the data: tested in test_afhq_fetch
     s = afhq.notebook_settings(_FakeRun("smoke"))
+    assert looked == [{"data_class": "cat"}]  # looked for before anything else
     assert (s.image_size, s.batch_size, s.time_steps, s.unet_dim, s.steps_1k, s.steps_long) == (16, 16, 10, 8, 20, 40)
     g = afhq.notebook_settings(_FakeRun("gpu"), steps=7)
     assert (g.image_size, g.time_steps, g.unet_dim, g.steps_1k, g.steps_long, g.n_nearest) == (32, 50, 16, 7, 10_000,
