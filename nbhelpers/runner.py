@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r.name} | {r.profile} | {r.resolved_device or r.device} | {r.status} | {format_duration(r.seconds)} |")
     failed = [r.name for r in results if r.status != "ok"]
     if failed:
-        print(f"\nfailed: {', '.join(failed)} (executed copies and kernel logs in build/notebooks/)")
+        print(f"\nfailed: {', '.join(failed)} (executed copies and kernel logs in {build_dir() / 'notebooks'}/)")
     return 1 if failed else 0
 
 
