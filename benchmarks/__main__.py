@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nbhelpers.cli import HelpFormatter, flag, invoked_name
+from nbhelpers.cli import HelpFormatter, flag, invoked_name, tool_errors
 from nbhelpers.runner import run_notebook, select_notebooks
 from nbhelpers.runtime import CHECKPOINT_ENV, PROFILES, build_dir, get_device
 
@@ -138,6 +138,7 @@ def model_cache(warm: bool):
                 os.environ[CHECKPOINT_ENV] = saved
 
 
+@tool_errors
 def main(argv: list[str] | None = None) -> int:
     from . import use_offline_data
 

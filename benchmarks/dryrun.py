@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from nbhelpers import dryrun
+from nbhelpers.cli import read_json, tool_errors
 from nbhelpers.runner import run_notebook, select_notebooks
-from nbhelpers.runtime import PROFILE_ENV, PROFILES, build_dir
+from nbhelpers.runtime import PROFILE_ENV, PROFILES, build_dir, get_device
 
 from .common import (GPU_PEAKS, LAUNCH_S, RESULTS, UTILISATION, describe_machine, duration, machine, machine_tag, replace_block,
                      si, write_json)
@@ -173,7 +174,11 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         return new
     stamp(old)
     stamp(new)
-    merged = {**old["notebooks"], **new["notebooks"]}
+    kept = {k: r for k, r in new["notebooks"].items()  # a failed run never replaces a good row
+            if r.get("status") == "ok" or old["notebooks"].get(k, {}).get("status") != "ok"}
+    for k in sorted(set(new["notebooks"]) - set(kept)):
+        print(f"{k} failed in this run; its recorded row (ok) is kept", file=sys.stderr)
+    merged = {**old["notebooks"], **kept}
     new = {**new, "notebooks": {k: merged[k] for k in sorted(merged)}}
     new["total_wall_s"] = round(sum(r["wall_s"] for r in new["notebooks"].values()), 1)
     return new
@@ -250,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+@tool_errors
 def main(argv: list[str] | None = None) -> int:
     from . import use_offline_data
 
@@ -260,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--max-steps must be a positive integer, got {args.max_steps}")
     try:
         names = select_notebooks(args.notebooks)
+        if not args.rebuild:
+            get_device(args.device)  # an absent device stops here, before any row is touched
     except ValueError as exc:
         ap.error(str(exc))
     if args.rebuild:
@@ -274,7 +282,16 @@ def main(argv: list[str] | None = None) -> int:
         name = f"dryrun__{args.profile}__{payload['machine_tag']}"
         path = RESULTS / f"{name}.json"
         if path.exists():  # a run of some notebooks replaces their rows and keeps the others
-            payload = merge(json.loads(path.read_text()), payload)
+            old = read_json(path, "dry-run result")
+            if old.get("max_steps") != payload.get("max_steps") and set(old.get("notebooks", {})) - set(names):
+                # another cap, and not every recorded notebook re-run: kept apart, the table stays as it is
+                name = f"{name}__max{payload['max_steps']}"
+                path = RESULTS / f"{name}.json"
+                write_json(name, payload)
+                print(table(payload))
+                print(f"→ {path} (the recorded table, cap {old.get('max_steps')}, is unchanged)")
+                return 1 if failed else 0
+            payload = merge(old, payload)
         text = table(payload)
         print(text)
         write_json(name, payload)

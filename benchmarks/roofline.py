@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+from nbhelpers.cli import tool_errors
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -274,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+@tool_errors
 def main(argv: list[str] | None = None) -> int:
     from . import use_offline_data
 

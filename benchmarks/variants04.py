@@ -43,6 +43,7 @@ from nbhelpers.models.unet import ResidualLayer, UNet, UNetConfig
 from nbhelpers.paths import GaussianPath
 from nbhelpers.recipes.mnist import MNISTRecipe, autoguided, mnist_evaluator, mnist_recipe
 from nbhelpers.training import TrainConfig, train
+from nbhelpers.cli import tool_errors
 
 from .common import RESULTS, machine, machine_tag
 
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+@tool_errors
 def main(argv: list[str] | None = None) -> int:
     from . import use_offline_data
 

@@ -133,3 +133,38 @@ def underscore_only_flags(parser: argparse.ArgumentParser) -> list[str]:
     """Option strings with an underscore but no dashed twin (the conventions above want none)."""
     names = {s for a in parser._actions for s in a.option_strings}
     return sorted(s for s in names if "_" in s and s.replace("_", "-") not in names)
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """``json.loads`` of a file, with one ``ValueError`` naming the file (missing, unreadable, truncated or not JSON)."""
+    import json
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} {path} cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+                         f"restore it from git or delete it") from None
+
+
+def tool_errors(main: Callable[..., int]) -> Callable[..., int]:
+    """Wrap a command line's ``main``: an expected failure (a ``ValueError`` or ``OSError`` — a bad file, a
+    folder that is a file, a missing input) prints one ``error:`` line and returns 2, never a traceback."""
+    import functools
+
+    @functools.wraps(main)
+    def wrapped(*args: Any, **kwargs: Any) -> int:
+        try:
+            return main(*args, **kwargs)
+        except (ValueError, OSError) as exc:
+            where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"error: {text}{where}", file=sys.stderr)
+            return 2
+    return wrapped

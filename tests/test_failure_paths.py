@@ -303,3 +303,77 @@ def test_an_exercise_check_fails_a_broken_function_and_names_why(name, change, m
     assert not report.passed
     assert __import__("re").search(message, str(report)), str(report)
     assert ex.use(name, _wrapped(name, change), quiet=True) is not None  # use() itself never raises
+
+
+# --------------------------------------------------------------------------- tools and benchmarks: one error line
+def test_tools_name_a_truncated_or_malformed_file(tmp_path, monkeypatch, capsys):
+    from tools import readme_figures, stamp_colab
+
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "01_sdes.json").write_text('{"notebook": "01_sdes", "metr')  # truncated
+    figs = tmp_path / "figures" / "01_sdes"
+    figs.mkdir(parents=True)
+    (figs / f"{readme_figures.GALLERY['01_sdes']}.png").write_bytes(b"png")
+    monkeypatch.setenv("NBHELPERS_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setattr(runtime, "metrics_dir", lambda: metrics)
+    monkeypatch.setattr(runtime, "figures_dir", lambda profile=None: tmp_path / "figures")
+    assert readme_figures.main(["--notebooks", "01"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: metrics file ") and "01_sdes.json is not valid JSON (line 1" in err
+    assert "Traceback" not in err
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "01_sdes__cpu__x.json").write_text("{not json")
+    monkeypatch.setattr(stamp_colab, "benchmark_times", lambda *a, **k: stamp_colab.read_json(
+        results / "01_sdes__cpu__x.json", "benchmark result"))
+    assert stamp_colab.main(["--check"]) == 2
+    err = capsys.readouterr().err
+    assert "error: benchmark result " in err and "01_sdes__cpu__x.json is not valid JSON" in err
+
+
+@pytest.mark.parametrize("src,message", [
+    ("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTON\n", r"'### BEGIN SOLUTION' without '### END SOLUTION' \(a misspelt marker\?\)"),
+    ("def f():\n    return 1\n    ### END SOLUTION\n", r"'### END SOLUTION' without '### BEGIN SOLUTION'"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n", r"nested '### BEGIN SOLUTION'"),
+])
+def test_make_exercises_names_unbalanced_markers(src, message):
+    from tools import make_exercises
+
+    with pytest.raises(ValueError, match=message):
+        make_exercises.blank_solutions(src, "task")
+
+
+def test_make_exercises_refuses_a_file_where_its_folder_goes(tmp_path, monkeypatch, capsys):
+    from tools import make_exercises
+
+    out = tmp_path / "exercises"
+    out.write_text("a file")
+    monkeypatch.setattr(make_exercises, "OUT_DIR", out)
+    assert make_exercises.main([]) == 2
+    assert f"error: {out} is a file; exercises/ must be a folder" in capsys.readouterr().err
+    assert out.read_text() == "a file"
+
+
+def test_a_dry_run_with_an_absent_device_touches_no_row(tmp_path, monkeypatch, capsys):
+    from benchmarks import common, dryrun as bench_dryrun
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench_dryrun, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench_dryrun, "run", lambda *a, **k: pytest.fail("a notebook ran"))
+    with pytest.raises(SystemExit) as exc:
+        bench_dryrun.main(["--device", "tpu", "--notebooks", "02", "--max-steps", "1"])
+    assert exc.value.code == 2 and "tpu" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_dry_run_row_never_replaces_a_good_one(capsys):
+    from benchmarks import dryrun as bench_dryrun
+
+    old = {"max_steps": 1, "notebooks": {"01": {"status": "ok", "wall_s": 3.0, "measured": "a"},
+                                         "02": {"status": "ok", "wall_s": 4.0, "measured": "a"}}}
+    new = {"max_steps": 1, "notebooks": {"02": {"status": "failed", "wall_s": 1.0, "measured": "b"}}}
+    merged = bench_dryrun.merge(old, new)
+    assert merged["notebooks"]["02"]["status"] == "ok" and merged["notebooks"]["02"]["wall_s"] == 4.0
+    assert "02 failed in this run; its recorded row (ok) is kept" in capsys.readouterr().err

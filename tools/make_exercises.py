@@ -24,6 +24,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from nbhelpers.cli import read_json, tool_errors
 from nbhelpers.exercises import EXERCISES
 from nbhelpers.runner import list_notebooks
 from nbhelpers.runtime import ROOT
@@ -60,17 +61,17 @@ def blank_solutions(src: str, task: str) -> str:
         stripped = line.strip()
         if stripped == BEGIN:
             if inside:
-                raise ValueError(f"nested {BEGIN!r} in:\n{src}")
+                raise ValueError(f"nested {BEGIN!r} in a cell starting {src[:80]!r}")
             inside = True
             out.append(_raise_line(line[: len(line) - len(line.lstrip())], task))
         elif stripped == END:
             if not inside:
-                raise ValueError(f"{END!r} without {BEGIN!r} in:\n{src}")
+                raise ValueError(f"{END!r} without {BEGIN!r} in a cell starting {src[:80]!r}")
             inside = False
         elif not inside:
             out.append(line)
     if inside:
-        raise ValueError(f"{BEGIN!r} without {END!r} in:\n{src}")
+        raise ValueError(f"{BEGIN!r} without {END!r} (a misspelt marker?) in a cell starting {src[:80]!r}")
     return "".join(out)
 
 
@@ -152,7 +153,7 @@ def build(src_dir: Path = SOURCE_DIR) -> dict[str, str]:
     """``{file name: text}`` of everything ``exercises/`` should hold."""
     files, table = {}, []
     for stem in list_notebooks():
-        nb = json.loads((src_dir / f"{stem}.ipynb").read_text())
+        nb = read_json(src_dir / f"{stem}.ipynb", "notebook")
         student, names = student_notebook(nb, stem)
         files[f"{stem}.ipynb"] = json.dumps(student, indent=1, ensure_ascii=False) + "\n"
         table.append((stem, names))
@@ -168,6 +169,7 @@ def out_of_date(out_dir: Path = OUT_DIR) -> list[str]:
     return sorted(stale + [n for n in have - set(want)])
 
 
+@tool_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 and name the files that are out of date")
@@ -179,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print("exercises/ is up to date")
         return 0
+    if OUT_DIR.exists() and not OUT_DIR.is_dir():
+        raise ValueError(f"{OUT_DIR} is a file; exercises/ must be a folder (move the file away)")
     OUT_DIR.mkdir(exist_ok=True)
     for name, text in build().items():
         path = OUT_DIR / name

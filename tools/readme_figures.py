@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nbhelpers.cli import read_json, tool_errors
+
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY_DIR = ROOT / "figures" / "readme"
 
@@ -67,7 +69,7 @@ def provenance(notebook: str, figures_root: Path, metrics_root: Path) -> dict[st
         raise ValueError(f"{fig} does not exist: run `make notebooks NOTEBOOKS={notebook[:2]} PROFILE=cpu` first")
     if not metrics_file.is_file():
         raise ValueError(f"{metrics_file} does not exist: the figure's run recorded no metrics; re-run the notebook")
-    record = json.loads(metrics_file.read_text())
+    record = read_json(metrics_file, "metrics file")
     if record.get("profile") == "smoke":
         raise ValueError(f"{metrics_file} is from a smoke run; the gallery takes cpu or gpu runs only")
     machine = record.get("machine") or {}
@@ -118,7 +120,7 @@ def refresh(notebooks: list[str], figures_root: Path | None = None, metrics_root
     folder = folder or GALLERY_DIR
     found = {nb: provenance(nb, figures_root, metrics_root) for nb in notebooks}
     source = folder / "source.json"
-    entries = json.loads(source.read_text()) if source.is_file() else {}
+    entries = read_json(source, "gallery record") if source.is_file() else {}
     for nb, entry in found.items():
         dest = folder / nb / f"{GALLERY[nb]}.png"
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +138,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return ap
 
 
+@tool_errors
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)

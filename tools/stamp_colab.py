@@ -25,6 +25,7 @@ from pathlib import Path
 
 import nbformat
 
+from nbhelpers.cli import read_json, tool_errors
 from nbhelpers.runner import BenchmarkTime, benchmark_times, format_duration, list_notebooks
 from nbhelpers.runtime import PROFILES, ROOT
 
@@ -92,7 +93,7 @@ def gpu_estimates(results_dir: Path | None = None, gpu: str = ESTIMATE_GPU) -> d
     folder = Path(results_dir) if results_dir is not None else ROOT / "benchmarks" / "results"
     out: dict[str, tuple[float, float]] = {}
     for path in sorted(folder.glob("dryrun__gpu__*.json")) if folder.is_dir() else []:
-        data = json.loads(path.read_text())
+        data = read_json(path, "benchmark result")
         for name, row in data.get("notebooks", {}).items():
             band = row.get("predicted_s", {}).get(gpu)
             if row.get("status") == "ok" and band and max(band) > 0:
@@ -245,6 +246,7 @@ def stamp_all(check: bool = False, root: Path | None = None) -> list[Path]:
     return changed
 
 
+@tool_errors
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.stamp_colab", description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is out of date")
