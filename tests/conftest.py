@@ -6,8 +6,12 @@ that names no test is caught by ``tests/test_package.py``.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
+
+from nbhelpers import runtime
 
 SLOW: frozenset[str] = frozenset({
     "tests/test_afhq.py::test_flags_are_honoured",
@@ -74,3 +78,16 @@ def _environment_restored():
     if dict(os.environ) != saved:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture
+def live_pid():
+    """The pid of a live process of this test's own, killed when the test ends (the parent's pid is no
+    such process: it is 0 when pytest runs as PID 1 in a container)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert runtime.pid_alive(proc.pid)
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-__all__ = ["in_ci", "need", "need_module"]
+__all__ = ["in_ci", "need", "need_module", "git_checkout_problem"]
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def in_ci() -> bool:
@@ -34,3 +38,19 @@ def need_module(name: str, what: str) -> ModuleType:
     except ImportError:
         need(False, what)
         raise  # unreachable: need() skipped or failed
+
+
+def git_checkout_problem() -> str:
+    """Why ``ROOT`` is not a usable git checkout of this repository ("" when it is): no git, not a work
+    tree, or git refusing it (e.g. "detected dubious ownership")."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "--is-inside-work-tree", "--show-toplevel"], cwd=ROOT,
+                              capture_output=True, text=True)
+    except FileNotFoundError:
+        return "git is not installed"
+    if proc.returncode != 0:
+        return proc.stderr.strip() or f"git rev-parse exited with {proc.returncode}"
+    inside, top = (proc.stdout.splitlines() + ["", ""])[:2]
+    if inside != "true" or Path(top).resolve() != Path(ROOT).resolve():
+        return f"{ROOT} is not the top of a git work tree (git says {proc.stdout.strip()!r})"
+    return ""

@@ -481,19 +481,6 @@ def test_resume_after_kill(tmp_path, afhq_root, capsys):
     np.testing.assert_allclose(resumed["losses"].numpy(), whole["losses"].numpy(), rtol=1e-5)
 
 
-@pytest.fixture
-def live_pid():
-    """The pid of a live process of this test's own, killed when the test ends (the parent's pid is no
-    such process: it is 0 when pytest runs as PID 1 in a container)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        assert runtime.pid_alive(proc.pid)
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 def test_a_second_run_into_a_save_folder_in_use_stops_before_any_output(tmp_path, live_pid):
     from nbhelpers._checks import OutputError
 

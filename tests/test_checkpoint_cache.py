@@ -23,19 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CFG = UNetConfig(base_channels=4, channel_mults=(1, 2), res_layers=1, bottleneck_layers=1, time_embed_dim=8)
 
 
-@pytest.fixture
-def live_pid():
-    """The pid of a live process of this test's own, killed when the test ends (the parent's pid is no
-    such process: it is 0 when pytest runs as PID 1 in a container)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        assert runtime.pid_alive(proc.pid)
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 def _setup(cfg=CFG):
     torch.manual_seed(0)
     net = UNet(cfg)

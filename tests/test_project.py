@@ -12,7 +12,7 @@ import yaml
 
 from nbhelpers.runner import NOTEBOOK_DIR, list_notebooks, select_notebooks
 from nbhelpers.runtime import ROOT
-from tests.needs import need
+from tests.needs import git_checkout_problem, need
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 
@@ -137,29 +137,13 @@ def test_papermill_unknown_profile_lists_choices(tmp_path, monkeypatch):
     assert err.ename == "ValueError" and "smoke, cpu, gpu" in err.evalue
 
 
-def _git_checkout_problem() -> str:
-    """Why ``ROOT`` is not a usable git checkout of this repository ("" when it is): no git, not a work
-    tree, or git refusing it (e.g. "detected dubious ownership")."""
-    try:
-        proc = subprocess.run(["git", "rev-parse", "--is-inside-work-tree", "--show-toplevel"], cwd=ROOT,
-                              capture_output=True, text=True)
-    except FileNotFoundError:
-        return "git is not installed"
-    if proc.returncode != 0:
-        return proc.stderr.strip() or f"git rev-parse exited with {proc.returncode}"
-    inside, top = (proc.stdout.splitlines() + ["", ""])[:2]
-    if inside != "true" or Path(top).resolve() != Path(ROOT).resolve():
-        return f"{ROOT} is not the top of a git work tree (git says {proc.stdout.strip()!r})"
-    return ""
-
-
 def test_every_figure_the_readme_shows_is_in_the_repository():
     readme = (ROOT / "README.md").read_text()
     shown = [p for p in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme) if not p.startswith("https://")]  # badges
     assert shown, "the README shows no figures"
     missing = [p for p in shown if not (ROOT / p).is_file()]
     assert not missing, f"README figures missing from the checkout: {missing}"
-    problem = _git_checkout_problem()
+    problem = git_checkout_problem()
     need(not problem, f"not inside a git checkout: {problem}")
     proc = subprocess.run(["git", "check-ignore", *shown], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode in (0, 1), f"git check-ignore failed ({proc.returncode}): {proc.stderr.strip()}"

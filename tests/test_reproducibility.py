@@ -10,7 +10,7 @@ import torch
 
 import nbhelpers as nb
 from nbhelpers import runtime
-from tests.needs import need
+from tests.needs import git_checkout_problem, need
 from tools import readme_figures as rf
 
 matplotlib.use("Agg")
@@ -58,28 +58,12 @@ def test_each_run_records_its_thread_count_and_machine(monkeypatch, tmp_path):
     assert machine["torch"] == torch.__version__ and machine["cpu_count"] >= 1 and machine["processor"]
 
 
-def _git_checkout_problem() -> str:
-    """Why ``ROOT`` is not a usable git checkout of this repository ("" when it is): no git, not a work
-    tree, or git refusing it (e.g. "detected dubious ownership")."""
-    try:
-        proc = subprocess.run(["git", "rev-parse", "--is-inside-work-tree", "--show-toplevel"], cwd=ROOT,
-                              capture_output=True, text=True)
-    except FileNotFoundError:
-        return "git is not installed"
-    if proc.returncode != 0:
-        return proc.stderr.strip() or f"git rev-parse exited with {proc.returncode}"
-    inside, top = (proc.stdout.splitlines() + ["", ""])[:2]
-    if inside != "true" or Path(top).resolve() != Path(ROOT).resolve():
-        return f"{ROOT} is not the top of a git work tree (git says {proc.stdout.strip()!r})"
-    return ""
-
-
 def _git(*args):
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def test_what_a_run_writes_is_ignored_by_git():
-    problem = _git_checkout_problem()
+    problem = git_checkout_problem()
     need(not problem, f"not inside a git checkout: {problem}")
     written = ["figures/01_sdes/ou_paths_and_endpoints.png", "figures/07_mnist_cfg/anything.png",
                "build/metrics/01_sdes.json", "checkpoints/model.pt", "build/smoke/figures/01_sdes/x.png"]

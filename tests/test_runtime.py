@@ -311,19 +311,6 @@ def test_stale_temps_of_dead_writers_are_removed_at_the_next_write(tmp_path):
     assert {live.name, elsewhere.name, new_old_style.name, other_file.name, "model.pt"} == set(left)
 
 
-@pytest.fixture
-def live_pid():
-    """The pid of a live process of this test's own, killed when the test ends (the parent's pid is no
-    such process: it is 0 when pytest runs as PID 1 in a container)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        assert runtime.pid_alive(proc.pid)
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 def test_a_lock_held_by_a_live_process_is_respected(tmp_path, live_pid):
     lock = tmp_path / "run" / "model.pt.lock"
     lock.parent.mkdir()
