@@ -1,7 +1,6 @@
 """Runs leave the checkout clean, figures are byte-stable, and each run records what makes it comparable."""
 import json
 import subprocess
-from pathlib import Path
 
 import matplotlib
 import numpy as np

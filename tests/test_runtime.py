@@ -1,8 +1,6 @@
 """Devices, profiles, paths and the notebook run record."""
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
