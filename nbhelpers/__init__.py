@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "runtime", "training", "runner", "sde", "schedules", "paths", "distributions", "models",
     "losses", "solvers", "ddpm", "guidance", "metrics", "plotting", "widgets", "data", "afhq",
-    "answers", "cli", "dryrun", "recipes", "exercises",
+    "answers", "cli", "dryrun", "recipes", "exercises", "standin",
 }
 
 __all__ = ["NotebookRun", "get_device", "resolve_profile", "seed_everything", "setup", *sorted(_SUBMODULES)]
