@@ -86,6 +86,8 @@ GPU_PEAKS: dict[str, dict[str, float]] = {
     "A100": {"fp32": 19.5e12, "tf32": 156e12, "bf16": 312e12, "fp16": 312e12},
     "H100": {"fp32": 67e12, "tf32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12},
 }
+GPU_CAPABILITY: dict[str, tuple[int, int]] = {"T4": (7, 5), "A100": (8, 0), "H100": (9, 0)}
+"""CUDA compute capability of each card: what ``nbhelpers.runtime.amp_dtype`` picks the autocast dtype by."""
 UTILISATION = (0.2, 0.5)
 """The band of peak a small eager-mode PyTorch model reaches on a data-centre GPU (slow end, fast end)."""
 LAUNCH_S = (10e-6, 5e-6)

@@ -34,7 +34,7 @@ from nbhelpers.cli import read_json, tool_errors
 from nbhelpers.runner import run_notebook, select_notebooks
 from nbhelpers.runtime import PROFILE_ENV, PROFILES, build_dir, get_device
 
-from .common import (GPU_PEAKS, LAUNCH_S, RESULTS, UTILISATION, describe_machine, duration, machine, machine_tag, replace_block,
+from .common import (GPU_CAPABILITY, GPU_PEAKS, LAUNCH_S, RESULTS, UTILISATION, describe_machine, duration, machine, machine_tag, replace_block,
                      si, write_json)
 
 SEED_QUOTES: dict[str, str] = {
@@ -45,9 +45,13 @@ SEED_QUOTES: dict[str, str] = {
 
 
 def _peaks(gpu: str, amp: bool) -> tuple[float, float]:
-    """(slow-end peak, fast-end peak) for code in fp32 or under bf16 autocast."""
+    """(slow-end peak, fast-end peak) for code in fp32 or under autocast at the dtype the card gets
+    (``nbhelpers.runtime.amp_dtype``: bf16 from compute capability 8.0, fp16 below — a T4's tensor cores)."""
     p = GPU_PEAKS[gpu]
-    return (p["bf16"], p["bf16"]) if amp else (p["fp32"], p["tf32"])
+    if not amp:
+        return p["fp32"], p["tf32"]
+    dtype = "bf16" if GPU_CAPABILITY[gpu] >= (8, 0) else "fp16"
+    return p[dtype], p[dtype]
 
 
 def predict_seconds(flops: float, ops: float, gpu: str, amp: bool) -> tuple[float, float]:

@@ -114,7 +114,8 @@ def check_labels(name: str, labels: Any, num_classes: int, batch: int | None = N
     null label ∅ = ``num_classes``; ``allow_null=False`` stops at ``num_classes − 1``).
 
     Float labels are refused (``1.7`` is not a class), as are other shapes than ``(batch,)``.
-    ``check_values=False`` skips the range check (it reads the values back: a device sync on a GPU).
+    The range is checked for CPU tensors only (``check_values=False`` skips it there too): on a GPU reading
+    the values back is a host–device sync, once per training step and per sampler call.
     """
     top = num_classes if allow_null else num_classes - 1
     valid = f"integer class labels in 0..{top} (num_classes = {num_classes}" + \
@@ -131,7 +132,7 @@ def check_labels(name: str, labels: Any, num_classes: int, batch: int | None = N
     want = f"({batch},)" if batch is not None else "(B,)"
     if labels.ndim != 1 or (batch is not None and labels.shape[0] != batch):
         raise ValueError(f"{name} must have shape {want}, got {tuple(labels.shape)}")
-    if check_values and labels.numel():
+    if check_values and labels.numel() and labels.device.type == "cpu":  # on a GPU the read-back is a sync per call
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi > top:
             raise ValueError(f"{name} must be {valid}, got values in {lo}..{hi}")

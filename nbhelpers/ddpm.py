@@ -181,7 +181,9 @@ class DDPM:
             if not low <= k <= self.T:
                 raise ValueError(f"step k must lie in {low}..{self.T}, got {k}")
             return torch.full((x.shape[0],), k, dtype=torch.long, device=x.device)
-        kk = torch.as_tensor(k, device=x.device)
+        kk = torch.as_tensor(k)
+        host = kk.device.type == "cpu"  # range-checked where the values are on the host (a GPU read-back stalls)
+        kk = kk.to(x.device)
         if kk.is_floating_point() or kk.dtype == torch.bool:
             raise ValueError(f"k must be an integer step in {low}..{self.T}, got dtype {kk.dtype}; the network's t = k / T is computed here")
         kk = kk.long()
@@ -189,7 +191,7 @@ class DDPM:
             kk = kk.expand(x.shape[0])
         if kk.shape != (x.shape[0],):
             raise ValueError(f"k must be an int or a (B,) tensor with B = {x.shape[0]}, got shape {tuple(kk.shape)}")
-        if kk.numel() and (int(kk.min()) < low or int(kk.max()) > self.T):
+        if kk.numel() and host and (int(kk.min()) < low or int(kk.max()) > self.T):
             raise ValueError(f"step k must lie in {low}..{self.T}, got values in {int(kk.min())}..{int(kk.max())}")
         return kk
 

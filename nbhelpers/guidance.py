@@ -92,6 +92,8 @@ def guided_eps(
     w = _check_w(w, B)
     t = batch_time(t, x)
     out = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null_labels(B, num_classes, y.device)]))
+    if out.dtype in (torch.float16, torch.bfloat16):  # under autocast: combine in float32, where w·(ε_c − ε_u) is exact enough
+        out = out.float()
     eps_c, eps_u = out[:B], out[B:]
     if isinstance(w, torch.Tensor) and w.ndim == 1:
         w = w.to(x).reshape(-1, *([1] * (x.ndim - 1)))

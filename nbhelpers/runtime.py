@@ -104,6 +104,41 @@ def get_device(name: str | torch.device = "auto") -> torch.device:
     )
 
 
+AMP_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16")
+"""Mixed-precision dtypes: ``auto`` picks by the card (:func:`amp_dtype`), the others force one."""
+
+
+def amp_dtype(device: str | torch.device, choice: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of ``device`` (None: run in float32).
+
+    ``auto``: on CUDA bfloat16 from compute capability 8.0 (Ampere, Hopper: bf16 tensor cores) and float16
+    below (a T4 is 7.5: fp16 tensor cores but none for bf16, and cuDNN takes bf16 convolutions only from
+    8.0 — ``torch.cuda.is_bf16_supported()`` says True there all the same, so it is not the test); off on
+    the CPU and MPS, where neither helps the series' networks. ``bf16`` / ``fp16`` force that dtype on any
+    device (the CPU runs both, which is how the fp16 path with its gradient scaler is tested without a GPU).
+    """
+    if choice not in AMP_CHOICES:
+        raise ValueError(f"unknown mixed-precision choice {choice!r}; valid choices: {', '.join(AMP_CHOICES)}")
+    if choice == "bf16":
+        return torch.bfloat16
+    if choice == "fp16":
+        return torch.float16
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
+
+
+def autocast(device: str | torch.device, enabled: bool = True, choice: str = "auto") -> Any:
+    """``torch.autocast`` at :func:`amp_dtype`'s dtype for ``device`` (a no-op context where that is None)."""
+    import contextlib
+
+    dtype = amp_dtype(device, choice) if enabled else None
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices); return a CPU generator seeded with ``seed``."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
@@ -776,6 +811,8 @@ def setup(name: str, device: str = "auto", profile: str = "auto", seed: int = 0)
     check_name("notebook name", name)  # it names files under build/metrics and figures/
     dev = get_device(os.environ.get(DEVICE_ENV, "").strip() or device)
     prof = resolve_profile(profile, dev)
+    if dev.type == "cuda":  # the notebooks' shapes are fixed: let cuDNN pick its fastest kernels once
+        torch.backends.cudnn.benchmark = True
     gen = seed_everything(seed)
     run = NotebookRun(name=name, device=dev, profile=prof, seed=int(seed), generator=gen)
     if run.metrics_path.exists():

@@ -5,7 +5,9 @@
 * ``batch_fn(generator) -> batch`` draws one batch; ``loss_fn(model, batch, generator) -> loss``
   returns a scalar. Both take the loop's ``torch.Generator`` (on the model's device), so a run is
   reproducible under ``config.seed`` and resumes bit-for-bit on the CPU.
-* tqdm progress, per-step loss history, gradient clipping, bf16 autocast on CUDA (``amp=True``).
+* tqdm progress, per-step loss history, gradient clipping, mixed precision (``amp=True``): the card's dtype
+  (:func:`nbhelpers.runtime.amp_dtype`: bf16 from compute capability 8.0, fp16 with a gradient scaler below,
+  whose state is checkpointed so a resume is exact; ``amp_dtype="fp16"`` forces it, also on the CPU).
 * Optional EMA of the weights, a :class:`torch.optim.swa_utils.AveragedModel` (:func:`ema_model`), and
   optional linear warm-up and cosine decay, a :class:`torch.optim.lr_scheduler.LambdaLR` of
   :meth:`TrainConfig.lr_factor` (:func:`lr_scheduler`).
@@ -29,6 +31,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -48,7 +51,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import dryrun
 from ._checks import DataError, check_float, check_int
-from .runtime import FolderLock, atomic_write_bytes, checkpoints_dir, remove_stale_temps
+from .runtime import AMP_CHOICES, FolderLock, amp_dtype, atomic_write_bytes, checkpoints_dir, remove_stale_temps
 
 CHECKPOINT_FORMAT = 1
 
@@ -71,6 +74,7 @@ class TrainConfig:
     warmup_steps: int = 0
     lr_decay: str = "none"
     amp: bool = False
+    amp_dtype: str = "auto"
     checkpoint_every: int = 0
     seed: int = 0
     snapshot_steps: tuple[int, ...] = ()
@@ -98,6 +102,8 @@ class TrainConfig:
         if not isinstance(self.amp, (bool, np.bool_)):
             raise ValueError(f"amp must be True or False, got {self.amp!r}")
         self.amp = bool(self.amp)
+        if self.amp_dtype not in AMP_CHOICES:
+            raise ValueError(f"unknown amp_dtype {self.amp_dtype!r}; valid choices: {', '.join(AMP_CHOICES)}")
         self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, min=0)
         self.seed = check_int("seed", self.seed)
         if isinstance(self.snapshot_steps, (str, bytes)) or not hasattr(self.snapshot_steps, "__iter__"):
@@ -207,6 +213,35 @@ def ema_model(model: nn.Module, decay: float) -> AveragedModel:
     return ema
 
 
+@torch.no_grad()
+def ema_update(ema: AveragedModel, model: nn.Module, decay: float) -> None:
+    """One EMA step ``θ_ema ← lerp(θ_ema, θ, 1 − decay)`` with the model's buffers copied — what
+    ``ema.update_parameters(model)`` does with :func:`get_ema_multi_avg_fn`, bit for bit, but with no host
+    round trip: ``AveragedModel`` reads its counter (``n_averaged == 0``) and moves it to the device every
+    call, a GPU sync per training step. Its counter is kept, on the CPU, for the checkpoints."""
+    groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    for p_ema, p in zip(ema.module.parameters(), unwrap(model).parameters(), strict=True):
+        pair = groups.setdefault((p_ema.device, p_ema.dtype), ([], []))
+        pair[0].append(p_ema.detach())
+        pair[1].append(p.detach().to(p_ema.device))
+    for ema_params, params in groups.values():
+        if ema_params[0].is_floating_point() or ema_params[0].is_complex():
+            torch._foreach_lerp_(ema_params, params, 1 - decay)
+        else:
+            for p_ema, p in zip(ema_params, params):
+                p_ema.copy_(p_ema * decay + p * (1 - decay))
+    for b_ema, b in zip(ema.module.buffers(), unwrap(model).buffers(), strict=True):
+        b_ema.detach().copy_(b.detach().to(b_ema.device))
+    ema.n_averaged += 1  # a CPU tensor: no device work
+
+
+def autocast_to(device: torch.device, dtype: torch.dtype | None) -> Any:
+    """``torch.autocast`` on ``device`` at ``dtype``; a no-op context for None (float32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def lr_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> LambdaLR | None:
     """The warm-up and decay of ``config`` as a ``LambdaLR``: each group's learning rate times
     :meth:`TrainConfig.lr_factor` (so ``config.lr_at(step)`` with the default optimizer), set for step 1 on
@@ -233,6 +268,8 @@ def key_json(key: dict[str, Any] | None, config: TrainConfig) -> str:
     train_fields = asdict(config)
     if not train_fields["snapshot_steps"]:
         del train_fields["snapshot_steps"]
+    if train_fields["amp_dtype"] == "auto":  # the card's choice, like the device itself, is not part of the model
+        del train_fields["amp_dtype"]
     full = {"train": train_fields, "model": key or {}}
     return json.dumps(full, sort_keys=True, default=str)
 
@@ -364,7 +401,8 @@ def train(
 
     base = unwrap(model)
     if optimizer is None:
-        optimizer = torch.optim.AdamW(base.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(base.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
+                                      fused=True if device.type == "cuda" else None)  # one kernel, not one per tensor
     ema = ema_model(base, config.ema_decay) if config.ema_decay is not None else None
     scheduler = lr_scheduler(optimizer, config)
     gen = torch.Generator(device=device).manual_seed(config.seed)
@@ -372,6 +410,7 @@ def train(
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
     start_step = 0
     seconds_before = 0.0
+    scaler_state = None
 
     lock = None
     if ckpt is not None and rank == 0:
@@ -395,6 +434,7 @@ def train(
                         ema.module.load_state_dict(state["ema"])
                         ema.n_averaged.fill_(start_step + 1)  # the start and one update per step
                     if not state.get("finished"):
+                        scaler_state = state.get("scaler")
                         optimizer.load_state_dict(state["optimizer"])
                         if scheduler is not None and state.get("scheduler") is not None:
                             scheduler.load_state_dict(state["scheduler"])
@@ -410,7 +450,7 @@ def train(
                                        start_step, True, ckpt, snapshots)
         return _train_loop(model, base, loss_fn, batch_fn, config, optimizer, scheduler, ema, gen, losses, snapshots,
                            start_step, seconds_before, ckpt, key_str, progress, desc, on_step, device, rank, world_size,
-                           cap, key)
+                           cap, key, scaler_state=scaler_state)
     finally:
         if lock is not None:
             lock.release()
@@ -421,7 +461,7 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
                 gen: torch.Generator, losses: list[float], snapshots: dict[int, dict[str, torch.Tensor]],
                 start_step: int, seconds_before: float, ckpt: Path | None, key_str: str, progress: bool, desc: str,
                 on_step: Callable[[int, float], None] | None, device: torch.device, rank: int, world_size: int,
-                cap: int | None, key: Any) -> TrainResult:
+                cap: int | None, key: Any, *, scaler_state: dict[str, Any] | None = None) -> TrainResult:
 
     def write(step: int, finished: bool, seconds: float) -> None:
         if ckpt is None or rank != 0:
@@ -444,6 +484,7 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
                 "rng": _rng_state(gen, device),
                 "seconds": seconds,
                 "snapshots": snapshots,
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             },
         )
 
@@ -452,7 +493,11 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     train_model.train()
 
-    use_amp = bool(config.amp) and device.type == "cuda"
+    dtype = amp_dtype(device, config.amp_dtype) if config.amp else None
+    # fp16 needs its gradients scaled (a T4's choice); bf16 and float32 do not: a disabled scaler is a no-op
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    if scaler_state is not None and scaler.is_enabled():
+        scaler.load_state_dict(scaler_state)
     # Reading the loss back every step synchronises the GPU; flush in chunks there.
     flush_every = 1 if device.type != "cuda" else 25
     pending: list[torch.Tensor] = []
@@ -484,17 +529,19 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
             batch = batch_fn(gen)
             if probe is not None:
                 probe.start(step)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+            with autocast_to(device, dtype):
                 loss = loss_fn(train_model, batch, gen)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if config.grad_clip is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                 torch.nn.utils.clip_grad_norm_(base.parameters(), config.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)  # skipped when fp16 gradients overflowed; the scale is then lowered
+            scaler.update()
             if scheduler is not None:
                 scheduler.step()  # the rate of step + 1
             if ema is not None:
-                ema.update_parameters(base)
+                ema_update(ema, base, config.ema_decay)
             if step in config.snapshot_steps:
                 snapshots[step] = _weights(ema.module if ema is not None else base)
             if probe is not None:

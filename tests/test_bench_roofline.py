@@ -96,3 +96,10 @@ def test_a_failed_notebook_keeps_the_good_result_and_exits_non_zero(tmp_path, mo
     assert good.read_bytes() == before
     assert (tmp_path / f"02_paths_schedules__cpu__{tag}__failed.json").is_file()
     assert "error: 02_paths_schedules failed" in capsys.readouterr().err
+
+
+def test_mixed_precision_is_priced_at_the_dtype_the_card_gets():
+    """A T4 runs amp in fp16 (its tensor cores), the A100 and H100 in bf16 — as nbhelpers.runtime.amp_dtype picks."""
+    assert bench_dryrun._peaks("T4", amp=True) == (GPU_PEAKS["T4"]["fp16"],) * 2
+    assert bench_dryrun._peaks("A100", amp=True) == (GPU_PEAKS["A100"]["bf16"],) * 2
+    assert bench_dryrun._peaks("T4", amp=False) == (GPU_PEAKS["T4"]["fp32"], GPU_PEAKS["T4"]["tf32"])

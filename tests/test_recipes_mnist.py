@@ -36,6 +36,7 @@ def test_mnist_recipes_keep_figure1_and_name_bad_choices():
         assert len(r.unet.channel_mults) == 3 and r.unet.res_layers == 2 and r.unet.bottleneck_layers == 3
     gpu = mnist_recipe("gpu")
     assert (gpu.batch_size, gpu.steps, gpu.unet.channels) == (250, 5000, (32, 64, 128))  # seed 000 task 4b
+    assert gpu.train_config().amp and not mnist_recipe("cpu").train_config().amp  # mixed precision on the card only
     short = mnist_recipe("cpu", steps=40)
     assert short.steps == 40 and short.warmup_steps == 10 and short.lr_decay == mnist_recipe("cpu").lr_decay
     assert short.key("velocity", "linear") != short.key("score", "linear") != short.key("score", "cosine")

@@ -52,12 +52,15 @@ def sinusoidal_frequencies(n_freqs: int, max_freq: float = 500.0, min_freq: floa
     return min_freq * (max_freq / min_freq) ** k
 
 
-def sinusoidal_encoding(t: Tensor | float, n_freqs: int, max_freq: float = 500.0, min_freq: float = 1.0) -> Tensor:
+def sinusoidal_encoding(t: Tensor | float, n_freqs: int, max_freq: float = 500.0, min_freq: float = 1.0,
+                        freqs: Tensor | None = None) -> Tensor:
     """[sin(2π f_1 t), …, sin(2π f_n t), cos(2π f_1 t), …, cos(2π f_n t)] with f from
-    :func:`sinusoidal_frequencies`. Shapes: t ``(B,)`` → ``(B, 2·n_freqs)``; a scalar → ``(2·n_freqs,)``.
+    :func:`sinusoidal_frequencies` (or ``freqs``, those frequencies already on t's device: a module keeps them
+    as a buffer, so no table is built and uploaded on every forward). Shapes: t ``(B,)`` → ``(B, 2·n_freqs)``;
+    a scalar → ``(2·n_freqs,)``.
     """
     t = _time(t)
-    f = sinusoidal_frequencies(n_freqs, max_freq, min_freq).to(device=t.device)
+    f = (freqs if freqs is not None else sinusoidal_frequencies(n_freqs, max_freq, min_freq)).to(device=t.device)
     # angles in float64 so that high frequencies keep their phase; cast back afterwards
     angles = 2 * math.pi * t.to(torch.float64)[..., None] * f
     return _sin_cos(angles).to(t.dtype)

@@ -34,7 +34,7 @@ from torch import nn
 
 from .._checks import check_float, check_int, check_labels
 from ..dryrun import budget
-from ..runtime import PROFILES
+from ..runtime import PROFILES, autocast
 from ..ddpm import DDPM, SampleResult
 from ..guidance import CFGModel, drop_labels
 from ..models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
@@ -75,11 +75,13 @@ class PaperTimeEncoding(nn.Module):
             raise ValueError(f"T must be an integer >= 2, got {T!r}")
         self.T, self.n_freqs, self.dim = T, int(n_freqs), 2 * int(n_freqs)
         self.max_freq = T / 2.0
-        self.register_buffer("freqs", sinusoidal_frequencies(self.n_freqs, self.max_freq).float(), persistent=False)
+        # float64, as sinusoidal_encoding computes the angles; a buffer moves with the module, so a forward on
+        # the GPU builds and uploads nothing
+        self.register_buffer("freqs", sinusoidal_frequencies(self.n_freqs, self.max_freq), persistent=False)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t)
-        return sinusoidal_encoding(t.float(), self.n_freqs, self.max_freq).to(device=t.device)
+        return sinusoidal_encoding(t.float(), self.n_freqs, self.max_freq, freqs=self.freqs).to(device=t.device)
 
     def extra_repr(self) -> str:
         return f"T={self.T}, n_freqs={self.n_freqs}, max_freq={self.max_freq:g}"
@@ -237,7 +239,7 @@ def generate(
     (``n_steps``, ``eta``), in chunks of ``chunk``; states and x̂₀ at ``return_steps`` are kept on the CPU.
 
     w = 0 skips the unconditional pass ((0 + 1)·ε_c − 0·ε_u = ε_c), halving the cost. ``amp`` runs the
-    network under bf16 autocast on CUDA. ``x_T`` fixes the starting noise; otherwise it is drawn
+    network under the card's autocast dtype on CUDA (``nb.runtime.amp_dtype``: bf16 from sm_80, fp16 below). ``x_T`` fixes the starting noise; otherwise it is drawn
     with ``generator``. Returns a :class:`nb.ddpm.SampleResult` (``x`` on the CPU, float32).
     """
     if sampler not in SAMPLERS:
@@ -262,7 +264,7 @@ def generate(
         y = labels[i:i + chunk]
         start = (x_T[i:i + chunk].to(device) if x_T is not None else
                  randn((y.shape[0], 1, 28, 28), generator, device))
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+        with autocast(device, enabled=amp):
             if sampler == "ancestral":
                 out = ddpm.sample(model, start, y=y, generator=generator, return_steps=return_steps)
             else:
@@ -301,7 +303,7 @@ def edit(
     k0 = int(round(float(t0) * ddpm.T))
     if guidance_w != 0.0:
         model = CFGModel(model, guidance_w, num_classes)
-    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+    with autocast(device, enabled=amp):
         out = ddpm.sample(model, x_start=images.to(device), y=labels.to(device), start_step=k0, generator=generator)
     return out.x.float().cpu()
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...ddpm import DDPM, LOSS_KINDS, SampleResult
-from ...runtime import randn
+from ...runtime import autocast as _autocast, randn
 from ...training import world
 from .data import AFHQImages
 
@@ -191,12 +191,14 @@ def as_loss_fn(p_losses: Callable[[Diffusion, torch.Tensor, torch.Tensor, torch.
 
 
 def autocast(device: torch.device):
-    return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    """The card's mixed precision for sampling (:func:`nbhelpers.runtime.autocast`: bf16 from sm_80, fp16 on a
+    T4, none on the CPU)."""
+    return _autocast(device)
 
 
 @torch.no_grad()
 def sample_images(diffusion: Diffusion, n: int, generator: torch.Generator | None = None, batch_size: int = 500) -> torch.Tensor:
-    """``n`` samples in [−1, 1] by Alg. 2, in batches of ``batch_size`` (bf16 autocast on CUDA).
+    """``n`` samples in [−1, 1] by Alg. 2, in batches of ``batch_size`` (the card's autocast on CUDA).
 
     A CPU ``generator`` gives the same draws on every device (they are made on the CPU and moved).
     """
