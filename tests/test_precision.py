@@ -210,3 +210,18 @@ def test_range_checks_stay_for_host_tensors(where):
     else:
         with pytest.raises(ValueError, match=r"step k must lie in 0\.\.10, got values in 0\.\.11"):
             DDPM.from_schedule("linear", 10).q_sample(torch.zeros(2, 2), torch.tensor([0, 11]))
+
+
+def test_the_process_group_waits_for_rank_0s_fid(monkeypatch):
+    """Under torchrun the other ranks wait at a barrier while rank 0 scores FID: the group's timeout must
+    outlast NCCL's 10-minute default watchdog."""
+    import datetime
+
+    from nbhelpers.recipes.afhq import trainer
+
+    seen = {}
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend, timeout: seen.update(b=backend, t=timeout))
+    device, started = trainer._init_distributed(torch.device("cpu"))
+    assert started and seen["b"] == "gloo" and seen["t"] >= datetime.timedelta(minutes=30)

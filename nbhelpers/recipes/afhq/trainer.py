@@ -7,6 +7,7 @@ CPU, nccl on CUDA) and every rank trains on its slice of the same global batch.
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import math
 import os
@@ -202,6 +203,10 @@ def adopt_checkpoint(src: str | Path, dst: str | Path, key: dict[str, Any], conf
     return step
 
 
+DISTRIBUTED_TIMEOUT_MIN = 60
+"""How long a rank waits at a collective (e.g. while rank 0 computes FID) before the process group gives up."""
+
+
 def _init_distributed(device: torch.device) -> tuple[torch.device, bool]:
     """Start the process group under torchrun (``WORLD_SIZE`` set): gloo on CPU, nccl on CUDA."""
     if "WORLD_SIZE" not in os.environ or torch.distributed.is_initialized():
@@ -210,7 +215,10 @@ def _init_distributed(device: torch.device) -> tuple[torch.device, bool]:
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    # While rank 0 alone samples and scores FID (minutes for 1,000 samples on a small card), the other ranks
+    # wait at a barrier: NCCL's default watchdog (10 min) would kill them, so the group waits up to an hour.
+    torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                         timeout=datetime.timedelta(minutes=DISTRIBUTED_TIMEOUT_MIN))
     return device, True
 
 
