@@ -35,7 +35,6 @@ status=0
 step "make test" make test || status=1
 grep -E '^(=+ .*(passed|failed).* =+|[0-9]+ passed)' "$work/make test.log" | tail -n 1
 grep -E '^SKIPPED' "$work/make test.log" | sed 's/^/  /'  # what a machine without data or extras leaves out, and why
-grep -c 'STAND-IN DATA' "$work/make test.log" >/dev/null && echo "  stand-in banners seen in the smoke notebooks: yes"
 step "make notebooks 01,08 smoke" make notebooks NOTEBOOKS=01,08 PROFILE=smoke || status=1
 for nb in 01_sdes 08_afhq_ddpm; do
   m="$clone/build/metrics/$nb.json"
