@@ -190,9 +190,17 @@ def _stop(worker: threading.Thread, grace: float = 0.3) -> bool:
     daemon thread, so it never keeps the kernel or the interpreter alive."""
     deadline = time.monotonic() + grace
     while worker.is_alive() and time.monotonic() < deadline:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(_Stop))
+        try:  # raised at the thread's next bytecode: a call stuck in one long C call stops only when it returns
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(_Stop))
+        except AttributeError:  # not CPython: the thread is left to finish on its own
+            break
         worker.join(0.02)
     return not worker.is_alive()
+
+
+def _default_device() -> torch.device | None:
+    get = getattr(torch, "get_default_device", None)  # torch >= 2.3
+    return get() if get is not None else None
 
 
 class _Job:
@@ -203,7 +211,7 @@ class _Job:
     def __init__(self, call: Callable[[], Any]) -> None:
         self.call = call
         self.grad = torch.is_grad_enabled()
-        self.device = torch.get_default_device()
+        self.device = _default_device()
         self.cuda = torch.cuda.current_device() if torch.cuda.is_initialized() else None
         self.done = threading.Event()
         self.value: Any = None
@@ -213,7 +221,7 @@ class _Job:
         try:
             with contextlib.ExitStack() as stack:
                 stack.enter_context(torch.set_grad_enabled(self.grad))
-                if self.device != torch.get_default_device():
+                if self.device is not None and self.device != _default_device():
                     stack.enter_context(self.device)
                 if self.cuda is not None:
                     stack.enter_context(torch.cuda.device(self.cuda))
@@ -376,9 +384,10 @@ class _Snapshot:
     case and the later cases still see the original inputs."""
 
     MAX_TENSORS = 256
+    MAX_COPY = 1 << 22  # elements: a larger input (a data set) is watched through its version counter, not copied
 
     def __init__(self, got: Callable[..., Any]) -> None:
-        self.tensors: list[tuple[str, Any, Tensor, Tensor]] = []  # (label, root, tensor, copy)
+        self.tensors: list[tuple[str, Any, Tensor, Tensor | int]] = []  # (label, root, tensor, copy or version)
         self.slots: list[tuple[str, Any, Any, str, Any]] = []  # (label, root, owner, attribute, tensor held)
         self._seen: set[int] = set()
         try:
@@ -405,7 +414,7 @@ class _Snapshot:
         out += list((func.__kwdefaults__ or {}).items())
         for name in code.co_names:  # module-level inputs such as a shared SDE object
             v = func.__globals__.get(name)
-            if isinstance(v, Tensor) or (type(v).__module__.startswith("nbhelpers") and not isinstance(v, type)
+            if isinstance(v, Tensor) or (str(type(v).__module__).startswith("nbhelpers") and not isinstance(v, type)
                                          and not inspect.isroutine(v) and not inspect.ismodule(v)):
                 out.append((name, v))
         if depth > 0:  # helper functions of the case (from_two, first_ddim_step, …) and their inputs
@@ -418,9 +427,10 @@ class _Snapshot:
         if len(self.tensors) >= self.MAX_TENSORS:
             return
         if isinstance(v, Tensor):
-            if id(v) not in self._seen and v.layout == torch.strided and v.device.type != "meta":
+            if id(v) not in self._seen and v.layout == torch.strided and v.device.type != "meta" \
+                    and not v.is_inference():
                 self._seen.add(id(v))
-                self.tensors.append((label, root, v, v.detach().clone()))
+                self.tensors.append((label, root, v, v.detach().clone() if v.numel() <= self.MAX_COPY else v._version))
             return
         if depth <= 0 or inspect.isfunction(v) or inspect.ismodule(v) or isinstance(v, type) or id(v) in self._seen:
             return
@@ -458,6 +468,10 @@ class _Snapshot:
                 pass
         for label, root, t, copy in self.tensors:
             try:
+                if isinstance(copy, int):  # too large to copy: an in-place write is seen, not undone
+                    if t._version != copy:
+                        changed.append((label, root, "modified"))
+                    continue
                 if not _same(t.detach(), copy):
                     changed.append((label, root, "modified"))
                     with torch.no_grad():
