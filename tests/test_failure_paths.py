@@ -377,3 +377,29 @@ def test_a_failed_dry_run_row_never_replaces_a_good_one(capsys):
     merged = bench_dryrun.merge(old, new)
     assert merged["notebooks"]["02"]["status"] == "ok" and merged["notebooks"]["02"]["wall_s"] == 4.0
     assert "02 failed in this run; its recorded row (ok) is kept" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- a resumed run writes what its interrupted step owed
+def test_a_resumed_afhq_run_writes_the_samples_its_interrupted_step_owed(tmp_path):
+    from nbhelpers.recipes import afhq
+    from nbhelpers.training import train
+
+    torch.manual_seed(0)
+    diffusion = afhq.make_diffusion(8, 5, 4)
+    cats = afhq.AFHQImages((torch.rand(16, 3, 8, 8) * 255).to(torch.uint8), tmp_path, "cat")
+    cfg = afhq.AFHQConfig(image_size=8, batch_size=4, time_steps=5, unet_dim=4, train_steps=6, save_and_sample_every=2)
+    ckpt, out = tmp_path / "model.pt", tmp_path / "out"
+
+    def killed_before_the_hook(step, loss):  # the checkpoint of step 2 is written, its samples are not
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(diffusion, afhq.diffusion_loss, afhq.make_batch_fn(cats, diffusion, 4), afhq.train_config(cfg),
+              checkpoint=ckpt, progress=False, on_step=killed_before_the_hook)
+    logs = []
+    hook = afhq.SampleAndScore(diffusion, ckpt, 2, out_dir=out, grid_size=4, log=logs.append)
+    assert hook.owed() == 2
+    assert hook.catch_up() == 2 and (out / "sample-000002.png").is_file()
+    assert logs == ["step 2: writing the samples the interrupted run owed"]
+    assert hook.owed() is None and hook.catch_up() is None  # written once

@@ -158,6 +158,7 @@ def train_with_fid(diffusion: Diffusion, data: AFHQImages, cfg: AFHQConfig, loss
     ckpt = checkpoint_path(f"afhq_ddpm_{cfg.train_steps}steps", key, profile=profile)
     hook = SampleAndScore(diffusion, ckpt, every=cfg.save_and_sample_every, fid=fid, fid_samples=fid_samples,
                           seed=cfg.seed)
+    hook.catch_up()  # a resumed run first scores the step its interrupted run checkpointed but never scored
     res = train(diffusion, loss_fn, make_batch_fn(data, diffusion, cfg.batch_size), train_config(cfg),
                 checkpoint=ckpt, key=key, retrain=retrain, on_step=hook, desc=desc)
     hook.finish(res)

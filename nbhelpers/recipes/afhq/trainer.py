@@ -76,6 +76,27 @@ class SampleAndScore:
         self.sampler.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
         self._outputs(step, [float(v) for v in state["losses"].tolist()])
 
+    def owed(self) -> int | None:
+        """The step of an unfinished checkpoint whose outputs were never written (a run killed between writing
+        that checkpoint and this hook), else None: a resume starts after that step, so nothing else writes them."""
+        if self.every <= 0 or not self.checkpoint.exists():
+            return None
+        state = load_checkpoint(self.checkpoint, map_location="cpu")
+        step = int(state["step"])
+        if state.get("finished") or step == 0 or step % self.every:
+            return None
+        grid_missing = self.out_dir is not None and not (self.out_dir / f"sample-{step:06d}.png").exists()
+        fid_missing = self.fid is not None and step not in self.fid_history
+        return step if grid_missing or fid_missing else None
+
+    def catch_up(self) -> int | None:
+        """Write the outputs :meth:`owed` names, from that checkpoint; returns the step, or None."""
+        step = self.owed()
+        if step is not None:
+            self.log(f"step {step}: writing the samples the interrupted run owed")
+            self(step, float("nan"))
+        return step
+
     def finish(self, result: TrainResult) -> None:
         """Outputs for the last step from the trained result (EMA weights when there are any)."""
         self.sampler.load_state_dict(unwrap(result.sampling_model).state_dict())
@@ -357,6 +378,8 @@ def _train_afhq_locked(cfg: AFHQConfig, on_step: Callable[[int, float], None] | 
         save_folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(save_folder / "config.json",
                            json.dumps({**asdict(cfg), "world_size": world_size, "device": str(device)}, indent=2).encode())
+    if main_rank:
+        hook.catch_up()  # a resumed run first writes what its interrupted step owed
     started = time.perf_counter()
     res = train(diffusion, diffusion_loss, batch_fn, tconfig, checkpoint=ckpt,
                 key=key, progress=cfg.progress, desc=f"AFHQ {cfg.data_class}", on_step=on_step_all)
