@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 import torch
 from nbhelpers.cli import tool_errors
+from nbhelpers.dryrun import flop_counter
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from .common import describe_machine, machine, machine_tag, replace_block, si, write_json
 
@@ -88,7 +88,7 @@ def step_flops(case: Case) -> int:
     opt = torch.optim.AdamW(unwrap(model).parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
     batch = case.batch_fn(g)
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with counter:
         loss = case.loss_fn(model, batch, g)
         opt.zero_grad(set_to_none=True)
@@ -118,7 +118,7 @@ def step_seconds(case: Case, warmup: int, timed: int) -> float:
 @torch.no_grad()
 def sampler_cost(case: Case, timed: int) -> tuple[int, float]:
     case.model.eval()
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with counter:
         case.sample_call()
     times = []

@@ -103,3 +103,39 @@ def test_mixed_precision_is_priced_at_the_dtype_the_card_gets():
     assert bench_dryrun._peaks("T4", amp=True) == (GPU_PEAKS["T4"]["fp16"],) * 2
     assert bench_dryrun._peaks("A100", amp=True) == (GPU_PEAKS["A100"]["bf16"],) * 2
     assert bench_dryrun._peaks("T4", amp=False) == (GPU_PEAKS["T4"]["fp32"], GPU_PEAKS["T4"]["tf32"])
+
+
+def test_attention_on_the_cpu_is_counted_by_hand():
+    """FlopCounterMode alone counts 0 for the CPU's SDPA kernel; nbhelpers.dryrun.flop_counter counts
+    4·B·H·L²·d forward and 2.5× that backward (four products and the recomputed QKᵀ of a flash kernel), the
+    formulas PyTorch uses for its CUDA kernels."""
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nbhelpers.dryrun import flop_counter
+
+    B, H, L, d = 2, 3, 49, 8
+    q, k, v = (torch.randn(B, H, L, d, requires_grad=True) for _ in range(3))
+    plain = FlopCounterMode(display=False)
+    with plain:
+        F.scaled_dot_product_attention(q, k, v)
+    counted = flop_counter()
+    with counted:
+        out = F.scaled_dot_product_attention(q, k, v)
+    fwd = counted.get_total_flops()
+    with counted:
+        out.sum().backward()
+    assert plain.get_total_flops() == 0  # what the dry run used to see
+    assert fwd == 4 * B * H * L * L * d
+    assert counted.get_total_flops() == 5 * fwd // 2  # the counter restarts on entry: the backward alone
+
+
+def test_a_convolution_is_counted_by_hand():
+    conv = nn.Conv2d(4, 8, 3, padding=1, bias=False)
+    x = torch.randn(2, 4, 7, 7)
+    from nbhelpers.dryrun import flop_counter
+
+    counter = flop_counter()
+    with counter:
+        conv(x)
+    assert counter.get_total_flops() == 2 * 2 * 7 * 7 * 8 * 4 * 3 * 3  # 2·B·H·W·C_out·C_in·k²
