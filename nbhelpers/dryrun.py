@@ -193,7 +193,7 @@ class NetworkBudget(nn.Module):
     input ``x``, so a sampler keeps running with the same shapes after the budget is spent. The
     number of batches is capped too: once a sampler call has evaluated the same networks on an input
     of the same shape, later calls (a sweep over a guidance weight or σ, the chunks of a big sample)
-    get zeros from the start. A module itself (``f`` a network is its submodule), so code that asks a
+    evaluate once — their own cost is counted, never another call's — and get zeros after that. A module itself (``f`` a network is its submodule), so code that asks a
     model for its device still can.
     """
 
@@ -218,10 +218,10 @@ class NetworkBudget(nn.Module):
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         key = (self._nets, tuple(x.shape), x.dtype)
         done = self._done()
-        if self.calls == 0 and self.left > 0 and key in done:  # this network at this batch has run already
-            self.left = 0
-            if record_path() is not None:
-                self.record = self._describe(x, done[key])
+        if self.calls == 0 and self.left > 0 and key in done:  # these networks at this batch have run already:
+            # one evaluation still counts this call's own cost — the same networks can cost differently
+            # (05's σ = 0 never evaluates the score network, σ > 0 does) — then zeros
+            self.left = 1
         if self.left <= 0:
             self.skipped += 1
             return torch.zeros_like(x)

@@ -166,17 +166,36 @@ def test_samplers_cap_network_evaluations(monkeypatch):
     assert net.calls == 2
 
 
-def test_a_network_runs_once_per_batch_shape(monkeypatch):
+def test_a_network_runs_once_per_call_after_its_first_batch(monkeypatch):
     """A sweep (guidance weights, σ values) calls the sampler again and again with the same network and
-    batch: only the first call evaluates it; another batch shape evaluates it again."""
+    batch: the first call evaluates it up to the cap, each later call once (its own cost is counted, not
+    the first call's); another batch shape starts again."""
     monkeypatch.setenv(dryrun.MAX_STEPS_ENV, "2")
     ddpm = DDPM.from_schedule("linear", 20)
     net = Counting()
     for _ in range(3):
         assert ddpm.sample(net, (4, 2), generator=torch.Generator().manual_seed(0)).x.shape == (4, 2)
-    assert net.calls == 2
+    assert net.calls == 2 + 1 + 1
     ddpm.sample(net, (8, 2), generator=torch.Generator().manual_seed(0))
-    assert net.calls == 4
+    assert net.calls == 6
+
+
+def test_a_later_call_is_charged_its_own_cost(monkeypatch, tmp_path):
+    """05's σ sweep: the σ = 0 call never evaluates the score network, σ > 0 does. Each call's record
+    carries the FLOPs of its own first evaluation, not the cost cached from the first call."""
+    monkeypatch.setenv(dryrun.MAX_STEPS_ENV, "2")
+    flow, score = nn.Linear(2, 2), nn.Linear(2, 2)
+    x = torch.ones(4, 2)
+
+    def field(sigma):
+        return lambda z, t: flow(z) + (sigma * score(z) if sigma else 0)
+
+    costs = []
+    for sigma in (0.0, 1.0):
+        f = dryrun.NetworkBudget(field(sigma), 2)
+        f(x, None)
+        costs.append(dryrun._EVALUATED[flow][(f._nets, (4, 2), torch.float32)])
+    assert costs[1] == 2 * costs[0]
 
 
 def test_analytic_fields_are_not_capped(monkeypatch):
