@@ -11,13 +11,14 @@ DEVICE ?= auto
 NOTEBOOKS ?= all
 PYTEST_ARGS ?=
 
-.PHONY: notebooks test unit bench venv clean help readme-figures colab-badges exercises fresh-check
+.PHONY: notebooks test unit bench venv clean help readme-figures colab-badges exercises fresh-check gpu-check
 
 help:
 	@echo "make notebooks [PROFILE=auto|smoke|cpu|gpu] [NOTEBOOKS=01,02] [DEVICE=auto|cpu|cuda|mps]"
 	@echo "make test       unit tests and every notebook in the smoke profile"
 	@echo "make unit       the fast unit tests (tests marked slow are left to make test)"
 	@echo "make bench      benchmark runner (python -m benchmarks)"
+	@echo "make gpu-check  on a CUDA machine: time every gpu preset's step and sampler call against the predictions"
 	@echo "make readme-figures [NOTEBOOKS=04,07]  copy the README's figures from the last run into figures/readme/"
 	@echo "make colab-badges  re-stamp Colab badges, install cells and run costs from pyproject's [project.urls]"
 	@echo "make exercises  write the student edition (exercises/) from the notebooks' solution markers"
@@ -60,6 +61,10 @@ colab-badges: venv
 # the student edition: solution bodies become NotImplementedError, answer cells prompts (committed; a test checks it)
 exercises: venv
 	$(PY) -m tools.make_exercises
+
+# on a CUDA machine: one timed step and one sampler call of every gpu preset, measured against the predictions
+gpu-check: venv
+	$(PY) -m benchmarks.gpu_check --device $(if $(filter auto,$(DEVICE)),cuda,$(DEVICE))
 
 # the README's two commands in a fresh clone under /tmp: new HOME, no data directory (tools/fresh_check.sh)
 fresh-check:

@@ -135,93 +135,123 @@ def _images(n: int, c: int, s: int, g: torch.Generator) -> torch.Tensor:
     return torch.rand(n, c, s, s, generator=g) * 2 - 1
 
 
-def cases(include_gpu: bool = True) -> list[Case]:
+SAMPLE_BATCH: dict[str, dict[str, int]] = {
+    # the batch each notebook's sampler evaluates its network at, per profile (03: the evaluation points;
+    # 04/05: chunks of 500; 06: 5,000 per class, two classes; 07: guided chunks of 500, i.e. 1,000; 08: 500)
+    "smoke": {"03": 256, "04": 16, "05": 16, "06": 64, "07": 16, "08": 16},
+    "cpu": {"03": 20_000, "04": 500, "05": 500, "06": 5000, "07": 500, "08": 500},
+    "gpu": {"03": 50_000, "04": 500, "05": 500, "06": 5000, "07": 500, "08": 500},
+}
+
+
+def preset_cases(profile: str, device: str | torch.device = "cpu") -> list[Case]:
+    """One :class:`Case` per training of the series at ``profile``'s preset (model, batch, optimisation,
+    mixed precision), on ``device``, with the notebook's sampler batch: what ``benchmarks.gpu_check`` times
+    on a card, and (cpu) what the roofline measures. Data are random tensors of the right shapes."""
     from nbhelpers.data import ImageDataset
     from nbhelpers.ddpm import DDPM
     from nbhelpers.distributions import toy_gmm, two_pixel
     from nbhelpers.guidance import drop_labels
     from nbhelpers.losses import flow_matching_loss, score_matching_loss
-    from nbhelpers.models.mlp import TimeMLP
+    from nbhelpers.models.mlp import ScoreFromNoise, TimeMLP
     from nbhelpers.models.two_pixel import TwoPixelUNet
     from nbhelpers.models.unet import UNet
     from nbhelpers.paths import GaussianPath
     from nbhelpers.recipes import afhq, cfg_mnist
-    from nbhelpers.models.mlp import ScoreFromNoise
     from nbhelpers.recipes.mnist import mnist_recipe
     from nbhelpers.training import TrainConfig
 
+    dev = torch.device(device)
+    big = SAMPLE_BATCH[profile]
     g = torch.Generator().manual_seed(0)
     out: list[Case] = []
 
-    # 03: TimeMLP(2, 64, 4) by flow matching; the sampler evaluates the 20k (cpu) / 50k (gpu) evaluation points at once
-    gmm, path = toy_gmm(), GaussianPath("linear")
-    for profile, batch, n_eval in (("cpu", 512, 20_000), ("gpu", 1024, 50_000)):
-        if profile == "gpu" and not include_gpu:
-            continue
-        torch.manual_seed(0)
-        mlp = TimeMLP(dim=2, hidden=64, depth=4)
-        x_eval, t_eval = torch.randn(n_eval, 2, generator=g), torch.full((n_eval,), 0.5)
-        out.append(Case("03 MLP flow matching", profile, mlp,
-                        lambda m, z, gen: flow_matching_loss(m, z, path, gen),
-                        lambda gen, b=batch: gmm.sample(b, generator=gen),
-                        TrainConfig(steps=1, lr=2e-3, ema_decay=0.999),
-                        lambda m=mlp, x=x_eval, t=t_eval: m(x, t), n_eval))
+    def images(n: int, c: int, s: int) -> torch.Tensor:
+        return _images(n, c, s, g).to(dev)
 
-    # 04 / 05: the Figure-1 UNet on MNIST (cpu recipe); samplers chunk 500 images
-    recipe = mnist_recipe("cpu")
-    mnist = ImageDataset(_images(2048, 1, 28, g), torch.zeros(2048, dtype=torch.long), "random")
-    x500, t500 = _images(500, 1, 28, g).contiguous(memory_format=torch.channels_last), torch.rand(500, generator=g)
+    # 03: TimeMLP(2, 64, 4) by flow matching; the sampler evaluates all evaluation points at once
+    gmm, path = toy_gmm(), GaussianPath("linear")
+    batch03 = {"smoke": 64, "cpu": 512, "gpu": 1024}[profile]
     torch.manual_seed(0)
-    unet = UNet(recipe.unet).to(memory_format=torch.channels_last)
-    out.append(Case("04 UNet velocity (MNIST)", "cpu", unet, lambda m, b, gen: flow_matching_loss(m, b.x, path, gen),
+    mlp = TimeMLP(dim=2, hidden=64, depth=4).to(dev)
+    x_eval, t_eval = torch.randn(big["03"], 2, generator=g).to(dev), torch.full((big["03"],), 0.5, device=dev)
+    out.append(Case("03 MLP flow matching", profile, mlp, lambda m, z, gen: flow_matching_loss(m, z, path, gen),
+                    lambda gen, b=batch03: gmm.sample(b, generator=gen).to(dev),
+                    TrainConfig(steps=1, lr=2e-3, ema_decay=0.999), lambda m=mlp, x=x_eval, t=t_eval: m(x, t), big["03"]))
+
+    # 04 / 05: the Figure-1 UNet on MNIST; samplers chunk their images
+    recipe = mnist_recipe(profile)
+    mnist = ImageDataset(images(2048, 1, 28), torch.zeros(2048, dtype=torch.long, device=dev), "random")
+    xs = images(big["04"], 1, 28).contiguous(memory_format=torch.channels_last)
+    ts = torch.rand(big["04"], generator=g).to(dev)
+    torch.manual_seed(0)
+    unet = UNet(recipe.unet).to(dev, memory_format=torch.channels_last)
+    out.append(Case("04 UNet velocity (MNIST)", profile, unet, lambda m, b, gen: flow_matching_loss(m, b.x, path, gen),
                     mnist.batcher(recipe.batch_size, labels=False), recipe.train_config(),
-                    lambda m=unet: m(x500, t500), 500))
+                    lambda m=unet: m(xs, ts), big["04"]))
     torch.manual_seed(0)
-    score = ScoreFromNoise.on_path(UNet(recipe.unet), path).to(memory_format=torch.channels_last)
-    out.append(Case("05 UNet score (MNIST)", "cpu", score,
+    score = ScoreFromNoise.on_path(UNet(recipe.unet), path).to(dev, memory_format=torch.channels_last)
+    out.append(Case("05 UNet score (MNIST)", profile, score,
                     lambda m, b, gen: score_matching_loss(m, b.x, path, generator=gen, weighting="beta2"),
                     mnist.batcher(recipe.batch_size, labels=False), recipe.train_config(),
-                    lambda m=score: m(x500, t500), 500))
+                    lambda m=score: m(xs, ts), big["05"]))
 
-    # 06: the class-conditional two-pixel UNet, T = 50, one thread (as the notebook runs it); samples 5000 at once
+    # 06: the class-conditional two-pixel UNet, T = 50; samples 5,000 of each class at once
     tp = two_pixel()
     ddpm50 = DDPM.from_schedule("cosine", 50)
-    for profile, batch in (("cpu", 256), ("gpu", 1024)):
-        if profile == "gpu" and not include_gpu:
-            continue
-        torch.manual_seed(0)
-        net = TwoPixelUNet(num_classes=2, channels=(64, 128), embed_dim=64, fourier_scale=4.0)
-        x5k, t5k = torch.randn(10_000, 2, generator=g), torch.rand(10_000, generator=g)
-        y5k = torch.cat([torch.zeros(5000, dtype=torch.long), torch.full((5000,), 2)])
-
-        def loss06(m, b, gen):
-            return ddpm50.loss(m, b.x, drop_labels(b.labels, 0.2, 2, gen), kind="l2", generator=gen)
-
-        out.append(Case("06 two-pixel UNet (CFG)", profile, net, loss06,
-                        lambda gen, b=batch: tp.sample_with_labels(b, gen), TrainConfig(steps=1, lr=3e-3),
-                        lambda m=net: m(x5k, t5k, y5k), 5000, threads=1))
-
-    # 07: the attention UNet with classifier-free guidance (cosine, T 200); guided chunks of 500 → batch 1000
-    P = cfg_mnist.preset("cosine", "cpu")
+    batch06 = {"smoke": 64, "cpu": 256, "gpu": 1024}[profile]
     torch.manual_seed(0)
-    m07 = cfg_mnist.build_model(P)
-    labelled = ImageDataset(_images(2048, 1, 28, g), torch.arange(2048) % 10, "random")
-    x1k = _images(1000, 1, 28, g).contiguous(memory_format=torch.channels_last)
-    t1k, y1k = torch.rand(1000, generator=g), torch.cat([torch.arange(500) % 10, torch.full((500,), 10)])
-    out.append(Case("07 attention UNet (CFG MNIST)", "cpu", m07,
+    net = TwoPixelUNet(num_classes=2, channels=(64, 128), embed_dim=64, fourier_scale=4.0).to(dev)
+    n06 = 2 * big["06"]
+    x06, t06 = torch.randn(n06, 2, generator=g).to(dev), torch.rand(n06, generator=g).to(dev)
+    y06 = torch.cat([torch.zeros(n06 // 2, dtype=torch.long), torch.full((n06 - n06 // 2,), 2)]).to(dev)
+
+    def loss06(m, b, gen):
+        return ddpm50.loss(m, b.x, drop_labels(b.labels, 0.2, 2, gen), kind="l2", generator=gen)
+
+    def batch06_fn(gen, b=batch06):
+        s = tp.sample_with_labels(b, gen)
+        return type(s)(s.x.to(dev), s.labels.to(dev)) if dev.type != "cpu" else s
+
+    out.append(Case("06 two-pixel UNet (CFG)", profile, net, loss06, batch06_fn, TrainConfig(steps=1, lr=3e-3),
+                    lambda m=net: m(x06, t06, y06), big["06"], threads=1 if dev.type == "cpu" else None))
+
+    # 07: the attention UNet with classifier-free guidance; guided chunks double the batch
+    P = cfg_mnist.preset("cosine", profile)
+    torch.manual_seed(0)
+    m07 = cfg_mnist.build_model(P, dev)
+    labelled = ImageDataset(images(2048, 1, 28), (torch.arange(2048) % 10).to(dev), "random")
+    n07 = big["07"]
+    x07 = images(2 * n07, 1, 28).contiguous(memory_format=torch.channels_last)
+    t07 = torch.rand(2 * n07, generator=g).to(dev)
+    y07 = torch.cat([torch.arange(n07) % 10, torch.full((n07,), 10)]).to(dev)
+    out.append(Case("07 attention UNet (CFG MNIST)", profile, m07,
                     cfg_mnist.cfg_loss(P.ddpm(), P.p_uncond, channels_last=P.channels_last),
-                    labelled.batcher(P.batch_size), P.train_config(), lambda m=m07: m(x1k, t1k, y1k), 500))
+                    labelled.batcher(P.batch_size), P.train_config(), lambda m=m07: m(x07, t07, y07), n07))
 
-    # 08: seed 004's UNet (dim 16) at 32 px, batch 32, T 50, L1 loss (cpu and gpu profiles are the same sizes)
+    # 08: seed 004's UNet at its flags (32 px, batch 32, T 50, dim 16 in cpu and gpu; smaller in smoke)
+    size, dim = (16, 8) if profile == "smoke" else (32, 16)
     torch.manual_seed(0)
-    diffusion = afhq.make_diffusion(32, 50, 16)
-    cats = afhq.AFHQImages((torch.rand(512, 3, 32, 32, generator=g) * 255).to(torch.uint8), afhq.default_data_path(), "cat")
-    cfg = afhq.AFHQConfig(train_steps=1, batch_size=32, image_size=32, time_steps=50, unet_dim=16)
-    x08, t08 = _images(500, 3, 32, g), torch.randint(0, 50, (500,), generator=g)
-    out.append(Case("08 AFHQ UNet (DDPM)", "cpu = gpu", diffusion, afhq.diffusion_loss,
+    diffusion = afhq.make_diffusion(size, 50, dim, device=dev)
+    cats = afhq.AFHQImages((torch.rand(512, 3, size, size, generator=g) * 255).to(torch.uint8).to(dev),
+                           afhq.default_data_path(), "cat")
+    cfg = afhq.AFHQConfig(train_steps=1, batch_size=32, image_size=size, time_steps=50, unet_dim=dim)
+    x08, t08 = images(big["08"], 3, size), torch.randint(0, 50, (big["08"],), generator=g).to(dev)
+    out.append(Case("08 AFHQ UNet (DDPM)", profile, diffusion, afhq.diffusion_loss,
                     afhq.make_batch_fn(cats, diffusion, 32), afhq.train_config(cfg),
-                    lambda m=diffusion: m.model(x08, t08), 500))
+                    lambda m=diffusion: m.model(x08, t08), big["08"]))
     return out
+
+
+def cases(include_gpu: bool = True) -> list[Case]:
+    """The roofline's rows: every training at its cpu preset, and 03's and 06's at their gpu batches too
+    (both are overhead-bound: the batch is what changes)."""
+    rows = preset_cases("cpu")
+    if include_gpu:
+        gpu = {c.name[:2]: c for c in preset_cases("gpu") if c.name[:2] in ("03", "06")}
+        rows.insert(1, gpu["03"])
+        rows.insert(6, gpu["06"])
+    return rows
 
 
 def measure(case: Case, warmup: int, timed: int, peaks: dict[int, dict[str, float]]) -> dict[str, Any]:
