@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from .runtime import DEVICE_ENV, PROFILES, ROOT, build_dir, get_device, metrics_dir, resolve_profile
+from .cli import tool_errors
+from .runtime import DEVICE_ENV, PROFILES, ROOT, atomic_write_bytes, build_dir, get_device, metrics_dir, resolve_profile
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 BENCHMARK_RESULTS = ROOT / "benchmarks" / "results"
@@ -282,6 +283,9 @@ def run_notebook(name: str, profile: str = "auto", device: str = "auto", paramet
         metrics = payload.get("metrics", {})
         resolved = payload.get("device", "")
         profile = payload.get("profile", profile)
+        # the notebook ran to its last cell: only now are its metrics a finished run's
+        payload["complete"] = status == "ok"
+        atomic_write_bytes(metrics_file, json.dumps(payload, indent=2, sort_keys=True).encode())
     return NotebookResult(name, profile, device, status, seconds, out, error, metrics, resolved)
 
 
@@ -309,6 +313,7 @@ def check_environment() -> None:
                              f"got {raw!r}")
 
 
+@tool_errors  # a read-only build/, a full disk: one error line, not a traceback
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nbhelpers.runner", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="auto", choices=("auto",) + PROFILES)

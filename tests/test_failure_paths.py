@@ -403,3 +403,71 @@ def test_a_resumed_afhq_run_writes_the_samples_its_interrupted_step_owed(tmp_pat
     assert hook.catch_up() == 2 and (out / "sample-000002.png").is_file()
     assert logs == ["step 2: writing the samples the interrupted run owed"]
     assert hook.owed() is None and hook.catch_up() is None  # written once
+
+
+# --------------------------------------------------------------------------- notebook size parameters have an upper bound
+@pytest.mark.parametrize("value,ok", [(1_000_000_000, False), (10**6, False), (100_000, True), (5, True)])
+def test_a_size_parameter_is_bounded_by_its_profile_defaults(run, value, ok):
+    if ok:
+        assert run.param("n_paths", value, smoke=10, cpu=200, gpu=1000) == value
+    else:
+        with pytest.raises(ValueError, match=r"parameter n_paths must be an integer in \[1, 100000\].*got " + str(value)):
+            run.param("n_paths", value, smoke=10, cpu=200, gpu=1000)
+
+
+def test_a_run_records_the_commit_it_ran_and_the_gallery_cites_it(run, tmp_path, monkeypatch):
+    from tools import readme_figures
+
+    run.report("x", 1.0)
+    record = json.loads(run.metrics_path.read_text())
+    assert record["commit"] == runtime.source_commit() and record["commit"]
+    figs = tmp_path / "figs" / "01_sdes"
+    figs.mkdir(parents=True)
+    (figs / f"{readme_figures.GALLERY['01_sdes']}.png").write_bytes(b"png")
+    metrics = tmp_path / "m"
+    metrics.mkdir()
+    (metrics / "01_sdes.json").write_text(json.dumps({**record, "notebook": "01_sdes", "profile": "cpu",
+                                                      "commit": "abc1234", "complete": True}))
+    assert readme_figures.provenance("01_sdes", tmp_path / "figs", metrics)["commit"] == "abc1234"
+    old = json.loads((metrics / "01_sdes.json").read_text())
+    del old["commit"]
+    (metrics / "01_sdes.json").write_text(json.dumps(old))
+    assert readme_figures.provenance("01_sdes", tmp_path / "figs", metrics)["commit"].endswith("(at copy time)")
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_metrics_are_marked_complete_only_when_the_notebook_ran_to_its_end(tmp_path, monkeypatch, fails):
+    import papermill
+
+    from tools import readme_figures
+
+    monkeypatch.setenv("NBHELPERS_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.delenv("NBHELPERS_PROFILE", raising=False)
+
+    def execute(*args, **kwargs):  # the kernel: set up, report, then finish or fail half-way
+        nb.setup("02_paths_schedules", device="cpu", profile="cpu").report("x", 1.0)
+        if fails:
+            raise RuntimeError("killed half-way")
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    res = runner.run_notebook("02_paths_schedules", "cpu", "cpu")
+    record = json.loads((runtime.metrics_dir() / "02_paths_schedules.json").read_text())
+    assert res.status == ("failed" if fails else "ok") and record["complete"] is (not fails)
+    fig = runtime.figures_dir("cpu") / "02_paths_schedules" / f"{readme_figures.GALLERY['02_paths_schedules']}.png"
+    fig.parent.mkdir(parents=True)
+    fig.write_bytes(b"png")
+    if fails:
+        with pytest.raises(ValueError, match=r"from a run that did not finish"):
+            readme_figures.provenance("02_paths_schedules", runtime.figures_dir("cpu"), runtime.metrics_dir())
+    else:
+        assert readme_figures.provenance("02_paths_schedules", runtime.figures_dir("cpu"), runtime.metrics_dir())
+
+
+def test_a_read_only_build_folder_is_one_error_line(monkeypatch, capsys, tmp_path):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "build" / "notebooks"))
+
+    monkeypatch.setattr(runner.Path, "mkdir", refuse)
+    assert runner.main(["--notebooks", "01"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: [Errno 13] Permission denied") and "build/notebooks" in err and "Traceback" not in err

@@ -70,6 +70,9 @@ def provenance(notebook: str, figures_root: Path, metrics_root: Path) -> dict[st
     if not metrics_file.is_file():
         raise ValueError(f"{metrics_file} does not exist: the figure's run recorded no metrics; re-run the notebook")
     record = read_json(metrics_file, "metrics file")
+    if record.get("complete") is False:
+        raise ValueError(f"{metrics_file} is from a run that did not finish (stopped, killed or failed half-way): "
+                         f"run `make notebooks NOTEBOOKS={notebook[:2]} PROFILE=cpu` to the end first")
     if record.get("profile") == "smoke":
         raise ValueError(f"{metrics_file} is from a smoke run; the gallery takes cpu or gpu runs only")
     machine = record.get("machine") or {}
@@ -82,7 +85,8 @@ def provenance(notebook: str, figures_root: Path, metrics_root: Path) -> dict[st
         "processor": machine.get("processor"),
         "cpu_count": machine.get("cpu_count"),
         "torch": machine.get("torch"),
-        "commit": _commit(),
+        # the run's own commit; a run recorded before runs kept one gets today's, marked as such
+        "commit": record.get("commit") or f"{_commit()} (at copy time)",
         "date": time.strftime("%Y-%m-%d", time.gmtime(fig.stat().st_mtime)),
     }
 
