@@ -471,3 +471,22 @@ def test_a_read_only_build_folder_is_one_error_line(monkeypatch, capsys, tmp_pat
     assert runner.main(["--notebooks", "01"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: [Errno 13] Permission denied") and "build/notebooks" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("toml,message", [
+    ('[project]\nname = "x"\n[project.urls]\nRepository = "https://gitlab.com/a/b"\n', r"must be https://github.com/<owner>/<name>"),
+    ('[project]\nname = "x"\n', r"must be https://github.com/<owner>/<name> .*got ''"),
+    ("[tool]\n", r"must be https://github.com/"),
+    ("[project\n", r"cannot be read as TOML"),
+])
+def test_stamp_colab_names_a_repository_it_cannot_use(tmp_path, monkeypatch, capsys, toml, message):
+    from tools import stamp_colab
+
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(toml)
+    with pytest.raises(ValueError, match=message):
+        stamp_colab.repository_url(pyproject)
+    monkeypatch.setattr(stamp_colab, "ROOT", tmp_path)  # the command line reads <root>/pyproject.toml
+    assert stamp_colab.main(["--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(pyproject) in err and "Traceback" not in err

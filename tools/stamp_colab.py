@@ -41,7 +41,10 @@ BADGE_LINE = re.compile(r"^\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)\s*$", re.M)
 def repository_url(pyproject: Path | None = None) -> str:
     """``[project.urls] Repository`` from pyproject.toml, without a trailing slash or ``.git``."""
     path = pyproject or ROOT / "pyproject.toml"
-    urls = tomllib.loads(path.read_text())["project"].get("urls", {})
+    try:
+        urls = tomllib.loads(path.read_text()).get("project", {}).get("urls", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path} cannot be read as TOML ({exc})") from None
     url = urls.get("Repository", "").strip()
     if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+?(\.git)?/?", url):
         raise ValueError(f"[project.urls] Repository in {path} must be https://github.com/<owner>/<name> "
