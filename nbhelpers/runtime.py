@@ -16,6 +16,7 @@ from the repository root.
 from __future__ import annotations
 
 import atexit
+import builtins
 import json
 import math
 import numbers
@@ -426,6 +427,22 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def source_commit() -> str:
+    """The checkout's commit (``git rev-parse --short HEAD``), with ``+uncommitted`` when ``nbhelpers/`` or
+    ``notebooks/`` differ from it; ``unknown`` outside a checkout. A run records it when it starts, so what
+    it produced names the code that produced it."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "nbhelpers", "notebooks"], cwd=ROOT,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+uncommitted" if dirty else "") if head else "unknown"
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -563,6 +580,10 @@ def _range_text(kind: type, min: float | None, max: float | None, min_exclusive:
     return f"{word} <= {max}"
 
 
+PARAM_HEADROOM = 100
+"""A size parameter may be at most this many times its largest profile default (:meth:`NotebookRun.param`)."""
+
+
 def check_param(name: str, value: Any, kind: type = int, min: float | None = 1, max: float | None = None,
                 min_exclusive: bool = False, none: str | None = None) -> Any:
     """Check a notebook parameter (as papermill passes it) and return it, else one ``ValueError``
@@ -628,6 +649,7 @@ class NotebookRun:
     metrics: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     machine: dict[str, Any] = field(default_factory=machine_info)
+    commit: str = field(default_factory=source_commit)
     notes: set[str] = field(default_factory=set, repr=False)
 
     # -- sizes ------------------------------------------------------------------
@@ -641,6 +663,10 @@ class NotebookRun:
         (:meth:`pick`); anything else is checked by :func:`check_param` (``kind``, ``min``, ``max``)."""
         if value is None:
             return self.pick(smoke=smoke, cpu=cpu, gpu=gpu)
+        defaults = [v for v in (smoke, cpu, gpu) if isinstance(v, numbers.Real) and not isinstance(v, bool)]
+        if max is None and kind in (int, float) and defaults:
+            # a size far beyond every profile's is a typo or an allocation no machine survives: stated, not tried
+            max = PARAM_HEADROOM * builtins.max(abs(v) for v in defaults) or None
         return check_param(name, value, kind=kind, min=min, max=max,
                            none=f"the profile default ({self.pick(smoke=smoke, cpu=cpu, gpu=gpu)} in {self.profile})")
 
@@ -712,6 +738,8 @@ class NotebookRun:
             "seed": self.seed,
             "elapsed_s": round(time.time() - self.started, 3),
             "machine": self.machine,
+            "commit": self.commit,
+            "complete": False,  # a run in progress, or one killed half-way; the runner marks a finished run
             "metrics": self.metrics,
         }
         atomic_write_bytes(self.metrics_path, json.dumps(payload, indent=2, sort_keys=True).encode())
@@ -824,6 +852,8 @@ def setup(name: str, device: str = "auto", profile: str = "auto", seed: int = 0)
     if max_steps() is not None:  # say it where the reader looks: the notebook's output and its metrics
         print(banner())
         run.report("dry_run_max_steps", max_steps())
+    if prof == "smoke":  # a smoke run only proves the code runs: say so before its figures puzzle anyone
+        print("smoke: a few training steps — samples are not expected to look like data")
     try:  # figures: consistent look, readable in dark and light themes
         import matplotlib.pyplot as plt
 

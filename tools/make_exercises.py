@@ -8,10 +8,15 @@ From each notebook in ``notebooks/`` (the solution edition) it writes ``exercise
   ``raise NotImplementedError("<task>")``, the task's text taken from :mod:`nbhelpers.exercises` by the cell's
   ``nbgrader.grade_id`` (the check cell after it then reports "not implemented yet" and the notebook carries on
   with the library's implementation, under a banner);
-- every cell tagged ``answer`` becomes a Markdown prompt, ``YOUR ANSWER HERE`` (nbgrader's stub);
+- every cell tagged ``answer`` becomes a Markdown prompt: its question and the figure or table it refers to,
+  read from the cell's metadata ``question`` (``{"text": …, "see": …}``, with an optional ``label`` where the
+  answer's text has no ``**Answer (…)**``), then ``YOUR ANSWER HERE`` (nbgrader's stub). The solution notebook
+  keeps its rendered answer and the claims checked beside it; a ``claim(`` outside an answer cell is refused,
+  so the student edition never lists the findings it asks for;
 - outputs and execution counts are stripped; the Colab badge opens the student edition; a note under the
   title says which edition this is.
-A notebook without exercises is copied with its outputs stripped. ``exercises/README.md`` lists the exercises.
+A notebook without exercises is copied with its outputs stripped and its answer cells turned into prompts.
+``exercises/README.md`` lists the exercises.
 The output depends only on the notebooks and the exercise registry, so a test regenerates it and compares.
 """
 from __future__ import annotations
@@ -34,6 +39,8 @@ OUT_DIR = ROOT / "exercises"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 ANSWER_TAG = "answer"
 ANSWER_STUB = "YOUR ANSWER HERE"
+QUESTION_KEY = "question"
+_CLAIM = re.compile(r"\bclaim\(")
 _ANSWER_LABEL = re.compile(r"\*\*Answer \(([^)]*)\)")
 _BADGE = re.compile(r"(\[!\[Open In Colab\]\([^)]*\)\]\(https://colab\.research\.google\.com/github/[^)]*?/blob/[^/]+/)"
                     r"notebooks/")
@@ -83,33 +90,61 @@ def _task(cell: dict, notebook: str) -> str:
     return EXERCISES[name].task
 
 
-def _prompt(cell: dict) -> dict:
+def question(cell: dict, notebook: str) -> dict[str, str]:
+    """The ``question`` metadata of an answer cell, checked: ``text`` (the question, in one or two sentences) and
+    ``see`` (the figure or table it refers to), both non-empty; ``label`` optional."""
+    q = cell.get("metadata", {}).get(QUESTION_KEY)
+    where = f"{notebook}: answer cell {cell.get('id')}"
+    if not isinstance(q, dict) or not all(isinstance(q.get(k), str) and q[k].strip() for k in ("text", "see")):
+        raise ValueError(f"{where} has no question: give it metadata {QUESTION_KEY!r} = {{\"text\": the question, "
+                         f"\"see\": the figure or table it refers to}}, got {q!r}")
+    unknown = set(q) - {"text", "see", "label"}
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)} in its {QUESTION_KEY!r} (valid: text, see, label)")
+    return q
+
+
+def _prompt(cell: dict, notebook: str) -> dict:
+    q = question(cell, notebook)
     m = _ANSWER_LABEL.search("".join(cell["source"]))
-    label = f" ({m.group(1)})" if m else ""
+    label = q.get("label") or (m.group(1) if m else "")
+    label = f" ({label})" if label else ""
+    text = (f"**Question{label}.** {q['text'].strip()} *See {q['see'].strip().rstrip('.')}.*\n\n"
+            f"**Your answer{label}.** {ANSWER_STUB}")
     return {"cell_type": "markdown", "id": cell["id"], "metadata": copy.deepcopy(cell.get("metadata", {})),
-            "source": _lines(f"**Your answer{label}.** {ANSWER_STUB}")}
+            "source": _lines(text)}
 
 
-def _note(stem: str, n_exercises: int) -> str:
+def _note(stem: str, n_exercises: int, n_answers: int) -> str:
+    head = f"> **Student edition** of `notebooks/{stem}.ipynb`, written by `make exercises`: "
+    prompts = " Each written answer is a prompt with its question and the figure or table it refers to."
+    if n_exercises == 1:
+        return (head + "1 function to write, checked by the cell after it; until it passes, the notebook runs on "
+                "the library's version and says so." + prompts + "\n")
     if n_exercises:
-        return (f"> **Student edition** of `notebooks/{stem}.ipynb`, written by `make exercises`: "
-                f"{n_exercises} functions to write, each checked by the cell after it; until one passes, the "
-                "notebook runs on the library's version and says so. Answer cells are prompts.\n")
-    return (f"> **Student edition** of `notebooks/{stem}.ipynb`, written by `make exercises`: this notebook has no "
-            "exercises yet; it is the solution notebook with its outputs stripped.\n")
+        return (head + f"{n_exercises} functions to write, each checked by the cell after it; until one passes, the "
+                "notebook runs on the library's version and says so." + prompts + "\n")
+    return (head + "this notebook has no exercises yet; it is the solution notebook with its outputs stripped"
+            + (" and its written answers turned into prompts (each with its question and the figure or table it "
+               "refers to).\n" if n_answers else ".\n"))
 
 
 def student_notebook(nb: dict, stem: str) -> tuple[dict, list[str]]:
     """The student edition of one notebook and the names of its exercises, in order."""
     out = copy.deepcopy(nb)
-    names, cells = [], []
+    names, cells, n_answers = [], [], 0
     for cell in out["cells"]:
         src = "".join(cell["source"])
         if cell["cell_type"] == "code":
             cell["outputs"], cell["execution_count"] = [], None
         if ANSWER_TAG in cell.get("metadata", {}).get("tags", []):
-            cells.append(_prompt(cell))
+            cells.append(_prompt(cell, stem))
+            n_answers += 1
             continue
+        if _CLAIM.search(src):
+            raise ValueError(f"{stem}: cell {cell.get('id')} checks a claim but is no answer cell; the student edition "
+                             "would list the findings it asks for: move the claims into the answer cell that states "
+                             "them (tagged 'answer')")
         if BEGIN in src:
             if cell["cell_type"] != "code":
                 raise ValueError(f"{stem}: solution markers in a {cell['cell_type']} cell {cell.get('id')}")
@@ -120,7 +155,7 @@ def student_notebook(nb: dict, stem: str) -> tuple[dict, list[str]]:
     first = cells[0]
     text = _BADGE.sub(r"\1exercises/", "".join(first["source"]), count=1)
     title, _, rest = text.partition("\n")
-    first["source"] = _lines(f"{title}\n\n{_note(stem, len(names))}{rest}")
+    first["source"] = _lines(f"{title}\n\n{_note(stem, len(names), n_answers)}{rest}")
     return out, names
 
 
@@ -132,7 +167,8 @@ def _readme(table: list[tuple[str, list[str]]]) -> str:
              "it runs `nb.exercises.use(...)`, which checks the function case by case against a closed form or the",
              "library (expected against got, and a hint) and, until every case passes, hands the later cells the",
              "library's implementation under a banner — so every figure still appears while you work on one",
-             "exercise at a time. Written answers are prompts (`YOUR ANSWER HERE`).", "",
+             "exercise at a time. Written answers are prompts: each states its question and the figure or table it",
+             "refers to, then `YOUR ANSWER HERE`; the claims the solution checks beside its answers are not shown.", "",
              "The markers follow nbgrader (`### BEGIN SOLUTION` / `### END SOLUTION`, cell metadata `solution`,",
              "`grade_id`); see `nbhelpers/exercises/__init__.py` for why.", "",
              "| notebook | exercises | what the check compares against |", "|---|---|---|"]

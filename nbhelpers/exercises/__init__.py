@@ -41,8 +41,8 @@ from . import score  # noqa: F401  (05)
 from . import ddpm  # noqa: F401  (06)
 from . import cfg  # noqa: F401  (07)
 from . import afhq  # noqa: F401  (08)
-from .core import (EXERCISES, NOT_IMPLEMENTED, Case, CaseResult, CheckReport, Exercise, check, exercises_in,
-                   register, use)
+from .core import (EXERCISES, NOT_IMPLEMENTED, Case, CaseResult, CheckReport, Exercise, check, comparison_note,
+                   exercises_in, register, standing_in, use)
 
 __all__ = ["Case", "CaseResult", "CheckReport", "Exercise", "EXERCISES", "check", "use", "exercises_in",
-           "register", "NOT_IMPLEMENTED"]
+           "register", "NOT_IMPLEMENTED", "standing_in", "comparison_note"]

@@ -40,7 +40,7 @@ from ..paths import GaussianPath
 
 __all__ = ["Case", "CaseResult", "CheckReport", "Exercise", "EXERCISES", "check", "use", "exercises_in",
            "register", "gen", "randn", "se_var", "path_of", "NOT_IMPLEMENTED", "NOT_RUN", "TIMED_OUT",
-           "INTERRUPTED", "CHECK_TIMEOUT", "TIMEOUT_ENV", "time_limit"]
+           "INTERRUPTED", "CHECK_TIMEOUT", "TIMEOUT_ENV", "time_limit", "standing_in", "comparison_note"]
 
 NOT_IMPLEMENTED = "not implemented yet"
 TIMED_OUT = "timed out"
@@ -820,11 +820,42 @@ def use(name: str, fn: Any, quiet: bool = False) -> Any:
         report = CheckReport(ex, stopped=f"the check could not run ({_one_line(exc)})")
     if not quiet:
         _say(str(report))
+    _STANDING_IN[name] = not report.passed
     if report.passed:
         return fn
     if not quiet:
         _say(report.banner())
     return ex.reference()
+
+
+_STANDING_IN: dict[str, bool] = {}
+"""Exercise name → whether its last :func:`use` handed the later cells the library's version."""
+
+
+def standing_in(name: str) -> bool:
+    """Whether the library's version stands in for exercise ``name``: its last :func:`use` returned the library's
+    implementation because the check did not pass. A cell that compares the learner's function with the library
+    asks this, so that it can say when it is comparing the library with itself."""
+    _exercise(name)
+    if name not in _STANDING_IN:
+        raise ValueError(f"nb.exercises.use({name!r}, ...) has not run in this kernel yet: run the cell that checks "
+                         f"{name} first")
+    return _STANDING_IN[name]
+
+
+def comparison_note(name: str, *needs: str) -> str:
+    """What a cell comparing exercise ``name`` with the library prints beside the difference: while the library's
+    version stands in for ``name``, that this is comparing the library with itself; while ``name`` is the learner's
+    but calls the library's version of an exercise in ``needs``, which one; otherwise ``""``."""
+    if standing_in(name):
+        return (f"(the library's {_exercise(name).reference_name} stands in for your {name} until its check passes, "
+                "so this is comparing the library with itself)")
+    behind = [n for n in needs if standing_in(n)]
+    if not behind:
+        return ""
+    refs = " and ".join(_exercise(n).reference_name for n in behind)
+    return (f"(your {name}, but it calls the library's {refs} in place of your {' and '.join(behind)}, "
+            f"whose check does not pass yet)")
 
 
 def _say(text: str) -> None:
