@@ -254,18 +254,30 @@ def resolve_profile(profile: str = "auto", device: torch.device | None = None) -
 
 
 # --------------------------------------------------------------------------- paths
+def _env_path(var: str) -> Path | None:
+    """The folder an ``NBHELPERS_*`` variable names (None when unset). It must be absolute: a notebook's
+    kernel runs in ``notebooks/``, the runner and the tests elsewhere, so a relative one would name different
+    folders in different processes."""
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise ValueError(f"${var} must be an absolute path (the kernel, the runner and the tests run in different "
+                         f"folders), got {raw!r}")
+    return path.resolve()
+
+
 def data_dir() -> Path:
     """Data root: ``$NBHELPERS_DATA_DIR`` if set, else ``<repo>/data``."""
-    env = os.environ.get(DATA_ENV, "").strip()
-    return Path(env).expanduser().resolve() if env else ROOT / "data"
+    return _env_path(DATA_ENV) or ROOT / "data"
 
 
 def output_root() -> Path:
     """Where a run writes: ``$NBHELPERS_OUTPUT_DIR`` if set, else the repository root. ``build/``,
     ``checkpoints/`` and ``figures/`` live under it; the test suite points it at a temporary folder so
     that ``make test`` leaves a user's own runs untouched."""
-    env = os.environ.get(OUTPUT_ENV, "").strip()
-    return Path(env).expanduser().resolve() if env else ROOT
+    return _env_path(OUTPUT_ENV) or ROOT
 
 
 def build_dir() -> Path:
@@ -278,9 +290,8 @@ def checkpoints_dir(profile: str | None = None) -> Path:
     keep theirs apart so they never shadow real models."""
     from .dryrun import redirect
 
-    env = os.environ.get(CHECKPOINT_ENV, "").strip()
-    if env:
-        base = Path(env).expanduser().resolve()
+    base = _env_path(CHECKPOINT_ENV)
+    if base is not None:
         return redirect(base / "smoke" if profile == "smoke" else base)
     return redirect(build_dir() / "smoke" / "checkpoints" if profile == "smoke" else output_root() / "checkpoints")
 

@@ -490,3 +490,14 @@ def test_stamp_colab_names_a_repository_it_cannot_use(tmp_path, monkeypatch, cap
     assert stamp_colab.main(["--check"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(pyproject) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("var,read", [("NBHELPERS_CHECKPOINT_DIR", lambda: runtime.checkpoints_dir("cpu")),
+                                      ("NBHELPERS_DATA_DIR", runtime.data_dir),
+                                      ("NBHELPERS_OUTPUT_DIR", runtime.build_dir)])
+def test_a_relative_folder_variable_is_refused_where_it_is_read(monkeypatch, var, read):
+    monkeypatch.setenv(var, "relative/folder")
+    with pytest.raises(ValueError, match=rf"\${var} must be an absolute path .*got 'relative/folder'"):
+        read()
+    monkeypatch.setenv(var, "~/x")  # the home folder is absolute enough
+    assert read().is_absolute()
