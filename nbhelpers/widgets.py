@@ -24,6 +24,16 @@ from .runtime import in_interactive_frontend
 
 __all__ = ["in_interactive_frontend", "show_explorer", "draw_path_explorer", "path_explorer"]
 
+REOPEN_HINT = ("Sliders not answering? Re-run this cell: the controls need the kernel that drew them "
+               "(a reopened notebook shows the last figure only).")
+
+
+def _reopen_hint() -> Any:
+    from IPython.display import Markdown
+
+    return Markdown(f"<small><i>{REOPEN_HINT}</i></small>")
+
+
 def show_explorer(draw: Callable[..., Figure], initial: dict[str, Any],
                   make_controls: Callable[[], dict[str, Any]], interactive: bool | None = None) -> Figure:
     """Draw ``draw(**initial)``; in a live frontend also display widgets that redraw on change.
@@ -45,6 +55,8 @@ def show_explorer(draw: Callable[..., Figure], initial: dict[str, Any],
     controls = make_controls()
     errors = w.Output()  # a failing redraw shows its traceback here instead of vanishing into the kernel log
     display(w.VBox([w.HBox(list(controls.values())), errors]))
+    # a plain output, saved with the notebook: reopened later, the sliders are drawn but no kernel answers them
+    display(_reopen_hint())
     handle = display(fig, display_id=True)
     plt.close(fig)
 

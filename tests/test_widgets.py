@@ -118,6 +118,8 @@ def test_path_explorer_interactive_builds_widgets(monkeypatch):
     assert not plt.fignum_exists(fig.number)  # detached: shown once, by display
     box = [o for o, _ in shown if isinstance(o, w.VBox)][0]
     assert [(o, d) for o, d in shown if isinstance(o, Figure)] == [(fig, True)]  # a static output, not a widget's
+    hints = [o for o, _ in shown if W.REOPEN_HINT in getattr(o, "data", "")]
+    assert len(hints) == 1  # saved with the notebook: a reopened one says why its sliders do not answer
     controls = box.children[0].children
     slider = [c for c in controls if isinstance(c, w.FloatSlider)][0]
     dropdown = [c for c in controls if isinstance(c, w.Dropdown)][0]
