@@ -250,7 +250,7 @@ def cases(include_gpu: bool = True) -> list[Case]:
     if include_gpu:
         gpu = {c.name[:2]: c for c in preset_cases("gpu") if c.name[:2] in ("03", "06")}
         rows.insert(1, gpu["03"])
-        rows.insert(6, gpu["06"])
+        rows.insert(5, gpu["06"])  # after 06 cpu: [03 cpu, 03 gpu, 04, 05, 06 cpu, 06 gpu, 07, 08]
     return rows
 
 

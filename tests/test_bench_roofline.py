@@ -139,3 +139,9 @@ def test_a_convolution_is_counted_by_hand():
     with counter:
         conv(x)
     assert counter.get_total_flops() == 2 * 2 * 7 * 7 * 8 * 4 * 3 * 3  # 2·B·H·W·C_out·C_in·k²
+
+
+def test_the_roofline_rows_keep_the_series_order():
+    rows = [(c.name[:2], c.profile) for c in roofline.cases()]
+    assert rows == [("03", "cpu"), ("03", "gpu"), ("04", "cpu"), ("05", "cpu"), ("06", "cpu"), ("06", "gpu"),
+                    ("07", "cpu"), ("08", "cpu")]
