@@ -17,3 +17,11 @@ def use_offline_data() -> None:
     benchmark's ``main`` (not on import, so importing a benchmark in a test changes nothing around it)."""
     if not os.environ.get(DATA_ENV, "").strip() and OFFLINE_DATA.is_dir():
         os.environ[DATA_ENV] = str(OFFLINE_DATA)
+
+
+def start(build_parser, argv):
+    """A benchmark's first lines: the offline data where nothing else is set, then its parsed arguments.
+    Returns ``(parser, args)``."""
+    use_offline_data()
+    ap = build_parser()
+    return ap, ap.parse_args(argv)

@@ -140,11 +140,9 @@ def model_cache(warm: bool):
 
 @tool_errors
 def main(argv: list[str] | None = None) -> int:
-    from . import use_offline_data
+    from . import start
 
-    use_offline_data()
-    ap = build_parser()
-    args = ap.parse_args(argv)
+    ap, args = start(build_parser, argv)
     if not args.summarise:
         try:  # every argument checked before the first minute of work (an absent device, an unknown notebook)
             select_notebooks(args.notebooks)

@@ -261,11 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @tool_errors
 def main(argv: list[str] | None = None) -> int:
-    from . import use_offline_data
+    from . import start
 
-    use_offline_data()
-    ap = build_parser()
-    args = ap.parse_args(argv)
+    ap, args = start(build_parser, argv)
     if args.max_steps < 1:
         ap.error(f"--max-steps must be a positive integer, got {args.max_steps}")
     try:

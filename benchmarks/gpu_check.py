@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from nbhelpers.cli import HelpFormatter, flag, invoked_name, tool_errors
+from nbhelpers.cli import HelpFormatter, flag, int_at_least, invoked_name, tool_errors
 from nbhelpers.dryrun import flop_counter
 from nbhelpers.runtime import PROFILES, amp_dtype, get_device
 
@@ -157,9 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=HelpFormatter)
     flag(ap, "device", default="cuda", help="the card to check (default: %(default)s); cpu runs the code paths")
     flag(ap, "profile", default="gpu", choices=PROFILES, help="the presets to time (default: %(default)s; smoke: tiny)")
-    flag(ap, "warmup", type=int, default=3, help="untimed training steps first (default: %(default)s)")
-    flag(ap, "timed", type=int, default=10, help="timed training steps (default: %(default)s)")
-    flag(ap, "dry_run", type=int, default=0, help="then the gpu dry run of every notebook at this step cap (0: skip)")
+    flag(ap, "warmup", type=int_at_least("warmup"), default=3, help="untimed training steps first (default: %(default)s)")
+    flag(ap, "timed", type=int_at_least("timed"), default=10, help="timed training steps (default: %(default)s)")
+    flag(ap, "dry_run", type=int_at_least("dry_run", 0), default=0, help="then the gpu dry run of every notebook at this step cap (0: skip)")
     flag(ap, "peers", action="store_true", help="then the side-by-side peer benchmarks")
     flag(ap, "no_write", action="store_true", help="print the table; write no JSON and leave README.md alone")
     return ap
@@ -167,13 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @tool_errors
 def main(argv: list[str] | None = None) -> int:
-    from . import use_offline_data
+    from . import start
 
-    use_offline_data()
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    if args.warmup < 1 or args.timed < 1:
-        ap.error(f"--warmup and --timed must be positive, got {args.warmup} and {args.timed}")
+    ap, args = start(build_parser, argv)
     device = get_device(args.device)
     t0 = time.perf_counter()
     rows = check(args.profile, device, args.warmup, args.timed)

@@ -101,11 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import use_offline_data
+    from . import start
 
-    use_offline_data()
-    ap = build_parser()
-    args = ap.parse_args(argv)
+    ap, args = start(build_parser, argv)
     try:
         device = get_device(args.device)
     except ValueError as exc:

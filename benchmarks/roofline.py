@@ -307,11 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @tool_errors
 def main(argv: list[str] | None = None) -> int:
-    from . import use_offline_data
+    from . import start
 
-    use_offline_data()
-    ap = build_parser()
-    args = ap.parse_args(argv)
+    ap, args = start(build_parser, argv)
     if args.warmup < 1 or args.timed < 1:
         ap.error(f"--warmup and --timed must be positive, got {args.warmup} and {args.timed}")
     wanted = {w.strip().zfill(2) for w in args.only.split(",") if w.strip()}

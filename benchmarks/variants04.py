@@ -213,11 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @tool_errors
 def main(argv: list[str] | None = None) -> int:
-    from . import use_offline_data
+    from . import start
 
-    use_offline_data()
-    ap = build_parser()
-    args = ap.parse_args(argv)
+    ap, args = start(build_parser, argv)
     try:
         spec = json.loads(args.variant)
     except json.JSONDecodeError as exc:
