@@ -218,9 +218,12 @@ def test_afhq_images_smaller_than_the_training_size_are_named_in_a_warning(tmp_p
     folder.mkdir()
     Image.new("RGB", size, (200, 100, 50)).save(folder / "tiny.png")
     Image.new("RGB", (32, 32), (20, 10, 5)).save(folder / "fine.png")
+    before = (folder / "tiny.png").read_bytes()
     with pytest.warns(UserWarning, match=r"1 of 2 images in .* are smaller than 16×16 \(e.g. tiny.png"):
-        out = afhq.load_folder(folder, 16, cache=False)
+        out = afhq.load_folder(folder, 16, cache=True)
     assert out.shape == (2, 3, 16, 16)
+    assert (folder / "tiny.png").read_bytes() == before  # the warning names the image; the cache goes to its own file
+    assert torch.equal(afhq.load_folder(folder, 16, cache=True), out)
 
 
 # --------------------------------------------------------------------------- checkpoints: digest, finite weights, steps

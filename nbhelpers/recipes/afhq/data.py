@@ -243,23 +243,20 @@ def fetch_afhq(data_class: str = "cat", root: str | Path | None = None, version:
     return afhq_folder(base / "afhq" / "train", data_class)
 
 
-def _decode(path: Path, size: int) -> np.ndarray:
+def _decode(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image at ``size``×``size`` as uint8 ``(3, S, S)``, and its size on disk (width, height)."""
     from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as img:
-            if min(img.size) < size:  # upsampled: blurrier than the data set, and said so
-                _SMALL.append((path, img.size))
+            original = img.size
             img = img.convert("RGB")
             if img.size != (size, size):
                 img = ImageOps.fit(img, (size, size), method=Image.Resampling.LANCZOS)  # centre crop + resize
-            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy(), original
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
         raise DataError(f"image {path} cannot be decoded ({type(exc).__name__}: {exc}); delete or replace it "
                         f"(or download the data set again)") from None
-
-
-_SMALL: list[tuple[Path, tuple[int, int]]] = []
 
 
 def _cache_file(files: list[Path], size: int) -> Path:
@@ -291,16 +288,16 @@ def load_folder(folder: str | Path, image_size: int, limit: int | None = None, c
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # a cache written by another version: rebuild it
             pass
-    _SMALL.clear()
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
-        arrays = list(pool.map(lambda p: _decode(p, image_size), files))
-    if _SMALL:
+        decoded = list(pool.map(lambda p: _decode(p, image_size), files))
+    small = [(f, wh) for f, (_, wh) in zip(files, decoded) if min(wh) < image_size]
+    if small:  # upsampled: blurrier than the data set, and said so
         import warnings
 
-        path, (w, h) = _SMALL[0]
-        warnings.warn(f"{len(_SMALL)} of {len(files)} images in {folder} are smaller than {image_size}×{image_size} "
-                      f"(e.g. {path.name}: {w}×{h}) and were upsampled; they add blur, not detail", stacklevel=2)
-    images = torch.from_numpy(np.stack(arrays))
+        name, (w, h) = small[0][0].name, small[0][1]
+        warnings.warn(f"{len(small)} of {len(files)} images in {folder} are smaller than {image_size}×{image_size} "
+                      f"(e.g. {name}: {w}×{h}) and were upsampled; they add blur, not detail", stacklevel=2)
+    images = torch.from_numpy(np.stack([a for a, _ in decoded]))
     if path is not None:
         buf = io.BytesIO()
         torch.save(images, buf)
