@@ -88,7 +88,20 @@ GPU_PEAKS: dict[str, dict[str, float]] = {
 }
 GPU_CAPABILITY: dict[str, tuple[int, int]] = {"T4": (7, 5), "A100": (8, 0), "H100": (9, 0)}
 """CUDA compute capability of each card: what ``nbhelpers.runtime.amp_dtype`` picks the autocast dtype by."""
+GPU_BANDWIDTH: dict[str, float] = {"T4": 320e9, "A100": 1555e9, "H100": 3350e9}
+"""Published memory bandwidth (bytes/s): T4 GDDR6, A100 40 GB HBM2, H100 SXM5 HBM3."""
+GPU_MEMORY: dict[str, float] = {"T4": 15.0e9, "A100": 40e9, "H100": 80e9}
+"""Memory a process can allocate (bytes): a Colab T4 shows 15 GB."""
+CUDA_CONTEXT_BYTES = 0.6e9
+"""What the CUDA context, cuDNN/cuBLAS workspaces and the allocator's slack take before the first tensor."""
 UTILISATION = (0.2, 0.5)
 """The band of peak a small eager-mode PyTorch model reaches on a data-centre GPU (slow end, fast end)."""
+BANDWIDTH_UTILISATION = (0.4, 0.8)
+"""The band of peak bandwidth eager memory-bound kernels reach on the series' tensors (1–100 MB: a batch of
+feature maps): elementwise kernels stream at 70–90 % of it, norm and reduction kernels lower."""
+AMP_BYTES = (0.75, 0.5)
+"""Share of the float32 bytes the memory-bound operators move under autocast (slow end, fast end): activations
+are half precision, but autocast runs group/layer norm and softmax in float32, and the optimizer's state stays
+float32."""
 LAUNCH_S = (10e-6, 5e-6)
 """Per-operator host overhead of eager PyTorch on a GPU (slow end, fast end): the floor of a small model's step."""

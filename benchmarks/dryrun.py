@@ -9,11 +9,16 @@ operators per step and the memory of one step (estimated from the graph: weights
 optimizer state, EMA copy, tensors saved for backward, batch; the growth of the peak RSS beside it),
 plus the FLOPs of every sampler call at its full number of network evaluations.
 
-From these it predicts the notebook's gpu-profile time on a T4, an A100 and an H100:
-``max(FLOPs / (peak × utilisation), operators × launch overhead)`` with the band of
-:data:`benchmarks.common.UTILISATION` and :data:`benchmarks.common.LAUNCH_S` (fp32 code: fp32 peak at
-the slow end, TF32 at the fast end; bf16 autocast: the bf16 peak). Not counted: data loading, the
-evaluator's classifier, FID, elementwise work, and sampling that only happens every k training steps.
+From these it predicts the notebook's gpu-profile time on a T4, an A100 and an H100
+(:func:`predict_seconds`): compute time ``FLOPs / (peak × utilisation)`` at the dtype the card computes in
+(fp32 code: fp32 at the slow end, TF32 at the fast end; autocast: bf16 from sm_80, fp16 below) plus memory
+time ``bytes / (bandwidth × utilisation)`` for the memory-bound operators (norms, activations, adds,
+optimizer: every operator but matrix products, convolutions and attention, its inputs and outputs counted
+once), and never less than one launch per operator, with the bands of :data:`benchmarks.common.UTILISATION`,
+:data:`~benchmarks.common.BANDWIDTH_UTILISATION` and :data:`~benchmarks.common.LAUNCH_S`; and each card's peak
+memory (:func:`predict_memory`), including the score matrices of the math attention path where the card has
+no fused kernel at its dtype. Not counted: data loading, the evaluator's classifier, FID, and sampling that
+only happens every k training steps.
 
 Writes ``benchmarks/results/dryrun__<profile>__<machine>.json`` and a table in ``benchmarks/README.md``
 (``--no-write``: print only).
@@ -34,8 +39,8 @@ from nbhelpers.cli import read_json, tool_errors
 from nbhelpers.runner import run_notebook, select_notebooks
 from nbhelpers.runtime import PROFILE_ENV, PROFILES, build_dir, get_device
 
-from .common import (GPU_CAPABILITY, GPU_PEAKS, LAUNCH_S, RESULTS, UTILISATION, describe_machine, duration, machine, machine_tag, replace_block,
-                     si, write_json)
+from .common import (AMP_BYTES, BANDWIDTH_UTILISATION, CUDA_CONTEXT_BYTES, GPU_BANDWIDTH, GPU_CAPABILITY, GPU_MEMORY, GPU_PEAKS, LAUNCH_S,
+                     RESULTS, UTILISATION, describe_machine, duration, machine, machine_tag, replace_block, si, write_json)
 
 SEED_QUOTES: dict[str, str] = {
     "08_afhq_ddpm": "seed 004 on a Colab T4: 1k steps 5–10 min (5.1), 1k steps with FID every 100 15–60 min (5.2), "
@@ -44,55 +49,99 @@ SEED_QUOTES: dict[str, str] = {
 """Wall times the assignments quote for their full settings (the others quote none)."""
 
 
+def _dtype(gpu: str, amp: bool) -> str:
+    """The dtype the card computes in: fp32 code, or autocast at ``nbhelpers.runtime.amp_dtype``'s choice
+    (bf16 from compute capability 8.0, fp16 below — a T4's tensor cores)."""
+    if not amp:
+        return "fp32"
+    return "bf16" if GPU_CAPABILITY[gpu] >= (8, 0) else "fp16"
+
+
 def _peaks(gpu: str, amp: bool) -> tuple[float, float]:
-    """(slow-end peak, fast-end peak) for code in fp32 or under autocast at the dtype the card gets
-    (``nbhelpers.runtime.amp_dtype``: bf16 from compute capability 8.0, fp16 below — a T4's tensor cores)."""
+    """(slow-end peak, fast-end peak) FLOP/s for fp32 code (fp32 at the slow end, TF32 at the fast end) or
+    under autocast at the card's dtype."""
     p = GPU_PEAKS[gpu]
     if not amp:
         return p["fp32"], p["tf32"]
-    dtype = "bf16" if GPU_CAPABILITY[gpu] >= (8, 0) else "fp16"
-    return p[dtype], p[dtype]
+    return p[_dtype(gpu, amp)], p[_dtype(gpu, amp)]
 
 
-def predict_seconds(flops: float, ops: float, gpu: str, amp: bool) -> tuple[float, float]:
-    """(slow, fast) wall-time estimate of work of ``flops`` FLOPs and ``ops`` operators on ``gpu``."""
+def fused_attention(gpu: str, amp: bool) -> bool:
+    """Whether PyTorch has a fused attention kernel for the card at the dtype it computes in: the
+    memory-efficient kernel runs fp32 and fp16 from sm_50 but bf16 only from sm_80 (flash attention needs sm_80);
+    without one, SDPA falls back to the math path, which writes the whole B·H·L·S score matrix."""
+    return not (_dtype(gpu, amp) == "bf16" and GPU_CAPABILITY[gpu] < (8, 0))
+
+
+def predict_seconds(flops: float, ops: float, gpu: str, amp: bool, memory_bytes: float = 0.0) -> tuple[float, float]:
+    """(slow, fast) wall-time estimate of eager work of ``flops`` FLOPs, ``ops`` operators and ``memory_bytes``
+    bytes moved by memory-bound operators (counted at fp32) on ``gpu``: compute time plus memory time, and never
+    less than one launch per operator. Under autocast the memory-bound bytes shrink by :data:`AMP_BYTES`."""
     slow_peak, fast_peak = _peaks(gpu, amp)
-    slow = max(flops / (slow_peak * UTILISATION[0]), ops * LAUNCH_S[0])
-    fast = max(flops / (fast_peak * UTILISATION[1]), ops * LAUNCH_S[1])
+    bw = GPU_BANDWIDTH[gpu]
+    shrink = AMP_BYTES if amp else (1.0, 1.0)
+    slow = max(flops / (slow_peak * UTILISATION[0]) + memory_bytes * shrink[0] / (bw * BANDWIDTH_UTILISATION[0]),
+               ops * LAUNCH_S[0])
+    fast = max(flops / (fast_peak * UTILISATION[1]) + memory_bytes * shrink[1] / (bw * BANDWIDTH_UTILISATION[1]),
+               ops * LAUNCH_S[1])
     return slow, fast
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+ATTENTION_BYTES_PER_SCORE = 8
+"""Bytes per score entry on the math path: the scores (2 or 4), softmax's float32 output (4), its cast back (2)."""
+
+
+def predict_memory(r: dict[str, Any], gpu: str) -> tuple[float, float]:
+    """(low, high) peak bytes of a training step on ``gpu``: weights, gradients, optimizer state, EMA, batch,
+    the activations saved for backward (halved at the low end under autocast) and the CUDA context; plus the
+    saved score matrices where the card has no fused attention kernel at its dtype."""
+    m = r["memory_bytes"]
+    fixed = m["weights"] + m["gradients"] + m["optimizer_state"] + m["ema"] + m["batch"] + CUDA_CONTEXT_BYTES
+    saved = m["saved_activations"]
+    math = 0 if fused_attention(gpu, r["amp"]) else r.get("attention_elements_per_step", 0) * ATTENTION_BYTES_PER_SCORE
+    return fixed + saved * (0.5 if r["amp"] else 1.0) + math, fixed + saved + math
 
 
 def summarise_notebook(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Trainings and samplers of one notebook, with the predicted gpu-profile times."""
+    """Trainings and samplers of one notebook, with the predicted gpu-profile times and memory.
+
+    Samplers run under autocast when the notebook's trainings do (every sampler of 04–08 takes the preset's
+    ``amp``). Records written before operators and bytes were counted get 100 operators per evaluation and no
+    memory-bound bytes."""
     trains = [r for r in records if r["kind"] == "train"]
     samplers = [r for r in records if r["kind"] == "sampler"]
-    out: dict[str, Any] = {"trainings": [], "predicted_s": {}}
+    amp = any(r["amp"] for r in trains)
+    out: dict[str, Any] = {"trainings": [], "predicted_s": {}, "predicted_memory_bytes": {}, "sampler_amp": amp}
     for r in trains:
         r["full_steps"] -= r.get("start_step", 0)  # a continued training (08's 10k run) trains the rest
         t = {k: r[k] for k in ("desc", "parameters", "batch_shapes", "full_steps", "flops_per_step", "ops_per_step", "amp")}
+        t["memory_bound_bytes_per_step"] = r.get("memory_bound_bytes_per_step", 0)
+        t["attention_elements_per_step"] = r.get("attention_elements_per_step", 0)
         t["memory_estimate_bytes"] = r["memory_bytes"]["estimate"]
         t["memory_bytes"] = r["memory_bytes"]
         t["cpu_step_seconds"] = r.get("step_seconds")
-        t["predicted_s"] = {g: predict_seconds(r["flops_per_step"] * r["full_steps"], r["ops_per_step"] * r["full_steps"],
-                                               g, r["amp"]) for g in GPU_PEAKS}
+        n = r["full_steps"]
+        t["predicted_s"] = {g: predict_seconds(r["flops_per_step"] * n, r["ops_per_step"] * n, g, r["amp"],
+                                               t["memory_bound_bytes_per_step"] * n) for g in GPU_PEAKS}
+        t["predicted_memory_bytes"] = {g: predict_memory(r, g) for g in GPU_PEAKS}
         out["trainings"].append(t)
     out["train_flops"] = sum(r["flops_per_step"] * r["full_steps"] for r in trains)
     out["sample_flops"] = sum(r["flops_per_call"] * r["calls"] for r in samplers)
+    out["sample_memory_bound_bytes"] = sum(r.get("memory_bound_bytes_per_call", 0) * r["calls"] for r in samplers)
+    out["sample_ops"] = sum(r.get("ops_per_call", 100) * r["calls"] for r in samplers)
     out["sampler_calls"] = len(samplers)
     out["network_evaluations"] = sum(r["calls"] for r in samplers)
+    largest_scores = max((r.get("largest_attention_elements", 0) for r in samplers), default=0)
     for g in GPU_PEAKS:
         slow = sum(t["predicted_s"][g][0] for t in out["trainings"])
         fast = sum(t["predicted_s"][g][1] for t in out["trainings"])
-        s_slow, s_fast = predict_seconds(out["sample_flops"], 0, g, False)
-        # one launch per network evaluation at least: a sampler step is a few hundred operators
-        evals = out["network_evaluations"]
-        out["predicted_s"][g] = (slow + max(s_slow, evals * 100 * LAUNCH_S[0]), fast + max(s_fast, evals * 100 * LAUNCH_S[1]))
+        s_slow, s_fast = predict_seconds(out["sample_flops"], out["sample_ops"], g, amp, out["sample_memory_bound_bytes"])
+        out["predicted_s"][g] = (slow + s_slow, fast + s_fast)
+        # sampling keeps no graph: its peak is the weights and, on the math path, one call's score matrix
+        sample_math = 0 if fused_attention(g, amp) else largest_scores * ATTENTION_BYTES_PER_SCORE + CUDA_CONTEXT_BYTES
+        lo = max([t["predicted_memory_bytes"][g][0] for t in out["trainings"]] + [sample_math], default=0)
+        hi = max([t["predicted_memory_bytes"][g][1] for t in out["trainings"]] + [sample_math], default=0)
+        out["predicted_memory_bytes"][g] = (lo, hi)
     big = max(trains, key=lambda r: r["flops_per_step"], default=None)
     if big is not None:
         out["largest"] = {"desc": big["desc"], "parameters": big["parameters"], "flops_per_step": big["flops_per_step"],
@@ -163,6 +212,14 @@ def _band(pair: tuple[float, float]) -> str:
     return f"{duration(fast)} – {duration(slow)}"
 
 
+def _memory(pair: tuple[float, float] | None, gpu: str) -> str:
+    if not pair or not pair[1]:
+        return "–"
+    lo, hi = pair
+    over = " (*over*)" if hi > GPU_MEMORY[gpu] else ""
+    return f"{si(lo, 'B')} – {si(hi, 'B')}{over}"
+
+
 def stamp(payload: dict[str, Any]) -> dict[str, Any]:
     """Give every row without one the run's date and load average (a row keeps them through later merges)."""
     load = payload.get("machine", {}).get("load_average_1min")
@@ -209,16 +266,23 @@ def table(payload: dict[str, Any]) -> str:
         f"{payload['profile']}-profile model and batch sizes with {payload['max_steps']} training steps and "
         f"{payload['max_steps']} network evaluations per sampler call, one notebook after another: "
         f"{payload['total_wall_s']:.0f} s in all. "
-        f"Predictions: the full {payload['profile']} profile's FLOPs (every training at its full step count, every "
-        f"sampler call at its full number of network evaluations) at {UTILISATION[0]:.0%}–{UTILISATION[1]:.0%} of "
-        f"the published peak (fp32 → TF32 for fp32 code, bf16 under autocast; T4 fp32 8.1 T, A100 fp32 19.5 T / "
-        f"TF32 156 T / bf16 312 T, H100 SXM fp32 67 T / TF32 495 T / bf16 989 T), and never faster than "
-        f"{LAUNCH_S[1] * 1e6:.0f}–{LAUNCH_S[0] * 1e6:.0f} µs per operator. Data loading, evaluator, FID and "
-        "elementwise work are not counted. Memory: estimated from the graph (weights, gradients, optimizer state, "
-        "EMA, tensors saved for backward, batch) for the largest training step.", "",
-        "| notebook | dry run | trainings | largest training: params | batch | FLOPs/step | memory/step | "
-        "train FLOPs (full) | sample FLOPs (full) | T4 | A100 | H100 | quoted |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"Predictions: the full {payload['profile']} profile (every training at its full step count, every "
+        f"sampler call at its full number of network evaluations) as compute time at {UTILISATION[0]:.0%}–"
+        f"{UTILISATION[1]:.0%} of the card's peak at the dtype it computes in (fp32 code: fp32 → TF32; autocast: "
+        f"fp16 on a T4, whose tensor cores have no bf16, bf16 on an A100/H100; T4 fp32 8.1 T / fp16 65 T, A100 "
+        f"fp32 19.5 T / TF32 156 T / bf16 312 T, H100 SXM fp32 67 T / TF32 495 T / bf16 989 T) plus memory time "
+        f"for the memory-bound operators (norms, activations, adds, optimizer; the bytes each reads and writes, "
+        f"{AMP_BYTES[1]:.0%}–{AMP_BYTES[0]:.0%} of them under autocast) at "
+        f"{BANDWIDTH_UTILISATION[0]:.0%}–{BANDWIDTH_UTILISATION[1]:.0%} of the card's bandwidth (T4 320 GB/s, "
+        f"A100 1.56 TB/s, H100 3.35 TB/s), and never faster than {LAUNCH_S[1] * 1e6:.0f}–{LAUNCH_S[0] * 1e6:.0f} µs "
+        "per operator. Data loading, the evaluator, FID and the CPU side of each cell are not counted. Peak "
+        "memory on a T4: weights, gradients, optimizer state, EMA, batch and the activations saved for backward "
+        f"(measured from the graph at fp32; half of them under fp16 at the low end), {CUDA_CONTEXT_BYTES / 1e9:.1f} GB "
+        "for the CUDA context, and the attention score matrices wherever the card has no fused kernel at its dtype "
+        f"(a T4 in bf16); *over* when above the {GPU_MEMORY['T4'] / 1e9:.0f} GB a Colab T4 offers.", "",
+        "| notebook | dry run | trainings | largest training: params | batch | FLOPs/step | memory-bound bytes/step | "
+        "train FLOPs (full) | sample FLOPs (full) | T4 | T4 peak memory | A100 | H100 | quoted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     def cell_note(r: dict[str, Any]) -> str:
         parts = ([r.get("measured", "")] if len(dates) > 1 else []) + (["*busy*"] if _busy(r, info["cpu_count"]) else [])
@@ -227,21 +291,24 @@ def table(payload: dict[str, Any]) -> str:
     for name, r in nbs.items():
         big = r.get("largest", {})
         batch = big.get("batch_shapes", [[]])
+        big_t = max(r["trainings"], key=lambda t: t["flops_per_step"], default={})
         lines.append(
             f"| {name} | {r['status']}, {r['wall_s']:.0f} s{cell_note(r)} | {len(r['trainings'])} | {si(big.get('parameters'))} | "
             f"{'×'.join(map(str, batch[0])) if batch and batch[0] else '–'} | {si(big.get('flops_per_step'))} | "
-            f"{si(big.get('memory_estimate_bytes'), 'B')} | {si(r['train_flops'])} | {si(r['sample_flops'])} | "
-            f"{_band(r['predicted_s']['T4'])} | {_band(r['predicted_s']['A100'])} | {_band(r['predicted_s']['H100'])} | "
-            f"{r['seed_quote'] or '–'} |")
+            f"{si(big_t.get('memory_bound_bytes_per_step') or None, 'B')} | {si(r['train_flops'])} | {si(r['sample_flops'])} | "
+            f"{_band(r['predicted_s']['T4'])} | {_memory(r.get('predicted_memory_bytes', {}).get('T4'), 'T4')} | "
+            f"{_band(r['predicted_s']['A100'])} | {_band(r['predicted_s']['H100'])} | {r['seed_quote'] or '–'} |")
     lines += ["", "Per training (gpu profile):", "",
-              "| notebook | training | params | steps | FLOPs/step | ops/step | memory/step | step on this CPU | T4 | A100 | H100 |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| notebook | training | params | steps | FLOPs/step | ops/step | memory-bound bytes/step | step on this CPU | T4 | "
+              "T4 peak memory | A100 | H100 |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in nbs.items():
         for t in r["trainings"]:
             cpu = f"{t['cpu_step_seconds']:.3g} s" if t.get("cpu_step_seconds") else "–"
-            lines.append(f"| {name} | {t['desc']}{' (bf16)' if t['amp'] else ''} | {si(t['parameters'])} | {t['full_steps']} | "
-                         f"{si(t['flops_per_step'])} | {t['ops_per_step']} | {si(t['memory_estimate_bytes'], 'B')} | {cpu} | "
-                         f"{_band(t['predicted_s']['T4'])} | {_band(t['predicted_s']['A100'])} | {_band(t['predicted_s']['H100'])} |")
+            lines.append(f"| {name} | {t['desc']}{' (autocast)' if t['amp'] else ''} | {si(t['parameters'])} | {t['full_steps']} | "
+                         f"{si(t['flops_per_step'])} | {t['ops_per_step']} | {si(t.get('memory_bound_bytes_per_step') or None, 'B')} | "
+                         f"{cpu} | {_band(t['predicted_s']['T4'])} | {_memory(t.get('predicted_memory_bytes', {}).get('T4'), 'T4')} | "
+                         f"{_band(t['predicted_s']['A100'])} | {_band(t['predicted_s']['H100'])} |")
     return "\n".join(lines)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from nbhelpers.cli import HelpFormatter, flag, int_at_least, invoked_name, tool_errors
-from nbhelpers.dryrun import flop_counter
+from nbhelpers.dryrun import OpCounter, flop_counter
 from nbhelpers.runtime import PROFILES, amp_dtype, get_device
 
 from .common import GPU_PEAKS, machine, machine_tag, replace_block, write_json
@@ -62,13 +62,14 @@ def time_training(case: Case, device: torch.device, warmup: int, timed: int) -> 
     """Seconds per step of ``train`` at the case's preset: a run of ``timed`` steps after one of ``warmup``."""
     from nbhelpers.training import train, unwrap
 
-    counter = flop_counter()
-    with counter:
+    counter, ops = flop_counter(), OpCounter()
+    with counter, ops:
         loss = case.loss_fn(case.model, case.batch_fn(torch.Generator(device=device).manual_seed(0)),
                             torch.Generator(device=device).manual_seed(0))
         loss.backward()
     unwrap(case.model).zero_grad(set_to_none=True)
     flops = int(counter.get_total_flops())  # forward + backward of one step
+    cost = {"ops": ops.ops, "memory_bound_bytes": ops.memory_bytes}
 
     def run(steps: int) -> float:
         config = replace(case.config, steps=steps, checkpoint_every=0, snapshot_steps=(), warmup_steps=0)
@@ -82,7 +83,7 @@ def time_training(case: Case, device: torch.device, warmup: int, timed: int) -> 
     _reset_peak(device)
     per_step = run(timed) / timed
     dtype = amp_dtype(device, case.config.amp_dtype) if case.config.amp else None
-    return {"seconds": per_step, "flops": flops, "peak_gb": _peak_gb(device),
+    return {"seconds": per_step, "flops": flops, "peak_gb": _peak_gb(device), **cost,
             "dtype": str(dtype).replace("torch.", "") if dtype is not None else "float32"}
 
 
@@ -92,8 +93,8 @@ def time_sampler(case: Case, device: torch.device, repeats: int) -> dict[str, An
     from nbhelpers.runtime import autocast
 
     case.model.eval()
-    counter = flop_counter()
-    with counter, autocast(device, enabled=case.config.amp):
+    counter, ops = flop_counter(), OpCounter()
+    with counter, ops, autocast(device, enabled=case.config.amp):
         case.sample_call()
     times = []
     _reset_peak(device)
@@ -105,14 +106,17 @@ def time_sampler(case: Case, device: torch.device, repeats: int) -> dict[str, An
         _sync(device)
         times.append(time.perf_counter() - t0)
     case.model.train()
-    return {"seconds": statistics.median(times), "flops": int(counter.get_total_flops()), "peak_gb": _peak_gb(device)}
+    return {"seconds": statistics.median(times), "flops": int(counter.get_total_flops()), "peak_gb": _peak_gb(device),
+            "ops": ops.ops, "memory_bound_bytes": ops.memory_bytes}
 
 
-def predicted(flops: int, card: str | None, amp: bool) -> list[float] | None:
-    """The dry run's (slow, fast) seconds for ``flops`` on ``card`` (operator launches not counted here)."""
+def predicted(row: dict[str, Any], card: str | None, amp: bool) -> list[float] | None:
+    """The dry run's (slow, fast) seconds on ``card`` for a measured row's FLOPs, operators and memory-bound bytes."""
     from .dryrun import predict_seconds
 
-    return list(predict_seconds(flops, 0, card, amp)) if card is not None else None
+    if card is None:
+        return None
+    return list(predict_seconds(row["flops"], row["ops"], card, amp, row["memory_bound_bytes"]))
 
 
 def check(profile: str, device: torch.device, warmup: int, timed: int) -> list[dict[str, Any]]:
@@ -124,8 +128,8 @@ def check(profile: str, device: torch.device, warmup: int, timed: int) -> list[d
         sample_row = time_sampler(case, device, max(2, timed // 2))
         amp = bool(case.config.amp)
         rows.append({"name": case.name, "profile": profile, "sample_batch": case.sample_batch, "amp": amp, "train": train_row, "sampler": sample_row,
-                     "predicted_train_s": predicted(train_row["flops"], card, amp),
-                     "predicted_sampler_s": predicted(sample_row["flops"], card, amp)})
+                     "predicted_train_s": predicted(train_row, card, amp),
+                     "predicted_sampler_s": predicted(sample_row, card, amp)})
     return rows
 
 

@@ -31,7 +31,7 @@ from torch import nn
 MAX_STEPS_ENV = "NBHELPERS_MAX_STEPS"
 
 __all__ = ["MAX_STEPS_ENV", "max_steps", "is_dry_run", "cap", "root", "redirect", "banner", "holds_network", "networks",
-           "NetworkBudget", "budget"]
+           "NetworkBudget", "budget", "OpCounter", "flop_counter"]
 
 
 def max_steps() -> int | None:
@@ -228,12 +228,14 @@ class NetworkBudget(nn.Module):
         self.left -= 1
         self.calls += 1
         if self.calls == 1:
-            counter = flop_counter()
-            with counter:
+            counter, ops = flop_counter(), OpCounter()
+            with counter, ops:
                 out = self.f(x, *args, **kwargs)
             done[key] = int(counter.get_total_flops())
             if record_path() is not None:
-                self.record = self._describe(x, done[key])
+                self.record = {**self._describe(x, done[key]), "ops_per_call": ops.ops,
+                               "memory_bound_bytes_per_call": ops.memory_bytes,
+                               "largest_attention_elements": ops.largest_attention()}
             return out
         return self.f(x, *args, **kwargs)
 
@@ -304,16 +306,61 @@ def _nbytes(tensors: Any) -> int:
     return total
 
 
-class _OpCounter(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts the aten operators a step dispatches (on a GPU, about one kernel launch each)."""
+_SDPA_FORWARD = ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+                 "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
+                 "_scaled_dot_product_attention_math")
+"""The aten attention kernels (forward) whose score matrix :class:`OpCounter` records."""
+
+
+def _compute_ops() -> frozenset:
+    """Operators the FLOP counter prices (matrix products, convolutions, attention): compute-bound, so their
+    bytes are not charged to memory bandwidth."""
+    import torch.utils.flop_counter as fc
+
+    names = {getattr(k, "__name__", str(k)) for k in fc.flop_registry}
+    names |= {"_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention_for_cpu_backward"}
+    return frozenset(names)
+
+
+def _io_bytes(args: Any, kwargs: dict, out: Any) -> int:
+    """Bytes an eager operator reads (its tensor inputs) and writes (its outputs): with no fusion, each
+    elementwise operator moves its whole operands through memory once."""
+    from torch.utils._pytree import tree_leaves
+
+    return sum(t.numel() * t.element_size() for t in tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor))
+
+
+class OpCounter(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the aten operators a step dispatches (on a GPU, about one kernel launch each), the bytes the
+    memory-bound ones move (everything but matrix products, convolutions and attention; views move nothing),
+    and the shape of every attention score matrix (``(B·H, L, S)``: what an unfused kernel would materialise)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ops = 0
+        self.memory_bytes = 0
+        self.attention: list[tuple[int, int, int]] = []
+        self._compute = _compute_ops()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
         self.ops += 1
-        return func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if name in _SDPA_FORWARD and len(args) >= 2:
+            q, k = args[0], args[1]  # (B, H, L, d) and (B, H, S, d)
+            self.attention.append((int(q.numel() // (q.shape[-1] * q.shape[-2])), int(q.shape[-2]), int(k.shape[-2])))
+        if not func.is_view and name not in self._compute:
+            self.memory_bytes += _io_bytes(args, kwargs, out)
+        return out
+
+    def attention_elements(self) -> int:
+        """Σ B·H·L·S over the attention calls seen: the score entries an unfused (math-path) kernel writes."""
+        return sum(bh * l * s for bh, l, s in self.attention)
+
+    def largest_attention(self) -> int:
+        """The largest single B·H·L·S: the transient score matrix of one unfused attention call."""
+        return max((bh * l * s for bh, l, s in self.attention), default=0)
 
 
 def _rss_peak_bytes() -> int:
@@ -357,7 +404,7 @@ class StepProbe:
                 return t
 
             self._flops = flop_counter()
-            self._ops = _OpCounter()
+            self._ops = OpCounter()
             self._hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
             self._modes = [self._flops, self._ops, self._hooks]
             for m in self._modes:
@@ -396,6 +443,9 @@ class StepProbe:
                 "parameters": sum(p.numel() for p in params if p.requires_grad),
                 "batch_shapes": shapes[:4], "full_steps": self.full_steps, "start_step": self.first - 1,
                 "flops_per_step": int(self._flops.get_total_flops()), "ops_per_step": self._ops.ops,
+                "memory_bound_bytes_per_step": self._ops.memory_bytes,
+                "attention_elements_per_step": self._ops.attention_elements(),
+                "attention_calls_per_step": len(self._ops.attention),
                 "memory_bytes": {"weights": weights, "gradients": grads, "optimizer_state": opt_state, "ema": ema_bytes,
                                  "saved_activations": self._saved, "batch": batch_bytes,
                                  "estimate": weights + grads + opt_state + ema_bytes + self._saved + batch_bytes,

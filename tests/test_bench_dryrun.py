@@ -69,3 +69,67 @@ def test_a_partial_run_keeps_when_and_how_busy_each_row_was():
     assert list(bench.merge({**old, "max_steps": 3}, new)["notebooks"]) == ["04_unet_images"]
     single = bench.table(bench.stamp({**old, "total_wall_s": 100.0, "notebooks": {"01_sdes": _row(100.0)}, "machine": {**cores, "load_average_1min": 0.5}}))
     assert "Measured 2026-01-01 09:00 on test CPU" in single and "| 01_sdes | ok, 100 s | 0 |" in single
+
+
+# --------------------------------------------------------------------------- the prediction model, by hand counts
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from benchmarks.common import AMP_BYTES, BANDWIDTH_UTILISATION, CUDA_CONTEXT_BYTES, GPU_BANDWIDTH, GPU_PEAKS, UTILISATION  # noqa: E402
+
+
+def test_the_counter_prices_a_convolution_and_an_attention_call_by_hand():
+    B, C_in, C_out, H, W, k = 2, 3, 5, 8, 8, 3
+    conv = nn.Conv2d(C_in, C_out, k, padding=1, bias=False)
+    x = torch.randn(B, C_in, H, W)
+    counter, ops = dryrun.flop_counter(), dryrun.OpCounter()
+    with counter, ops:
+        conv(x)
+    assert counter.get_total_flops() == 2 * B * C_out * H * W * C_in * k * k  # one multiply-add per weight per output
+    assert ops.memory_bytes == 0 and ops.attention == []  # a convolution is compute, not memory-bound traffic
+
+    heads, L, S, d = 4, 49, 49, 16
+    q, kk, v = (torch.randn(B, heads, n, d) for n in (L, S, S))
+    counter, ops = dryrun.flop_counter(), dryrun.OpCounter()
+    with counter, ops:
+        F.scaled_dot_product_attention(q, kk, v)
+    assert counter.get_total_flops() == 4 * B * heads * L * S * d  # QKᵀ and the weighted sum of V
+    assert ops.attention == [(B * heads, L, S)] and ops.attention_elements() == B * heads * L * S
+
+
+def test_the_counter_charges_memory_bound_operators_their_bytes_and_views_nothing():
+    x = torch.randn(64, 32)
+    ops = dryrun.OpCounter()
+    with ops:
+        y = F.silu(x)  # reads 64·32 floats, writes as many
+        y.view(32, 64).t()  # views move nothing
+        y.add_(1.0)  # in place: reads and writes y
+    n = 64 * 32 * 4
+    assert ops.memory_bytes == 2 * n + 2 * n
+
+
+def test_a_prediction_is_compute_plus_memory_time_and_never_below_the_launches():
+    flops, nbytes = 1e15, 1e13
+    slow, fast = bench.predict_seconds(flops, 0, "T4", True, nbytes)  # fp16 on a T4
+    assert slow == pytest.approx(flops / (65e12 * UTILISATION[0]) + nbytes * AMP_BYTES[0] / (320e9 * BANDWIDTH_UTILISATION[0]))
+    assert fast == pytest.approx(flops / (65e12 * UTILISATION[1]) + nbytes * AMP_BYTES[1] / (320e9 * BANDWIDTH_UTILISATION[1]))
+    fp32 = bench.predict_seconds(flops, 0, "A100", False, nbytes)  # fp32 code: fp32 at the slow end, TF32 at the fast
+    assert fp32[0] == pytest.approx(flops / (GPU_PEAKS["A100"]["fp32"] * UTILISATION[0])
+                                    + nbytes / (GPU_BANDWIDTH["A100"] * BANDWIDTH_UTILISATION[0]))
+    assert bench.predict_seconds(1.0, 1e6, "H100", True)[0] == pytest.approx(1e6 * 10e-6)  # a million launches
+
+
+def test_peak_memory_adds_the_score_matrices_only_where_no_fused_kernel_runs(monkeypatch):
+    assert bench._dtype("T4", True) == "fp16" and bench._dtype("A100", True) == "bf16" and bench._dtype("T4", False) == "fp32"
+    # the dtype each card gets always has a fused kernel (memory-efficient: fp16/fp32 from sm_50, bf16 from sm_80)
+    assert all(bench.fused_attention(g, amp) for g in ("T4", "A100", "H100") for amp in (True, False))
+    parts = {"weights": 10, "gradients": 10, "optimizer_state": 20, "ema": 10, "batch": 50, "saved_activations": 1000}
+    r = {"amp": True, "memory_bytes": parts, "attention_elements_per_step": 10**9}
+    lo, hi = bench.predict_memory(r, "T4")
+    assert (lo, hi) == (100 + CUDA_CONTEXT_BYTES + 500, 100 + CUDA_CONTEXT_BYTES + 1000)
+    # bf16 autocast on a T4 (what choosing bf16 by torch.cuda.is_bf16_supported() would do): the math path saves every score
+    monkeypatch.setattr(bench, "_dtype", lambda gpu, amp: "bf16")
+    assert not bench.fused_attention("T4", True) and bench.fused_attention("A100", True)
+    assert bench.predict_memory(r, "T4")[1] == hi + 10**9 * bench.ATTENTION_BYTES_PER_SCORE

@@ -19,9 +19,10 @@ def test_rows_carry_flops_and_a_prediction_for_a_priced_card(monkeypatch):
     case = next(c for c in gpu_check.preset_cases("smoke") if c.name.startswith("08"))
     row = gpu_check.time_training(case, torch.device("cpu"), warmup=1, timed=1)
     assert row["flops"] > 0 and row["seconds"] > 0 and row["dtype"] == "float32" and row["peak_gb"] is None
-    slow, fast = gpu_check.predicted(row["flops"], "T4", amp=True)
+    assert row["ops"] > 0 and row["memory_bound_bytes"] > 0
+    slow, fast = gpu_check.predicted(row, "T4", amp=True)
     assert slow > fast > 0
-    assert gpu_check.predicted(row["flops"], None, amp=True) is None
+    assert gpu_check.predicted(row, None, amp=True) is None
 
 
 @pytest.mark.parametrize("name,card", [("Tesla T4", "T4"), ("NVIDIA A100-SXM4-40GB", "A100"),
