@@ -149,7 +149,32 @@ def summarise_notebook(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run(names: list[str], max_steps: int, profile: str, device: str, keep_cache: bool) -> dict[str, Any]:
+def row_name(name: str, parameters: dict[str, Any] | None) -> str:
+    """A result row's name: the notebook's, with the parameters it ran with (``07_mnist_cfg (gpu_size=large)``)."""
+    if not parameters:
+        return name
+    return f"{name} ({', '.join(f'{k}={v}' for k, v in sorted(parameters.items()))})"
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``["gpu_size=large", "steps=10"]`` → ``{"gpu_size": "large", "steps": 10}`` (values read as Python literals
+    where they are one, else kept as strings)."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"--param takes name=value, got {item!r}")
+        try:
+            out[key.strip()] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = raw
+    return out
+
+
+def run(names: list[str], max_steps: int, profile: str, device: str, keep_cache: bool,
+        parameters: dict[str, Any] | None = None) -> dict[str, Any]:
     saved = {v: os.environ.get(v) for v in (dryrun.MAX_STEPS_ENV, dryrun.RECORD_ENV, PROFILE_ENV)}
     os.environ[dryrun.MAX_STEPS_ENV] = str(max_steps)
     os.environ[PROFILE_ENV] = profile
@@ -161,14 +186,17 @@ def run(names: list[str], max_steps: int, profile: str, device: str, keep_cache:
     t_all = time.perf_counter()
     try:
         for name in names:
-            rec = root / "records" / f"{name}.jsonl"
+            key = row_name(name, parameters)
+            tag = "".join(ch if ch.isalnum() or ch in "_-" else "-" for ch in key)
+            rec = root / "records" / f"{tag}.jsonl"
             if rec.exists():
                 rec.unlink()
             os.environ[dryrun.RECORD_ENV] = str(rec)
             print(f"▶ {name} [dry run: profile {profile}, max steps {max_steps}, device {device}]", flush=True)
-            r = run_notebook(name, profile, device, output_dir=out_dir)
+            r = run_notebook(name, profile, device, parameters=parameters or None,
+                             output_dir=out_dir / tag if parameters else out_dir)
             summary = summarise_notebook(read_records(rec))
-            results[name] = {"status": r.status, "error": r.error, "wall_s": round(r.seconds, 2),
+            results[key] = {"status": r.status, "error": r.error, "wall_s": round(r.seconds, 2),
                              "device": r.resolved_device or device, "seed_quote": SEED_QUOTES.get(name, ""),
                              "metrics_dry_run_max_steps": r.metrics.get("dry_run_max_steps"),
                              "load_average_1min": machine().get("load_average_1min"), **summary}
@@ -321,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--keep-cache", action="store_true", help="reuse capped models of an earlier dry run (they are then not measured)")
     ap.add_argument("--no-write", action="store_true", help="print the table; write no JSON and leave the README alone")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a notebook parameter for this run (repeatable), e.g. gpu_size=large; rows are named after it")
     ap.add_argument("--rebuild", action="store_true",
                     help="execute nothing: rebuild the results from the executed notebooks and records an earlier run left in build/dryrun")
     return ap
@@ -335,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--max-steps must be a positive integer, got {args.max_steps}")
     try:
         names = select_notebooks(args.notebooks)
+        params = parse_params(args.param)
+        if args.rebuild and params:
+            raise ValueError("--rebuild reads the rows of an earlier run; it takes no --param")
         if not args.rebuild:
             get_device(args.device)  # an absent device stops here, before any row is touched
     except ValueError as exc:
@@ -342,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rebuild:
         payload = rebuild(names, args.max_steps, args.profile)
     else:
-        payload = run(names, args.max_steps, args.profile, args.device, args.keep_cache)
+        payload = run(names, args.max_steps, args.profile, args.device, args.keep_cache, params)
     info = machine()
     payload.update({"machine": info, "machine_tag": machine_tag(info), "date": time.strftime("%Y-%m-%d %H:%M")})
     stamp(payload)

@@ -133,3 +133,11 @@ def test_peak_memory_adds_the_score_matrices_only_where_no_fused_kernel_runs(mon
     monkeypatch.setattr(bench, "_dtype", lambda gpu, amp: "bf16")
     assert not bench.fused_attention("T4", True) and bench.fused_attention("A100", True)
     assert bench.predict_memory(r, "T4")[1] == hi + 10**9 * bench.ATTENTION_BYTES_PER_SCORE
+
+
+def test_a_run_with_notebook_parameters_gets_rows_of_its_own():
+    assert bench.parse_params(["gpu_size=large", "steps=10", "note=a b"]) == {"gpu_size": "large", "steps": 10, "note": "a b"}
+    assert bench.row_name("07_mnist_cfg", {"gpu_size": "large"}) == "07_mnist_cfg (gpu_size=large)"
+    assert bench.row_name("07_mnist_cfg", {}) == "07_mnist_cfg"
+    with pytest.raises(ValueError, match="name=value, got 'large'"):
+        bench.parse_params(["large"])

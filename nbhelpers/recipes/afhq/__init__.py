@@ -16,7 +16,10 @@ Data: the real AFHQ layout ``afhq/{train,val}/{cat,dog,wild}/``. The chosen doma
 resized to ``image_size``, cached as one uint8 tensor under ``build/cache/afhq/`` and held on the
 training device; a batch is an index draw plus a random horizontal flip, scaled to [−1, 1].
 ``batch_size`` is the global batch: under ``torchrun`` every rank draws the same global batch
-(same seed) and keeps its slice, so a run on N processes follows a 1-process run step for step.
+(same seed) and keeps its slice, so a run on N processes follows a 1-process run step for step, to float
+rounding (the gradient all-reduce sums in another order; the gloo test allows 1e-5). On CUDA, ``cudnn.benchmark``
+lets each process time and pick its own convolution algorithms, whose sums round differently again: the runs
+stay close, not bitwise equal, and two runs on one card need not match bitwise either.
 
 Modules, each importing only those before it: ``data`` (find, download, decode, cache, batch),
 ``diffusion`` (the seed's ``Diffusion``, the ε-network, batches and sampling), ``figures`` (5.3 / 5.4,

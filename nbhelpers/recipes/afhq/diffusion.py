@@ -5,7 +5,10 @@ receives the float t = k / T. :class:`Diffusion` is a thin layer over :class:`nb
 the method names of the seed's starter code (``q_sample``, ``p_losses``, ``p_sample``,
 ``p_sample_loop``, ``sample``): the buffers, the forward process and the reverse step are ``nb.ddpm``'s.
 ``batch_size`` is the global batch: under ``torchrun`` every rank draws the same global batch (same
-seed) and keeps its slice, so a run on N processes follows a 1-process run step for step.
+seed) and keeps its slice, so a run on N processes follows a 1-process run step for step, to float
+rounding (the gradient all-reduce sums in another order; the gloo test allows 1e-5). On CUDA, ``cudnn.benchmark``
+lets each process time and pick its own convolution algorithms, whose sums round differently again: the runs
+stay close, not bitwise equal, and two runs on one card need not match bitwise either.
 """
 from __future__ import annotations
 
