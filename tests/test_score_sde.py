@@ -148,23 +148,24 @@ def test_vp_nfe_summary_reads_the_ends_the_better_ode_and_the_gap():
     assert v["gap_text"].startswith("the ODE ends lower, but by 0.5 s.e.") and v["outside"] == []
 
 
-def test_sigma_sweep_runs_each_setting_once_and_shares_sigma_zero():
-    judge, run = _judge(), FakeRun()
+def test_sweep_table_reads_each_setting_of_the_sigma_sweep():
+    judge = _judge()
     x0 = torch.randn(200, 2, generator=torch.Generator().manual_seed(7))
     u = lambda x, t: GMM.marginal_velocity(x, t, PATH.schedule)  # noqa: E731
     s = lambda x, t: GMM.marginal_score(x, t, PATH.schedule)  # noqa: E731
-    noise = lambda: torch.Generator().manual_seed(8)  # noqa: E731
-    sweep, samples = R.sigma_sweep({"exact": (u, s)}, [0.0, 0.5], x0, 20, noise, judge, run)
-    assert set(sweep) == {("exact", sh, sig) for sh in R.SIGMA_SHAPES for sig in (0.0, 0.5)}
-    assert sweep["exact", "vanishing", 0.0] is sweep["exact", "constant", 0.0]
-    assert sorted(run.samples) == ["flowscore_exact_constant_sigma0", "flowscore_exact_constant_sigma0.5",
-                                   "flowscore_exact_vanishing_sigma0.5"]
+    sweep = {}
+    for shape, sigma_of in R.SIGMA_SHAPES.items():  # notebook 05's loop
+        for sigma in (0.0, 0.5):
+            sde = nb.sde.FlowScoreSDE(u, s, sigma=sigma_of(sigma))
+            x = nb.solvers.euler_maruyama(sde, x0, 0.0, 1.0, 20, generator=torch.Generator().manual_seed(8)).x
+            sweep["exact", shape, sigma] = judge.score(x)
+    # the vanishing shape is σ_t = σ(1 − t)
     want = nb.solvers.euler_maruyama(nb.sde.FlowScoreSDE(u, s, sigma=lambda t: 0.5 * (1 - t)), x0, 0.0, 1.0, 20,
-                                     generator=noise()).x
-    assert torch.equal(samples["exact", "vanishing", 0.5], want)
+                                     generator=torch.Generator().manual_seed(8)).x
     assert sweep["exact", "vanishing", 0.5].energy == judge.score(want).energy
     table = R.sweep_table(sweep)
     assert table["exact|vanishing|0.5"]["ratio"] == sweep["exact", "vanishing", 0.5].energy_ratio
+    assert set(table) == {f"exact|{sh}|{sig:g}" for sh in R.SIGMA_SHAPES for sig in (0.0, 0.5)}
     assert R.sigma_settings([0.0, 0.5]) == [("constant", 0.0), ("constant", 0.5), ("vanishing", 0.5)]
 
 

@@ -6,7 +6,7 @@
 * :class:`TruthJudge` — 2D samples scored against the true mixture (energy distance over its noise floor,
   mode weights, log-likelihood), one reference draw for every table, recorded in the run.
 * Part I: the Q1/Q4/Q5 figures; the VP-SDE's SDE-vs-ODE study (:func:`vp_nfe_study`); task 5b in 2D — the flow
-  and score MLPs (:func:`train_flow_and_score`), the σ sweep (:func:`sigma_sweep`) and the equal-NFE study
+  and score MLPs (:func:`train_flow_and_score`), the σ sweep's figures and summaries (the sweep itself is a loop in notebook 05) and the equal-NFE study
   (:func:`flowscore_nfe_study`), each with its figure.
 * Part II (MNIST): the agreement of the score UNet with the score read from the flow UNet
   (:func:`score_flow_agreement`) and the σ sweep on images (:func:`image_sigma_sweep`), with their figures.
@@ -38,7 +38,7 @@ from ..training import TrainConfig, TrainResult, checkpoint_path, train
 __all__ = ["reverse_sample", "TruthJudge", "samples_figure", "loss_floor_figure", "trajectories_figure",
            "snapshots_figure", "VP_METHODS", "vp_sample", "vp_nfe_study", "vp_nfe_figure", "vp_nfe_summary",
            "FlowAndScore",
-           "train_flow_and_score", "flow_score_losses_figure", "SIGMA_SHAPES", "sigma_settings", "sigma_sweep",
+           "train_flow_and_score", "flow_score_losses_figure", "SIGMA_SHAPES", "sigma_settings",
            "sigma_samples_figure", "sigma_sweep_figure", "sigma_sweep_summary", "sweep_table", "flowscore_nfe_study",
            "flowscore_nfe_figure", "flowscore_nfe_summary",
            "score_flow_agreement", "agreement_figure", "image_sigma_sweep", "image_sigma_samples_figure",
@@ -314,30 +314,8 @@ def sigma_settings(sigmas: Sequence[float]) -> list[tuple[str, float]]:
     return [("constant", s) for s in sigmas] + [("vanishing", s) for s in sigmas if s > 0]
 
 
-def sigma_sweep(fields: dict[str, tuple[Callable, Callable]], sigmas: Sequence[float], x0: Tensor, n_steps: int,
-                noise: Callable[[], torch.Generator], judge: TruthJudge, run: Any) -> tuple[dict, dict]:
-    """Euler–Maruyama on dX = [u + σ_t²/2 · s] dt + σ_t dW from ``x0`` (t = 0) to t = 1 for every pair of fields
-    (name → (u, s)), shape of σ_t and σ; each sample set scored by ``judge`` and recorded in ``run`` as
-    ``flowscore_<name>_<shape>_sigma<σ>``. Returns ``(scores, samples)`` keyed by ``(name, shape, σ)``; σ = 0 is
-    run once and shared by both shapes."""
-    sweep, samples = {}, {}
-    for which, (uf, sf) in fields.items():
-        for shape, make in SIGMA_SHAPES.items():
-            for sigma in sigmas:
-                if sigma == 0 and shape != "constant":  # σ = 0 is the same ODE for both shapes
-                    sweep[which, shape, sigma] = sweep[which, "constant", 0.0]
-                    samples[which, shape, sigma] = samples[which, "constant", 0.0]
-                    continue
-                fs = FlowScoreSDE(uf, sf, sigma=make(sigma))
-                x = euler_maruyama(fs, x0, 0.0, 1.0, n_steps, generator=noise()).x.cpu()
-                sc = judge.record(run, f"flowscore_{which}_{shape}_sigma{sigma:g}", x, perfect_se=False)
-                sweep[which, shape, sigma], samples[which, shape, sigma] = sc, x
-                print(f"{which:<8} {shape:<9} σ = {sigma:<4g} {sc.summary()}")
-    return sweep, samples
-
-
 def sigma_samples_figure(samples: dict, sigmas: Sequence[float], which: str = "learned", n: int = 2000) -> Figure:
-    """One panel per shape (rows) and σ (columns) of :func:`sigma_sweep`'s samples of the fields ``which``."""
+    """One panel per shape (rows) and σ (columns) of the σ sweep's samples (notebook 05) of the fields ``which``."""
     panels = [samples[which, sh, s][:n] for sh in SIGMA_SHAPES for s in sigmas]
     return scatter_panels(panels, [f"{sh}, σ = {s:g}" for sh in SIGMA_SHAPES for s in sigmas], ncols=len(sigmas),
                           s=2, alpha=0.4, size=2.5, colors=["C3"] * len(panels),
@@ -345,7 +323,7 @@ def sigma_samples_figure(samples: dict, sigmas: Sequence[float], which: str = "l
 
 
 def sigma_sweep_figure(sweep: dict, sigmas: Sequence[float], band: float, n_steps: int) -> Figure:
-    """Energy ratio, largest mode-weight error and log-likelihood against σ for :func:`sigma_sweep`'s scores."""
+    """Energy ratio, largest mode-weight error and log-likelihood against σ for the σ sweep's scores (notebook 05)."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     styles = {("learned", "constant"): ("C3", "o-"), ("learned", "vanishing"): ("C1", "o-"),
               ("exact", "constant"): ("C0", "s--"), ("exact", "vanishing"): ("C2", "s--")}
@@ -411,7 +389,7 @@ def flowscore_nfe_figure(study: dict, nfe_grid: Sequence[int], band: float, true
 
 
 def sigma_sweep_summary(sweep: dict, sigmas: Sequence[float], se: float) -> dict[str, Any]:
-    """The numbers the 2D σ-sweep answer cites from :func:`sigma_sweep`: the exact fields' energy ratios (``ex``,
+    """The numbers the 2D σ-sweep answer cites from the sweep (notebook 05): the exact fields' energy ratios (``ex``,
     every shape and σ), the learned vanishing ones (``van``), the largest constant σ's ratio and log-likelihood,
     the log-likelihood of true samples and the learned constant σ ≥ 1's log-likelihoods (``big_ll``)."""
     ex = [sweep["exact", sh, s].energy_ratio for sh in SIGMA_SHAPES for s in sigmas]
@@ -536,7 +514,7 @@ def image_sweep_summary(results: dict, sigmas: Sequence[float]) -> dict[str, Any
 
 
 def sweep_table(sweep: dict) -> dict[str, dict[str, float]]:
-    """:func:`sigma_sweep`'s scores as plain numbers for ``run.report``: ``{"<fields>|<shape>|<σ>": {"ratio",
+    """The σ sweep's scores (notebook 05) as plain numbers for ``run.report``: ``{"<fields>|<shape>|<σ>": {"ratio",
     "weight_error", "loglik"}}``."""
     return {f"{w}|{sh}|{s:g}": {"ratio": sc.energy_ratio, "weight_error": sc.max_weight_error,
                                 "loglik": sc.log_likelihood} for (w, sh, s), sc in sweep.items()}
