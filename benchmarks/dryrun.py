@@ -102,6 +102,12 @@ def predict_memory(r: dict[str, Any], gpu: str) -> tuple[float, float]:
     return fixed + saved * (0.5 if r["amp"] else 1.0) + math, fixed + saved + math
 
 
+def read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def summarise_notebook(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Trainings and samplers of one notebook, with the predicted gpu-profile times and memory.
 
