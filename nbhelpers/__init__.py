@@ -5,9 +5,16 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
 
-from .runtime import NotebookRun, get_device, resolve_profile, seed_everything, setup
+# Before torch loads (it reads this once): on a Mac an operator that MPS lacks then runs on the CPU instead of
+# stopping the run, here and in the notebook kernels started from here. An explicit value is kept.
+if sys.platform == "darwin":
+    os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+
+from .runtime import NotebookRun, get_device, resolve_profile, seed_everything, setup  # noqa: E402
 
 __version__ = "0.1.0"
 

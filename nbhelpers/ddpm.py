@@ -11,11 +11,12 @@ length ``T`` and entry ``k - 1`` belongs to step ``k ∈ {1, …, T}`` (``betas[
         β̃_k = (1 − ᾱ_{k-1}) / (1 − ᾱ_k) · β_k          (β̃_1 = 0)
     x̂_0 = (x_k − √(1 − ᾱ_k) ε) / √ᾱ_k                                             (seed 004 eq. 19)
 
-Buffers are float64 tensors on the CPU (or on the device given to :meth:`DDPM.to`, which returns
-a moved copy). Every method casts the values it needs to the dtype and device of its input, so
-one ``DDPM`` serves a model on any device. Random draws use the ``generator`` passed in; a CPU
-generator also drives a CUDA run (the draw is made on the CPU and moved), which keeps samples
-identical across devices.
+Buffers are float64 tensors on the CPU (or on the device given to :meth:`DDPM.to` where that device
+computes in float64, :func:`nbhelpers.runtime.exact_device`: MPS has none, so there they stay on the CPU).
+Every method casts the values it needs to the dtype and device of its input (one table per device and
+dtype, cached), so one ``DDPM`` serves a model on any device. Random draws use the ``generator`` passed
+in; a CPU generator also drives a CUDA or MPS run (the draw is made on the CPU and moved), which keeps
+the draws identical across devices.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from torch import nn
 
 from ._checks import batch_time, check_float, check_int, check_labels
 from .dryrun import budget
-from .runtime import randn
+from .runtime import exact, exact_device, from_exact, randn, to_exact
 
 __all__ = ["DDPM", "Posterior", "StepResult", "SampleResult", "GMMEpsOracle", "LOSS_KINDS", "SIGMA_CHOICES"]
 
@@ -110,8 +111,21 @@ class DDPM:
     """
 
     def __init__(self, betas: torch.Tensor | Sequence[float]) -> None:
+        with exact():  # the tables are float64 on the CPU
+            self._build(betas)
+        abar_T = float(self.alphas_cumprod[-1])
+        if abar_T > ABAR_T_WARN:
+            msg = (f"DDPM with T = {self.T}: ᾱ_T = {abar_T:.3g} is not small, so x_T keeps {abar_T ** 0.5:.0%} of the "
+                   f"signal while sampling starts from pure N(0, I); use more steps T or larger betas "
+                   f"(ᾱ_T ≤ {ABAR_T_WARN:g})")
+            if msg not in _warned:
+                _warned.add(msg)
+                warnings.warn(msg, stacklevel=2)
+
+    def _build(self, betas: torch.Tensor | Sequence[float]) -> None:
         try:
-            betas = torch.as_tensor(betas, dtype=torch.float64).detach().clone()
+            betas = (to_exact(betas.detach()).cpu() if isinstance(betas, torch.Tensor)
+                     else torch.as_tensor(betas, dtype=torch.float64)).clone()
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ValueError(f"betas must be a non-empty 1-D sequence of numbers in (0, 1), got {betas!r}") from exc
         if betas.ndim != 1 or betas.numel() < 1:
@@ -134,14 +148,6 @@ class DDPM:
         self.posterior_mean_coef1 = betas * self.alphas_cumprod_prev.sqrt() / (1.0 - self.alphas_cumprod)
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * self.alphas.sqrt() / (1.0 - self.alphas_cumprod)
         self._cache: dict[tuple[torch.device, torch.dtype], dict[str, torch.Tensor]] = {}
-        abar_T = float(self.alphas_cumprod[-1])
-        if abar_T > ABAR_T_WARN:
-            msg = (f"DDPM with T = {self.T}: ᾱ_T = {abar_T:.3g} is not small, so x_T keeps {abar_T ** 0.5:.0%} of the "
-                   f"signal while sampling starts from pure N(0, I); use more steps T or larger betas "
-                   f"(ᾱ_T ≤ {ABAR_T_WARN:g})")
-            if msg not in _warned:
-                _warned.add(msg)
-                warnings.warn(msg, stacklevel=2)
 
     BUFFERS = (
         "betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
@@ -157,11 +163,14 @@ class DDPM:
         return cls(ddpm_betas(name, check_int("T", T, min=1)))
 
     def to(self, device: str | torch.device) -> "DDPM":
-        """A copy whose buffers live on ``device`` (``self`` is unchanged)."""
+        """A copy whose float64 buffers live on ``device``, or on the CPU where ``device`` has no float64 (MPS;
+        :func:`nbhelpers.runtime.exact_device`). ``self`` is unchanged; either serves a model on ``device``."""
         new = DDPM.__new__(DDPM)
         new.T = self.T
-        for name in self.BUFFERS:
-            setattr(new, name, getattr(self, name).to(device))
+        home = exact_device(device)
+        with exact():
+            for name in self.BUFFERS:
+                setattr(new, name, getattr(self, name).to(home))
         new._cache = {}
         return new
 
@@ -172,7 +181,8 @@ class DDPM:
     def _table(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
         key = (like.device, like.dtype)
         if key not in self._cache:
-            self._cache[key] = {n: getattr(self, n).to(device=like.device, dtype=like.dtype) for n in self.BUFFERS}
+            # narrowed where the float64 buffers are, then moved: MPS makes no float64, not even for a copy
+            self._cache[key] = {n: getattr(self, n).to(like.dtype).to(like.device) for n in self.BUFFERS}
         return self._cache[key]
 
     def _steps(self, k: Steps, x: torch.Tensor, low: int = 1) -> torch.Tensor:
@@ -420,7 +430,8 @@ class DDPM:
         if k0 < 1:
             raise ValueError(f"DDIM needs start_step >= 1 (there is nothing to denoise at step 0), got {k0}")
         n_steps = check_int("n_steps", n_steps, min=1, max=k0)
-        ks = torch.linspace(k0, 1, n_steps, dtype=torch.float64).round().long().tolist()
+        with exact():  # on the host: a list of steps
+            ks = torch.linspace(k0, 1, n_steps, dtype=torch.float64).round().long().tolist()
         return sorted(set(ks), reverse=True)
 
     @torch.no_grad()
@@ -499,37 +510,43 @@ class GMMEpsOracle(nn.Module):
     With a label y the mixture is restricted to component y (the null label ``num_classes`` =
     K keeps all components), so it also serves as an exact conditional model for guidance.
     Called like a network: ``oracle(x, t, y=None)`` with t = k / T; k = 0 is the clean data
-    (ᾱ_0 = 1, ε = 0). ``gmm``: a :class:`~nbhelpers.distributions.GaussianMixture` (evaluated in float64).
+    (ᾱ_0 = 1, ε = 0). ``gmm``: a :class:`~nbhelpers.distributions.GaussianMixture`, evaluated in float64 on
+    :func:`nbhelpers.runtime.exact_device` of the input's device (the CPU for MPS); the result comes back in the
+    input's dtype on its device.
     """
 
     def __init__(self, ddpm: DDPM, gmm) -> None:
         super().__init__()
         self.ddpm = ddpm
-        self.gmm = gmm.to(dtype=torch.float64)
+        with exact():
+            self.gmm = to_exact(gmm)
         self.num_classes = self.gmm.n_components
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         B = x.shape[0]
-        t = batch_time(t, x, dtype=torch.float64)
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"t must be a finite scalar or a ({B},) tensor of k / T, got shape {tuple(t.shape)}")
-        k = torch.round(t * self.ddpm.T).long()
-        if int(k.min()) < 0 or int(k.max()) > self.ddpm.T:
-            raise ValueError(f"t = k / T must lie in [0, 1] (k in 0..{self.ddpm.T}), got k in {int(k.min())}..{int(k.max())}")
-        keep = None
-        if y is not None:
-            y = check_labels("labels y", y, self.num_classes, B)
-            keep = (y[:, None] == torch.arange(self.num_classes, device=x.device)[None]) | (y[:, None] == self.num_classes)
-        # ᾱ_0 = 1 in front, so that k = 0 (clean data) reads ᾱ_0 and not ᾱ_T; there ε = 0 · score = 0.
-        abar = torch.cat([self.ddpm.alphas_cumprod.new_ones(1), self.ddpm.alphas_cumprod]).tolist()
-        if self.gmm.device != x.device:
-            self.gmm = self.gmm.to(x.device)  # once: the sampler keeps x on one device
-        gmm = self.gmm
-        xd = x.to(torch.float64)
-        eps = torch.empty_like(xd)
-        for kk in torch.unique(k).tolist():  # one pass in a sampling loop, where every point shares k
-            sel = k == kk
-            ab = abar[kk]
-            score = gmm.noised(ab ** 0.5, (1.0 - ab) ** 0.5).score(xd[sel], None if keep is None else keep[sel])
-            eps[sel] = -((1.0 - ab) ** 0.5) * score
-        return eps.to(x.dtype)
+        with exact():
+            xd = to_exact(x)
+            t = batch_time(to_exact(t) if isinstance(t, torch.Tensor) else t, xd, dtype=torch.float64)
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"t must be a finite scalar or a ({B},) tensor of k / T, got shape {tuple(t.shape)}")
+            k = torch.round(t * self.ddpm.T).long()
+            if int(k.min()) < 0 or int(k.max()) > self.ddpm.T:
+                raise ValueError(f"t = k / T must lie in [0, 1] (k in 0..{self.ddpm.T}), got k in "
+                                 f"{int(k.min())}..{int(k.max())}")
+            keep = None
+            if y is not None:
+                y = to_exact(check_labels("labels y", y, self.num_classes, B))
+                classes = torch.arange(self.num_classes, device=xd.device)
+                keep = (y[:, None] == classes[None]) | (y[:, None] == self.num_classes)
+            # ᾱ_0 = 1 in front, so that k = 0 (clean data) reads ᾱ_0 and not ᾱ_T; there ε = 0 · score = 0.
+            abar = torch.cat([self.ddpm.alphas_cumprod.new_ones(1), self.ddpm.alphas_cumprod]).tolist()
+            if self.gmm.device != xd.device:
+                self.gmm = self.gmm.to(xd.device)  # once: the sampler keeps x on one device
+            gmm = self.gmm
+            eps = torch.empty_like(xd)
+            for kk in torch.unique(k).tolist():  # one pass in a sampling loop, where every point shares k
+                sel = k == kk
+                ab = abar[kk]
+                score = gmm.noised(ab ** 0.5, (1.0 - ab) ** 0.5).score(xd[sel], None if keep is None else keep[sel])
+                eps[sel] = -((1.0 - ab) ** 0.5) * score
+            return from_exact(eps, x)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ._checks import batch_time, check_float
-from .runtime import randn
+from .runtime import exact, from_exact, randn, to_exact, to_like
 from .schedules import Schedule, get_schedule
 
 __all__ = [
@@ -146,13 +146,15 @@ class GaussianMixture:
 
         again a mixture. It is p_t of a Gaussian path at one time (α = α_t, β = β_t) and DDPM's
         q(x_k) (α = √ᾱ_k, β = √(1 − ᾱ_k)). ``alpha``, ``beta``: numbers or 0-d tensors, β ≥ 0 and
-        α² s_k² + β² > 0. The variances are formed in float64 and rounded once to this dtype.
+        α² s_k² + β² > 0. The variances are formed in float64 (on the host where this mixture's device has
+        none) and rounded once to this dtype.
         """
         a, b = check_float("alpha", alpha), check_float("beta", beta, min=0.0)
-        var = a ** 2 * self._var.double() + b ** 2  # (K, d)
-        if not (var > 0).all():
-            raise ValueError(f"alpha = {a!r}, beta = {b!r} leave a component with zero variance")
-        stds = var.sqrt().to(self.means.dtype)
+        with exact():
+            var = a ** 2 * to_exact(self._var) + b ** 2  # (K, d)
+            if not (var > 0).all():
+                raise ValueError(f"alpha = {a!r}, beta = {b!r} leave a component with zero variance")
+            stds = from_exact(var.sqrt(), self.means)
         if self.stds.ndim == 1:
             stds = stds[:, 0]  # isotropic components stay isotropic
         return GaussianMixture(self.weights, a * self.means, stds)
@@ -162,11 +164,11 @@ class GaussianMixture:
         """(log w_k + log N_k(x)) (B, K), residual x − α μ_k (B, K, d) and variance v_k (B, K, d)."""
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (B, {self.dim}), got {tuple(x.shape)}")
-        mu = self.means.to(x)
-        var = alpha[:, None, None] ** 2 * self._var.to(x)[None] + beta[:, None, None] ** 2  # (B, K, d)
+        mu = to_like(self.means, x)
+        var = alpha[:, None, None] ** 2 * to_like(self._var, x)[None] + beta[:, None, None] ** 2  # (B, K, d)
         resid = x[:, None, :] - alpha[:, None, None] * mu[None]
         log_n = -0.5 * (torch.log(2 * math.pi * var) + resid ** 2 / var).sum(-1)
-        return torch.log(self.weights.to(x))[None] + log_n, resid, var
+        return torch.log(to_like(self.weights, x))[None] + log_n, resid, var
 
     def _coeffs(self, x: Tensor, t: float | Tensor, schedule: Schedule | str):
         sched = get_schedule(schedule)
@@ -190,7 +192,7 @@ class GaussianMixture:
         v = self._coeffs(x, t, schedule)
         logits, resid, var = self._component_terms(x, v.alpha, v.beta)
         r = torch.softmax(logits, dim=1)
-        ez = self.means.to(x)[None] + v.alpha[:, None, None] * self._var.to(x)[None] * resid / var
+        ez = to_like(self.means, x)[None] + v.alpha[:, None, None] * to_like(self._var, x)[None] * resid / var
         return (r[..., None] * ez).sum(1)
 
     def marginal_velocity(self, x: Tensor, t: float | Tensor, schedule: Schedule | str) -> Tensor:
@@ -199,7 +201,7 @@ class GaussianMixture:
         logits, resid, var = self._component_terms(x, v.alpha, v.beta)
         r = torch.softmax(logits, dim=1)
         a, b = v.alpha[:, None, None], v.beta[:, None, None]
-        ez = self.means.to(x)[None] + a * self._var.to(x)[None] * resid / var
+        ez = to_like(self.means, x)[None] + a * to_like(self._var, x)[None] * resid / var
         eeps = b * resid / var
         u = v.d_alpha[:, None, None] * ez + v.d_beta[:, None, None] * eeps
         return (r[..., None] * u).sum(1)
@@ -282,9 +284,10 @@ def toy_gmm() -> GaussianMixture:
     Weights 0.30, 0.25, 0.20, 0.15, 0.10 counter-clockwise from the top; neighbouring modes are
     about 7.8 σ apart and all mass lies within [−3, 3]².
     """
-    angles = torch.pi / 2 + 2 * torch.pi * torch.arange(5, dtype=torch.float64) / 5
-    means = 2.0 * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
-    return GaussianMixture([0.30, 0.25, 0.20, 0.15, 0.10], means.to(torch.get_default_dtype()), 0.3)
+    with exact():  # on the host, like the mixture
+        angles = torch.pi / 2 + 2 * torch.pi * torch.arange(5, dtype=torch.float64) / 5
+        means = 2.0 * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1).to(torch.get_default_dtype())
+    return GaussianMixture([0.30, 0.25, 0.20, 0.15, 0.10], means, 0.3)
 
 
 def _check_n(n: int) -> None:

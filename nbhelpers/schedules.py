@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_int
+from .runtime import exact
 
 __all__ = [
     "ScheduleValues", "Schedule", "LinearSchedule", "CosineSchedule", "PolynomialSchedule",
@@ -245,6 +246,7 @@ class VPMarginalSchedule(Schedule):
         return f"VPMarginalSchedule(beta_min={self.beta_min:g}, beta_max={self.beta_max:g})"
 
 
+@exact()  # a check on the host, in float64
 def validate_schedule(schedule: Schedule, n_grid: int = 1001, atol: float = 1e-6,
                       check_derivatives: bool = True) -> None:
     """Check a schedule on a float64 grid of [0, 1]; raise ``ValueError`` naming what failed.
@@ -320,8 +322,9 @@ def get_schedule(name: str | Schedule, p: float | None = None) -> Schedule:
 DDPM_SCHEDULES: tuple[str, ...] = ("linear", "cosine")
 
 
+@exact()
 def ddpm_betas(name: str, T: int, beta_start: float = 1e-4, beta_end: float = 0.02, s: float = 0.008) -> Tensor:
-    """Discrete DDPM noise levels β_1…β_T as a float64 tensor of shape ``(T,)`` (k = 0 data, k = T noise).
+    """Discrete DDPM noise levels β_1…β_T, float64 of shape ``(T,)`` on the CPU (k = 0 data, k = T noise).
 
     - ``"linear"`` (Ho et al. 2020): β_k = linspace(beta_start, beta_end, T). Built for T = 1000;
       with small T it leaves much of the signal at k = T (check ᾱ_T).

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ._checks import check_finite, check_float, check_int
 from .dryrun import budget
-from .runtime import randn
+from .runtime import exact, randn
 
 __all__ = ["Solution", "euler", "heun", "euler_maruyama", "simulate_sde", "time_grid", "sample_from_noise", "METHODS"]
 
@@ -46,7 +46,7 @@ class Solution:
 
 
 def time_grid(t0: float, t1: float, n_steps: int, like: Tensor | None = None) -> Tensor:
-    """n_steps + 1 equally spaced times from t0 to t1 (on ``like``'s device and dtype)."""
+    """n_steps + 1 equally spaced times from t0 to t1 (on ``like``'s device and dtype; else float64 on the CPU)."""
     n_steps = check_int("n_steps", n_steps, min=1)
     for label, v in (("t0", t0), ("t1", t1)):
         if isinstance(v, Tensor):
@@ -55,8 +55,10 @@ def time_grid(t0: float, t1: float, n_steps: int, like: Tensor | None = None) ->
             v = float(v)
         if not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
             raise ValueError(f"{label} must be a finite number, got {v!r}")
-    kw = {"dtype": like.dtype, "device": like.device} if like is not None else {"dtype": torch.float64}
-    return torch.linspace(float(t0), float(t1), int(n_steps) + 1, **kw)
+    if like is not None:
+        return torch.linspace(float(t0), float(t1), int(n_steps) + 1, dtype=like.dtype, device=like.device)
+    with exact():  # float64 on the CPU
+        return torch.linspace(float(t0), float(t1), int(n_steps) + 1, dtype=torch.float64)
 
 
 def _check_x0(x0: Any) -> Tensor:

@@ -51,7 +51,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import dryrun
 from ._checks import DataError, check_float, check_int
-from .runtime import AMP_CHOICES, FolderLock, amp_dtype, atomic_write_bytes, checkpoints_dir, remove_stale_temps
+from .runtime import (AMP_CHOICES, FolderLock, amp_dtype, atomic_write_bytes, checkpoints_dir, exact, exact_device,
+                      remove_stale_temps)
 
 CHECKPOINT_FORMAT = 1
 
@@ -285,9 +286,12 @@ class CheckpointError(DataError):
     """A checkpoint file cannot be read (empty, truncated, not a checkpoint); the message names it."""
 
 
+@exact()  # the loss history is float64: loaded on the host
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *, remedy: str = "delete it to retrain"
                     ) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` of a checkpoint written by :func:`save_checkpoint`.
+    """``torch.load(weights_only=True)`` of a checkpoint written by :func:`save_checkpoint`, onto
+    ``map_location``, or onto the CPU where that device has no float64 (MPS: the loss history is float64;
+    ``load_state_dict`` moves the weights).
 
     An unreadable file (empty, truncated, garbage, or holding something else than a checkpoint's
     dict) raises one :class:`CheckpointError` naming the file and ``remedy``.
@@ -299,7 +303,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *, rem
     if size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes); {remedy}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=exact_device(map_location), weights_only=True)
     except Exception as exc:  # torch raises many types here (EOFError, RuntimeError, UnpicklingError, KeyError …)
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in why or "Weights only load failed" in why:
@@ -351,6 +355,8 @@ def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, torch.Te
     state = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
+    elif device.type == "mps":  # dropout draws from the device's global generator
+        state["mps"] = torch.mps.get_rng_state()
     return state
 
 
@@ -359,6 +365,8 @@ def _set_rng_state(state: dict[str, torch.Tensor], gen: torch.Generator, device:
     torch.set_rng_state(state["torch"].cpu())
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+    elif device.type == "mps" and "mps" in state:
+        torch.mps.set_rng_state(state["mps"].cpu())
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool):
@@ -466,6 +474,8 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
     def write(step: int, finished: bool, seconds: float) -> None:
         if ckpt is None or rank != 0:
             return
+        with exact():  # the loss history, float64 on the host
+            history = torch.tensor(losses, dtype=torch.float64)
         model_sd = base.state_dict()
         ema_sd = ema.module.state_dict() if ema is not None else None
         save_checkpoint(
@@ -480,7 +490,7 @@ def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: Ba
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "step": step,
                 "finished": finished,
-                "losses": torch.tensor(losses, dtype=torch.float64),
+                "losses": history,
                 "rng": _rng_state(gen, device),
                 "seconds": seconds,
                 "snapshots": snapshots,

@@ -119,6 +119,13 @@ def test_checkpoints_dir_and_paths_move(monkeypatch, build):
     assert root in dryrun.redirect("/elsewhere/model.pt").parents
 
 
+def test_a_dry_run_draws_its_figures_apart(monkeypatch, build):
+    monkeypatch.delenv(dryrun.MAX_STEPS_ENV, raising=False)
+    assert runtime.figures_dir("gpu") == runtime.output_root() / "figures"
+    monkeypatch.setenv(dryrun.MAX_STEPS_ENV, "2")
+    assert runtime.figures_dir("gpu") == build / "dryrun" / "max-steps-2" / "figures"
+
+
 # --------------------------------------------------------------------------- samplers
 def test_holds_network():
     net = Counting()

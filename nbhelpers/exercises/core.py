@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import functools
 import inspect
+import json
 import math
 import os
 import queue
@@ -37,10 +38,12 @@ import torch
 from torch import Tensor, nn
 
 from ..paths import GaussianPath
+from ..runtime import exact
 
 __all__ = ["Case", "CaseResult", "CheckReport", "Exercise", "EXERCISES", "check", "use", "exercises_in",
            "register", "gen", "randn", "se_var", "path_of", "NOT_IMPLEMENTED", "NOT_RUN", "TIMED_OUT",
-           "INTERRUPTED", "CHECK_TIMEOUT", "TIMEOUT_ENV", "time_limit", "standing_in", "comparison_note"]
+           "INTERRUPTED", "CHECK_TIMEOUT", "TIMEOUT_ENV", "time_limit", "standing_in", "comparison_note",
+           "GRADE_LOG_ENV", "cases_passed"]
 
 NOT_IMPLEMENTED = "not implemented yet"
 TIMED_OUT = "timed out"
@@ -52,6 +55,10 @@ CHECK_TIMEOUT: float = 10.0
 no limit). Every case of the library's own implementations runs in well under 0.1 s."""
 
 TIMEOUT_ENV = "NBHELPERS_CHECK_TIMEOUT"
+
+GRADE_LOG_ENV = "NBHELPERS_GRADE_LOG"
+"""Where set (a file's path), every :func:`use` appends its report's :meth:`CheckReport.record` to that file as
+one JSON line (``python -m tools.grade`` reads them)."""
 
 EXERCISES: dict[str, "Exercise"] = {}
 
@@ -138,6 +145,27 @@ class CheckReport:
             rest = any(r.status == NOT_RUN for r in self.results)
             lines.append(f"  checking stopped: {self.stopped}" + ("; the cases after it were not run" if rest else ""))
         return "\n".join(lines)
+
+    @property
+    def status(self) -> str:
+        """The outcome in one word for a grade book: "pass", "fail", NOT_IMPLEMENTED, TIMED_OUT, INTERRUPTED, or
+        "check failed" when the check itself could not finish."""
+        if self.passed:
+            return "pass"
+        if self.not_implemented:
+            return NOT_IMPLEMENTED
+        for special in (TIMED_OUT, INTERRUPTED):
+            if any(r.status == special for r in self.results):
+                return special
+        return "check failed" if self.stopped else "fail"
+
+    def record(self) -> dict[str, Any]:
+        """The report as plain JSON-ready data: the exercise, :attr:`status`, cases ``passed`` of ``total``, why it
+        stopped, and each case's status with expected, got and hint."""
+        return {"exercise": self.exercise.name, "notebook": self.exercise.notebook, "status": self.status,
+                "passed": sum(r.passed for r in self.results), "total": len(self.results), "stopped": self.stopped,
+                "cases": [{"case": r.case, "status": r.status, "expected": r.expected, "got": r.got, "hint": r.hint,
+                           "kind": r.kind} for r in self.results]}
 
     def banner(self) -> str:
         """The box :func:`use` prints when the later cells run on the library's implementation."""
@@ -779,6 +807,7 @@ def _signature(ex: Exercise) -> str:
         return ""
 
 
+@exact()  # the cases' inputs and closed forms are float64 on the host
 def check(name: str, fn: Any) -> CheckReport:
     """Run exercise ``name``'s cases on ``fn`` (the student's function or class) and report each one.
 
@@ -821,6 +850,8 @@ def use(name: str, fn: Any, quiet: bool = False) -> Any:
     if not quiet:
         _say(str(report))
     _STANDING_IN[name] = not report.passed
+    _PASSED[name] = sum(r.passed for r in report.results)
+    _log(report)
     if report.passed:
         return fn
     if not quiet:
@@ -830,6 +861,34 @@ def use(name: str, fn: Any, quiet: bool = False) -> Any:
 
 _STANDING_IN: dict[str, bool] = {}
 """Exercise name → whether its last :func:`use` handed the later cells the library's version."""
+
+
+_PASSED: dict[str, int] = {}
+"""Exercise name → how many of its cases passed in its last :func:`use`."""
+
+
+def _log(report: CheckReport) -> None:
+    """Append the report's record to ``$NBHELPERS_GRADE_LOG`` where it is set; a log that cannot be written warns
+    and never stops the notebook."""
+    path = os.environ.get(GRADE_LOG_ENV, "").strip()
+    if not path:
+        return
+    try:
+        line = json.dumps(report.record(), ensure_ascii=False)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    except Exception as exc:  # noqa: BLE001 — grading is a courtesy to the notebook, never a reason it stops
+        warnings.warn(f"could not append to ${GRADE_LOG_ENV} ({path}): {_one_line(exc)}", stacklevel=3)
+
+
+def cases_passed(name: str) -> int:
+    """How many cases of exercise ``name`` passed in its last :func:`use` in this kernel (an nbgrader grade cell
+    shows it as partial credit out of the number of cases)."""
+    _exercise(name)
+    if name not in _PASSED:
+        raise ValueError(f"nb.exercises.use({name!r}, ...) has not run in this kernel yet: run the cell that checks "
+                         f"{name} first")
+    return _PASSED[name]
 
 
 def standing_in(name: str) -> bool:

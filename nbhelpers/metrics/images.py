@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime import exact, to_exact
+
 __all__ = [
     "MNISTClassifier",
     "MNISTEvaluator",
@@ -61,7 +63,11 @@ _HELD_OUT = slice(5000, 10000)  # real images drawn for the real-vs-real floor
 # --------------------------------------------------------------------------- Fréchet distance
 def feature_statistics(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``(d,)`` and covariance ``(d, d)`` (unbiased, float64) of an ``(N, d)`` feature set."""
-    f = features.detach().cpu().double().numpy() if isinstance(features, torch.Tensor) else np.asarray(features, dtype=np.float64)
+    if isinstance(features, torch.Tensor):
+        with exact():
+            f = to_exact(features.detach()).cpu().numpy()
+    else:
+        f = np.asarray(features, dtype=np.float64)
     if f.ndim != 2 or f.shape[0] < 2:
         raise ValueError(f"features must be an (N, d) array with N >= 2, got shape {f.shape}")
     return f.mean(axis=0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
@@ -97,8 +103,14 @@ def mean_pairwise_distance(features: torch.Tensor) -> float:
     n = features.shape[0]
     if n < 2:
         return float("nan")
-    f = features.double()
-    return float(torch.cdist(f, f).sum() / (n * (n - 1)))
+    with exact():
+        f = to_exact(features)
+        return float(torch.cdist(f, f).sum() / (n * (n - 1)))
+
+
+def _fraction(mask: torch.Tensor) -> float:
+    """The share of True entries of a bool tensor (the count over the size: what a float64 mean gives)."""
+    return int(mask.sum()) / mask.numel()
 
 
 # --------------------------------------------------------------------------- classifier
@@ -253,7 +265,7 @@ class MNISTEvaluator:
         classifier = classifier.eval()
         with torch.no_grad():
             preds = torch.cat([classifier(c).argmax(-1) for c in images.split(1000)])
-        acc = float((preds == labels).double().mean())
+        acc = _fraction(preds == labels)
         return cls(classifier, images[_REFERENCE], images[_HELD_OUT], labels[_HELD_OUT], test_accuracy=acc)
 
     # -- raw outputs --------------------------------------------------------------
@@ -282,7 +294,7 @@ class MNISTEvaluator:
 
     def accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         """Fraction of ``images`` classified as ``labels``."""
-        return float((self.probabilities(images).argmax(-1) == labels.cpu()).double().mean())
+        return _fraction(self.probabilities(images).argmax(-1) == labels.cpu())
 
     # -- metrics -------------------------------------------------------------------
     def floor(self, n: int) -> tuple[float, float]:
@@ -335,16 +347,18 @@ class MNISTEvaluator:
         """Class histogram, recognised fraction (max prob ≥ 0.9), FD to the reference, its floor and spread."""
         feats, probs = self._run(images)
         conf, pred = probs.max(dim=-1)
-        hist = torch.bincount(pred, minlength=probs.shape[1]).double() / len(pred)
+        with exact():
+            hist = to_exact(torch.bincount(pred, minlength=probs.shape[1]), torch.float64).cpu().numpy() / len(pred)
+            mean_confidence = float(to_exact(conf).mean())
         fd = frechet_distance(*feature_statistics(feats), *self.reference_stats)
         floor_mean, floor_std = self.floor(len(pred))
         return EvalResult(
             n=len(pred),
-            class_histogram=hist.numpy(),
-            recognised_fraction=float((conf >= RECOGNISED_THRESHOLD).double().mean()),
+            class_histogram=hist,
+            recognised_fraction=_fraction(conf >= RECOGNISED_THRESHOLD),
             fd=fd,
             fd_floor=floor_mean,
-            mean_confidence=float(conf.double().mean()),
+            mean_confidence=mean_confidence,
             predicted=pred,
             confidence=conf,
             fd_floor_std=floor_std,

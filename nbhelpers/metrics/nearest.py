@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..runtime import exact, to_exact
+
 __all__ = ["Neighbours", "nearest_neighbours", "matched_images", "CopyCheck", "copy_check"]
 
 
@@ -50,6 +52,12 @@ def _as_float(images: torch.Tensor, name: str) -> torch.Tensor:
     if images.dtype == torch.uint8:
         return images.float() / 127.5 - 1.0
     return images.float()
+
+
+@exact()
+def _rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """RMS distance of matching rows in float64 (on the host where the device has none), float32 on the CPU."""
+    return (to_exact(a) - to_exact(b)).pow(2).mean(1).sqrt().float().cpu()
 
 
 @torch.no_grad()
@@ -94,9 +102,8 @@ def nearest_neighbours(queries: torch.Tensor, reference: torch.Tensor, mirror: b
         if mirror:
             d2[rows, j % M + M] = float("inf")
         j2 = d2.argmin(1)
-        exact = lambda jj: (fq.double() - flat_r[jj].double()).pow(2).mean(1).sqrt().float().cpu()  # noqa: E731
-        dists.append(exact(j))
-        seconds.append(exact(j2))
+        dists.append(_rms(fq, flat_r[j]))
+        seconds.append(_rms(fq, flat_r[j2]))
         idx.append(j.cpu())
     j = torch.cat(idx)
     return Neighbours(distance=torch.cat(dists), index=j % M, flipped=j >= M, second=torch.cat(seconds))

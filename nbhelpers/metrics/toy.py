@@ -16,7 +16,8 @@ On toy data the true distribution is known exactly, so "the sampler works" becom
 * :func:`ratio_separation` — how many standard errors apart two energy ratios (or a ratio and
   a number, e.g. the floor's 1) are: a comparison needs ≥ 2 before text may rank the two.
 
-Shapes: sample sets are ``(N, d)``; a 1D set ``(N,)`` is treated as ``(N, 1)``.
+Shapes: sample sets are ``(N, d)``; a 1D set ``(N,)`` is treated as ``(N, 1)``. Every metric computes in
+float64 on :func:`nbhelpers.runtime.exact_device` of its inputs' device (the CPU for MPS).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from ..runtime import randn
+from ..runtime import exact, randn, to_exact
 
 __all__ = [
     "energy_distance",
@@ -58,7 +59,7 @@ def _as_2d(x: torch.Tensor, name: str) -> torch.Tensor:
         x = x[:, None]
     if x.dim() != 2 or x.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty (N, d) sample set, got shape {tuple(x.shape)}")
-    return x.detach().to(torch.float64)
+    return to_exact(x.detach())
 
 
 def _pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,6 +96,7 @@ def _dist(d: torch.Tensor) -> torch.Tensor:
     return d
 
 
+@exact()
 def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     """Squared energy distance (V-statistic) between sample sets ``x (N, d)`` and ``y (M, d)``.
 
@@ -106,6 +108,7 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     return max(2 * _mean_kernel(x, y, _dist) - _mean_kernel(x, x, _dist) - _mean_kernel(y, y, _dist), 0.0)
 
 
+@exact()
 def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> float:
     """Squared MMD with a Gaussian kernel k(a, b) = exp(−|a − b|² / (2 h²)) (V-statistic).
 
@@ -145,6 +148,7 @@ def _wasserstein_1d(u: torch.Tensor, v: torch.Tensor, p: int) -> torch.Tensor:
     return ((u[iu] - v[iv]).abs().pow(p) * width.to(u.device)[:, None]).sum(dim=0)
 
 
+@exact()
 def sliced_wasserstein(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -174,10 +178,11 @@ def sliced_wasserstein(
     return float(_wasserstein_1d(x @ theta, y @ theta, p).mean()) ** (1.0 / p)
 
 
+@exact()
 def mode_weights(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     """Fraction of the samples ``x (N, d)`` whose nearest mode among ``means (K, d)`` is k.
 
-    Returns a float64 tensor of shape ``(K,)`` summing to one.
+    Returns a float64 tensor of shape ``(K,)`` summing to one (on the exact device of ``x``'s).
     """
     x = _as_2d(x, "x")
     means = _as_2d(means, "means").to(x.device)
@@ -187,6 +192,7 @@ def mode_weights(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     return torch.bincount(nearest, minlength=means.shape[0]).to(torch.float64) / x.shape[0]
 
 
+@exact()
 def posterior_mode_fractions(x: torch.Tensor, gmm: Any) -> torch.Tensor:
     """Fraction of the samples ``x (N, d)`` whose most probable mixture component is k.
 
@@ -203,14 +209,17 @@ def posterior_mode_fractions(x: torch.Tensor, gmm: Any) -> torch.Tensor:
     return torch.bincount(best, minlength=k).float() / x.shape[0]
 
 
+@exact()
 def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
     """Total-variation distance ½ Σ_k |p_k − q_k| of two discrete distributions of the same shape."""
     p, q = torch.as_tensor(p), torch.as_tensor(q)
     if p.shape != q.shape:
         raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
-    return 0.5 * (p - q.to(p.device)).abs().sum().item()
+    p = to_exact(p, p.dtype)
+    return 0.5 * (p - to_exact(q, q.dtype).to(p.device)).abs().sum().item()
 
 
+@exact()
 def gmm_log_likelihood(x: torch.Tensor, gmm: Any) -> float:
     """Mean log-density of the samples under the true distribution: (1/N) Σ log p(x_i).
 
@@ -222,7 +231,7 @@ def gmm_log_likelihood(x: torch.Tensor, gmm: Any) -> float:
         raise ValueError(f"x must be a non-empty (N, d) sample set, got shape {tuple(x.shape)}")
     with torch.no_grad():
         lp = gmm.log_prob(x)
-    return float(lp.double().mean())
+    return float(to_exact(lp).mean())
 
 
 @dataclass
@@ -243,6 +252,7 @@ class NoiseFloor:
         return value / self.mean if self.mean > 0 else math.inf
 
 
+@exact()
 def noise_floor(
     metric: Callable[[torch.Tensor, torch.Tensor], float],
     dist: _Sampleable,
@@ -269,6 +279,7 @@ def noise_floor(
     return NoiseFloor(mean=float(t.mean()), std=std, values=values, n=n, mean_se=std / math.sqrt(repeats))
 
 
+@exact()
 def energy_noise_floor(
     dist: _Sampleable,
     n: int,
@@ -322,6 +333,7 @@ class SampleScore:
         return self.floor.ratio(self.energy)
 
     @property
+    @exact()
     def energy_std(self) -> float:
         """Spread of the per-set energy distances (0 with a single set)."""
         v = torch.tensor(self.energy_values, dtype=torch.float64)
@@ -351,11 +363,13 @@ class SampleScore:
         return math.hypot(self.energy_se / f, self.energy * self.floor.mean_se / f**2)
 
     @property
+    @exact()
     def weight_errors(self) -> torch.Tensor:
         """ŵ_k − w_k for every mode."""
         return self.mode_weights - self.true_weights
 
     @property
+    @exact()
     def max_weight_error(self) -> float:
         """max_k |ŵ_k − w_k|."""
         return float(self.weight_errors.abs().max())
@@ -394,6 +408,7 @@ class SampleScore:
         )
 
 
+@exact()
 def score_against_truth(
     x: torch.Tensor,
     gmm: Any,
@@ -433,9 +448,9 @@ def score_against_truth(
     ref = gmm.sample(sets * n, generator=generator).to(x.device)
     values = [energy_distance(x[i * n : (i + 1) * n], ref[i * n : (i + 1) * n]) for i in range(sets)]
     means = torch.as_tensor(gmm.means)
-    weights = torch.as_tensor(gmm.weights).detach().to(torch.float64).cpu()
+    weights = to_exact(torch.as_tensor(gmm.weights).detach()).cpu()
     with torch.no_grad():
-        lp = gmm.log_prob(x).double()
+        lp = to_exact(gmm.log_prob(x))
     return SampleScore(
         energy=float(sum(values) / sets),
         energy_values=values,

@@ -22,6 +22,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..runtime import exact, from_exact, to_exact
+
 __all__ = ["sinusoidal_encoding", "sinusoidal_frequencies", "SinusoidalEmbedding", "GaussianFourierEmbedding", "get_time_embedding"]
 
 
@@ -40,8 +42,10 @@ def _sin_cos(angles: Tensor) -> Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
+@exact()
 def sinusoidal_frequencies(n_freqs: int, max_freq: float = 500.0, min_freq: float = 1.0) -> Tensor:
-    """f_k = min_freq · (max_freq/min_freq)^{k/(n_freqs−1)}, k = 0 … n_freqs−1 (float64, cycles per unit t)."""
+    """f_k = min_freq · (max_freq/min_freq)^{k/(n_freqs−1)}, k = 0 … n_freqs−1 (cycles per unit t; float64 on
+    the CPU)."""
     if isinstance(n_freqs, bool) or not isinstance(n_freqs, int) or n_freqs < 1:
         raise ValueError(f"n_freqs must be a positive integer, got {n_freqs!r}")
     if not (0 < min_freq <= max_freq and math.isfinite(max_freq)):
@@ -55,15 +59,20 @@ def sinusoidal_frequencies(n_freqs: int, max_freq: float = 500.0, min_freq: floa
 def sinusoidal_encoding(t: Tensor | float, n_freqs: int, max_freq: float = 500.0, min_freq: float = 1.0,
                         freqs: Tensor | None = None) -> Tensor:
     """[sin(2π f_1 t), …, sin(2π f_n t), cos(2π f_1 t), …, cos(2π f_n t)] with f from
-    :func:`sinusoidal_frequencies` (or ``freqs``, those frequencies already on t's device: a module keeps them
-    as a buffer, so no table is built and uploaded on every forward). Shapes: t ``(B,)`` → ``(B, 2·n_freqs)``;
-    a scalar → ``(2·n_freqs,)``.
+    :func:`sinusoidal_frequencies` (or ``freqs``, those frequencies already where the angles are computed: a
+    module keeps them there, so no table is built and uploaded on every forward). Shapes: t ``(B,)`` →
+    ``(B, 2·n_freqs)``; a scalar → ``(2·n_freqs,)``.
+
+    The angles are computed in float64 so that high frequencies keep their phase, on
+    :func:`nbhelpers.runtime.exact_device` of t's device (the CPU for MPS), and the result comes back in t's
+    dtype on t's device.
     """
     t = _time(t)
-    f = (freqs if freqs is not None else sinusoidal_frequencies(n_freqs, max_freq, min_freq)).to(device=t.device)
-    # angles in float64 so that high frequencies keep their phase; cast back afterwards
-    angles = 2 * math.pi * t.to(torch.float64)[..., None] * f
-    return _sin_cos(angles).to(t.dtype)
+    with exact():
+        td = to_exact(t)
+        f = to_exact(freqs if freqs is not None else sinusoidal_frequencies(n_freqs, max_freq, min_freq)).to(td.device)
+        angles = 2 * math.pi * td[..., None] * f
+        return from_exact(_sin_cos(angles), t)
 
 
 class SinusoidalEmbedding(nn.Module):

@@ -51,6 +51,11 @@ def _no_report(key: str, value: Any) -> Any:
     return value
 
 
+def _fraction(mask: torch.Tensor) -> float:
+    """The share of True entries (the count over the size: what a float64 mean gives, without float64)."""
+    return int(mask.sum()) / mask.numel()
+
+
 # --------------------------------------------------------------------------- the data and the schedule (sections 1, 2)
 def world_figure(gmm: GaussianMixture, x: torch.Tensor, labels: torch.Tensor) -> Figure:
     """Left: the true density; right: samples ``x (N, 2)`` coloured by their ``labels (N,)``, with the diagonal
@@ -252,7 +257,7 @@ def q3_study(trained: dict[int, TrainedDDPM], gmm: GaussianMixture, n_samples: i
             s = score(f"q3/T{T}/{tag}", x)
             sd = report(f"q3/T{T}/{tag}/mode_std", float(x[x[:, 0] > x[:, 1]].std(0).mean()))
             off = report(f"q3/T{T}/{tag}/between_modes",
-                         float((torch.cdist(x, gmm.means).min(1).values > 0.3).double().mean()))
+                         _fraction(torch.cdist(x, gmm.means).min(1).values > 0.3))
             rows.append((T, label, s.energy_ratio, s.energy_ratio_se, float(s.mode_weights[0]), sd, off))
             scores[T, tag] = s
             if tag == "learned":
@@ -359,7 +364,7 @@ def same_noise_two_labels(ddpm: DDPM, model: Callable[..., torch.Tensor], x_T: t
         ends[c] = out.x.cpu()
         paths[c] = torch.stack([out.trajectory[k].cpu() for k in range(ddpm.T, -1, -1)])
     hit = {c: torch.cdist(ends[c], means).argmin(1) == c for c in (0, 1)}
-    return SameNoise(ends, paths, float((hit[0] & hit[1]).double().mean()))
+    return SameNoise(ends, paths, _fraction(hit[0] & hit[1]))
 
 
 def same_noise_figure(q4: SameNoise, x_T: torch.Tensor, log_prob_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -388,7 +393,7 @@ def guidance_sweep(ddpm: DDPM, guided: Callable[[float], Callable[..., torch.Ten
         x = ddpm.sample(guided(w), x_T, y=y, sigma="beta", generator=torch.Generator().manual_seed(seed)).x.cpu()
         inside = torch.cdist(x, means).argmin(1) == y_cpu
         spread = np.mean([float(x[inside & (y_cpu == c)].std(0).mean()) / TWO_PIXEL_STD for c in (0, 1)])
-        metrics[w] = {"accuracy": float(inside.double().mean()), "spread": spread,
+        metrics[w] = {"accuracy": _fraction(inside), "spread": spread,
                       "spread_se": spread / math.sqrt(2 * max(int(inside.sum()), 1))}  # s.e. of a std: σ/√(2m)
         sweep[w] = (x, y_cpu)
         for key in ("accuracy", "spread", "spread_se"):
