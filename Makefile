@@ -11,7 +11,7 @@ DEVICE ?= auto
 NOTEBOOKS ?= all
 PYTEST_ARGS ?=
 
-.PHONY: notebooks test unit bench venv clean help readme-figures colab-badges exercises fresh-check gpu-check
+.PHONY: notebooks test unit bench venv clean help readme-figures colab-badges exercises fresh-check gpu-check site grade
 
 help:
 	@echo "make notebooks [PROFILE=auto|smoke|cpu|gpu] [NOTEBOOKS=01,02] [DEVICE=auto|cpu|cuda|mps]"
@@ -22,6 +22,8 @@ help:
 	@echo "make readme-figures [NOTEBOOKS=04,07]  copy the README's figures from the last run into figures/readme/"
 	@echo "make colab-badges  re-stamp Colab badges, install cells and run costs from pyproject's [project.urls]"
 	@echo "make exercises  write the student edition (exercises/) from the notebooks' solution markers"
+	@echo "make grade SUBMISSIONS=folder [GRADES=dir]  run submitted student notebooks (smoke, one process each), grades.csv + pages"
+	@echo "make site [NOTEBOOKS=01,02]  the last finished cpu or gpu run as a static site in build/site/ (refuses smoke runs)"
 	@echo "make fresh-check  clone HEAD under /tmp with no data and a new HOME, run make test and two smoke notebooks"
 
 venv: $(VENV)/.installed
@@ -29,7 +31,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml tools/jupyterlab-overrides.json
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[lab,dev,fid]"
+	$(PY) -m pip install --quiet -e ".[lab,dev,fid,site,course]"
 	@# JupyterLab from this venv saves widget state with a notebook, so a saved explorer reopens intact
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp tools/jupyterlab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
@@ -61,6 +63,17 @@ colab-badges: venv
 # the student edition: solution bodies become NotImplementedError, answer cells prompts (committed; a test checks it)
 exercises: venv
 	$(PY) -m tools.make_exercises
+
+# grade submitted student notebooks: each runs in the smoke profile in a process and temporary folder of its own,
+# under a time limit; grades.csv, one HTML page per submission and the executed notebooks go to GRADES
+grade: venv
+	$(if $(SUBMISSIONS),,$(error make grade needs SUBMISSIONS=<folder of submitted notebooks>))
+	$(PY) -m tools.grade $(SUBMISSIONS) $(if $(GRADES),--out $(GRADES))
+
+# the executed series as a static site (Sphinx + MyST-NB, tools/site/): build/site/ from the last finished cpu or gpu
+# run under $NBHELPERS_OUTPUT_DIR (else the checkout); a smoke run or a run stopped half-way is refused
+site: venv
+	$(PY) -m tools.site --notebooks $(NOTEBOOKS)
 
 # on a CUDA machine: one timed step and one sampler call of every gpu preset, measured against the predictions
 gpu-check: venv
