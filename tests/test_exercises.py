@@ -257,7 +257,43 @@ def _wrong(name):
                 eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
             return a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
         return f, "k' = 0"
+    if name == "residual_layer":
+        class R(ex.EXERCISES[name].reference()):
+            def forward(self, x, emb):
+                h = self.conv1(self.norm1(torch.nn.functional.silu(x))) + self.time_mlp(emb)[:, :, None, None]
+                return self.conv2(self.norm2(torch.nn.functional.silu(h)))  # the residual connection forgotten
+        return R, "the residual connection"
     raise AssertionError(f"no wrong implementation for {name}")
+
+
+@pytest.mark.parametrize("schedule,T", [("cosine", 200), ("linear", 1000)])
+def test_the_ddim_step_reference_is_eq_12_at_eta_0(schedule, T):
+    """The ddim_step cases compare with a reference that shares ddim_sample's arithmetic; here it is checked
+    against DDIM's η = 0 update (Song et al. 2021, eq. 12) written out in float64 from the betas alone:
+    ᾱ_k = ∏_{i ≤ k} (1 − β_i), ᾱ_0 = 1, x̂_0 = (x_k − √(1 − ᾱ_k) ε̂)/√ᾱ_k (clamped to [−1, 1] and
+    ε̂ = (x_k − √ᾱ_k x̂_0)/√(1 − ᾱ_k) with clipping), x_k' = √ᾱ_k' x̂_0 + √(1 − ᾱ_k') ε̂."""
+    ddpm = nb.ddpm.DDPM.from_schedule(schedule, T)
+    abar = [1.0]
+    for b in ddpm.betas.tolist():
+        abar.append(abar[-1] * (1 - b))
+    g = torch.Generator().manual_seed(0)
+    x = 1.5 * torch.randn(3, 1, 5, 5, generator=g, dtype=torch.float64)
+    eps = torch.randn(3, 1, 5, 5, generator=g, dtype=torch.float64)  # not x's noise: x̂_0 is no fixed point
+    step = ex.EXERCISES["ddim_step"].reference()
+    for k, k_next in ((T, 0), (120, 90), (150, 40), (2, 1), (30, 0)):
+        for clip in (False, True):
+            a, a_next = abar[k], abar[k_next]
+            x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
+            e = eps
+            if clip:
+                x0 = x0.clamp(-1, 1)
+                e = (x - math.sqrt(a) * x0) / math.sqrt(1 - a)
+            expected = math.sqrt(a_next) * x0 + math.sqrt(1 - a_next) * e
+            torch.testing.assert_close(step(ddpm, x, k, k_next, eps, clip_x0=clip), expected, atol=1e-10, rtol=0,
+                                       msg=f"k = {k} → {k_next}, clip_x0 = {clip}")
+            got32 = step(ddpm, x.float(), k, k_next, eps.float(), clip_x0=clip)  # in x's dtype
+            assert got32.dtype == torch.float32
+            torch.testing.assert_close(got32, expected.float(), atol=1e-4, rtol=1e-4)
 
 
 def test_a_ddim_step_that_clamps_but_keeps_the_models_eps_fails_only_the_clipped_case():

@@ -92,3 +92,80 @@ def test_mnist_recipes_keep_a_third_way_copy_and_autoguide_with_it():
         replace(recipe, guide_at=1.0)
     with pytest.raises(ValueError, match="guide_w"):
         replace(recipe, guide_w=float("inf"))
+
+
+def _toy_digits(n=48, size=8):
+    from nbhelpers.data import ImageDataset
+
+    g = torch.Generator().manual_seed(0)
+    return ImageDataset(torch.rand(n, 1, size, size, generator=g) * 2 - 1, torch.zeros(n, dtype=torch.long), "toy")
+
+
+def test_train_mnist_field_runs_a_given_loss_under_the_same_key(tmp_path, monkeypatch):
+    """Notebook 04 hands its own loss to the harness: called once per step as loss_fn(model, z, path, generator);
+    the same loss gives the same training, the same checkpoint, and the cache does not tell them apart."""
+    from dataclasses import replace
+
+    from nbhelpers.losses import flow_matching_loss
+    from nbhelpers.paths import GaussianPath
+    from nbhelpers.recipes.mnist import train_mnist_field
+    from nbhelpers.runtime import CHECKPOINT_ENV
+
+    monkeypatch.setenv(CHECKPOINT_ENV, str(tmp_path))
+    data = _toy_digits()
+    recipe = replace(mnist_recipe("smoke", steps=2), time_sampling="logit_normal",
+                     unet=UNetConfig(base_channels=4, channel_mults=(1, 2), time_embed_dim=8))
+    calls = []
+
+    def loss_fn(model, z, path, generator):
+        calls.append((tuple(z.shape), path, generator))
+        return flow_matching_loss(model, z, path, generator=generator, time_sampling=recipe.time_sampling)
+
+    args = ("velocity", "cosine", recipe, data)
+    ref = train_mnist_field(*args, seed=1, retrain=True, progress=False)
+    own = train_mnist_field(*args, seed=1, retrain=True, progress=False, loss_fn=loss_fn)
+    assert len(calls) == recipe.steps
+    shape, path, generator = calls[0]
+    assert shape == (recipe.batch_size, 1, 8, 8) and isinstance(generator, torch.Generator)
+    assert isinstance(path, GaussianPath) and type(path.schedule).__name__ == "CosineSchedule"
+    assert own.losses == ref.losses and own.checkpoint == ref.checkpoint
+    for (name, a), b in zip(own.model.state_dict().items(), ref.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    cached = train_mnist_field(*args, seed=1, progress=False, loss_fn=loss_fn)
+    assert cached.loaded_from_cache and len(calls) == recipe.steps
+    with pytest.raises(ValueError, match="loss_fn must be a function loss_fn"):
+        train_mnist_field(*args, seed=1, progress=False, loss_fn="flow_matching")
+
+
+def test_notebook_04s_loss_is_the_librarys_draw_for_draw():
+    """The fm_loss written out in notebook 04 (≤ 15 lines) draws t, then ε, as nb.losses.flow_matching_loss
+    does: the same generator gives exactly the same loss, for every law of t and every schedule."""
+    import json
+
+    import nbhelpers as nb
+    from nbhelpers.losses import TIME_SAMPLINGS, flow_matching_loss
+    from nbhelpers.paths import GaussianPath
+    from nbhelpers.runtime import ROOT
+
+    cells = {c["id"]: "".join(c["source"]) for c in
+             json.loads((ROOT / "notebooks" / "04_unet_images.ipynb").read_text())["cells"]}
+    definition = cells["fm-loss"].split("\n\n\n")[0]
+    assert definition.startswith("def fm_loss(") and len(definition.splitlines()) <= 15
+    assert "loss_fn=fm_loss" in cells["cell-013"] and "loss_fn=fm_loss" in cells["cell-022"]
+    scope = {"torch": torch, "nb": nb, "recipe": mnist_recipe("cpu")}
+    exec(definition, scope)
+    fm_loss = scope["fm_loss"]
+
+    def model(x, t):
+        return 0.5 * x - t.reshape(-1, 1, 1, 1)
+
+    z = _toy_digits(6).images
+    for schedule in ("linear", "cosine", "polynomial"):
+        path = GaussianPath(schedule)
+        for law in TIME_SAMPLINGS:
+            mine = fm_loss(model, z, path, torch.Generator().manual_seed(3), law)
+            lib = flow_matching_loss(model, z, path, torch.Generator().manual_seed(3), time_sampling=law)
+            assert torch.equal(mine, lib), (schedule, law)
+        default = fm_loss(model, z, path, torch.Generator().manual_seed(3))  # the recipe's law: logit-normal
+        assert torch.equal(default, flow_matching_loss(model, z, path, torch.Generator().manual_seed(3),
+                                                       time_sampling="logit_normal"))

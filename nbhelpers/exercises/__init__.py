@@ -30,13 +30,14 @@ Every case compares against a closed form or the library (shapes, boundary value
 solution); tolerances of the statistical cases are four standard errors. Time directions are those of the
 modules checked: :mod:`nbhelpers.paths` and the samplers use t = 0 noise, t = 1 data; DDPM's k = 0 data.
 
-Each notebook's exercises live in a module of this package (``flows``: 01–03, ``score``: 05, ``ddpm``: 06, ``cfg``: 07, ``afhq``: 08) that registers them in
+Each notebook's exercises live in a module of this package (``flows``: 01–03, ``unet``: 04, ``score``: 05, ``ddpm``: 06, ``cfg``: 07, ``afhq``: 08) that registers them in
 :data:`EXERCISES` through :func:`register`; :mod:`.core` holds the machinery.
 """
 from __future__ import annotations
 
 # each notebook group's module registers its exercises on import, in the order of the series
 from . import flows  # noqa: F401  (01–03)
+from . import unet  # noqa: F401  (04)
 from . import score  # noqa: F401  (05)
 from . import ddpm  # noqa: F401  (06)
 from . import cfg  # noqa: F401  (07)

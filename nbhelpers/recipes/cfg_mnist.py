@@ -40,7 +40,7 @@ from ..guidance import CFGModel, drop_labels
 from ..models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
 from ..models.unet import UNet, UNetConfig
 from ..plotting import tile_images
-from ..runtime import randn
+from ..runtime import exact, exact_device, randn
 from ..training import TrainConfig
 from ..widgets import show_explorer
 
@@ -78,13 +78,20 @@ class PaperTimeEncoding(nn.Module):
             raise ValueError(f"T must be an integer >= 2, got {T!r}")
         self.T, self.n_freqs, self.dim = T, int(n_freqs), 2 * int(n_freqs)
         self.max_freq = T / 2.0
-        # float64, as sinusoidal_encoding computes the angles; a buffer moves with the module, so a forward on
-        # the GPU builds and uploads nothing
-        self.register_buffer("freqs", sinusoidal_frequencies(self.n_freqs, self.max_freq), persistent=False)
+        # float64 on the CPU, as sinusoidal_encoding computes the angles, and no buffer: model.to(device) would
+        # move it to a device without float64 (MPS). One copy where the angles are computed (exact_device), made
+        # at the first forward there, so a forward on the GPU builds and uploads nothing.
+        self.freqs = sinusoidal_frequencies(self.n_freqs, self.max_freq)
+        self._freqs_at: dict[torch.device, torch.Tensor] = {}
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t)
-        return sinusoidal_encoding(t.float(), self.n_freqs, self.max_freq, freqs=self.freqs).to(device=t.device)
+        home = exact_device(t.device)
+        if home not in self._freqs_at:
+            with exact():
+                self._freqs_at[home] = self.freqs.to(home)
+        enc = sinusoidal_encoding(t.float(), self.n_freqs, self.max_freq, freqs=self._freqs_at[home])
+        return enc.to(device=t.device)
 
     def extra_repr(self) -> str:
         return f"T={self.T}, n_freqs={self.n_freqs}, max_freq={self.max_freq:g}"
@@ -642,16 +649,20 @@ def guidance_explorer(samples: dict[float, Any], metrics: dict[float, dict[str, 
 
 # --------------------------------------------------------------------------- the notebook's sweeps, scores and figures
 def train_cfg_model(p: MnistCFGPreset, model: nn.Module, train_set: Any, steps: int | None = None, seed: int = 0,
-                    retrain: bool = False, desc: str = "DDPM + label dropout") -> Any:
-    """Train ``model`` (built by :func:`build_model` from ``p``) with :func:`cfg_loss` on ``train_set``
-    (an :class:`nb.data.ImageDataset`), cached as ``mnist_cfg_<variant>`` under the key :meth:`MnistCFGPreset.key`.
+                    retrain: bool = False, desc: str = "DDPM + label dropout",
+                    loss_fn: Callable[[nn.Module, Any, torch.Generator], torch.Tensor] | None = None) -> Any:
+    """Train ``model`` (built by :func:`build_model` from ``p``) with ``loss_fn`` (default :func:`cfg_loss` of the
+    preset; notebook 07 passes its own, checked equal to it) on ``train_set`` (an :class:`nb.data.ImageDataset`),
+    cached as ``mnist_cfg_<variant>`` under the key :meth:`MnistCFGPreset.key`.
     Returns :class:`nb.training.TrainResult` (``sampling_model`` holds the EMA weights)."""
     from ..standin import mark_key
     from ..training import checkpoint_path, train
 
     key = mark_key(p.key(), getattr(train_set, "name", ""))
     ckpt = checkpoint_path(f"mnist_cfg_{p.variant}", key, profile=p.profile)
-    return train(model, cfg_loss(p.ddpm(), p.p_uncond, channels_last=p.channels_last), train_set.batcher(p.batch_size),
+    if loss_fn is None:
+        loss_fn = cfg_loss(p.ddpm(), p.p_uncond, channels_last=p.channels_last)
+    return train(model, loss_fn, train_set.batcher(p.batch_size),
                  p.train_config(steps, seed=seed), checkpoint=ckpt, key=key, retrain=retrain, desc=desc)
 
 
@@ -853,15 +864,19 @@ def settling_figure(digit: torch.Tensor, settle: torch.Tensor, summary: SettleSu
 
 def edit_sweep(ddpm: DDPM, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, new_labels: torch.Tensor,
                t0s: Sequence[float], generators: Sequence[torch.Generator | None], guidance_w: float = 0.0,
-               amp: bool = False) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
+               amp: bool = False, edit_fn: Callable[..., torch.Tensor] | None = None
+               ) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
     """:func:`edit` of ``images`` at each t0, with their own ``labels`` and with ``new_labels`` in one batch
-    (one generator per t0). Returns ``{t0: (edited with labels, edited with new_labels)}``, each ``(B, 1, 28, 28)``."""
+    (one generator per t0). Returns ``{t0: (edited with labels, edited with new_labels)}``, each ``(B, 1, 28, 28)``.
+    ``edit_fn(images, labels, t0, generator)`` replaces :func:`edit` (notebook 07 writes its own, with its ``w``)."""
     if len(generators) != len(t0s):
         raise ValueError(f"need one generator per t0, got {len(generators)} for {len(t0s)} values of t0")
+    if edit_fn is None:
+        def edit_fn(x: torch.Tensor, y: torch.Tensor, f: float, g: torch.Generator | None) -> torch.Tensor:
+            return edit(ddpm, model, x, y, f, guidance_w=guidance_w, generator=g, amp=amp)
     out = {}
     for f, g in zip(t0s, generators):
-        x = edit(ddpm, model, torch.cat([images, images]), torch.cat([labels, new_labels]), f, guidance_w=guidance_w,
-                 generator=g, amp=amp)
+        x = edit_fn(torch.cat([images, images]), torch.cat([labels, new_labels]), f, g).float().cpu()
         out[f] = (x[:len(labels)], x[len(labels):])
     return out
 

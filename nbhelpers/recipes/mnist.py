@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -119,6 +119,7 @@ def train_mnist_field(
     seed: int = 0,
     retrain: bool = False,
     progress: bool = True,
+    loss_fn: Callable[[nn.Module, torch.Tensor, GaussianPath, torch.Generator], torch.Tensor] | None = None,
 ):
     """Train (or load from the checkpoint cache) a Figure-1 UNet on MNIST along ``GaussianPath(schedule)``.
 
@@ -127,6 +128,11 @@ def train_mnist_field(
     ``nb.models.mlp.ScoreFromNoise`` divides by −β_t, so the loss is exactly ‖ε_θ − ε‖². ``data``
     is an ``ImageDataset`` on the training device. Returns ``nb.training.TrainResult``; use
     ``.sampling_model`` (the EMA copy) for sampling.
+
+    ``loss_fn(model, z, path, generator)`` replaces the kind's loss on each batch of images ``z``
+    (default: ``nb.losses.flow_matching_loss`` with ``recipe.time_sampling``, or the score loss above);
+    notebook 04 passes the one it writes out. The cache key does not name it, so it must be the same loss,
+    drawing from ``generator`` in the same order — check it equal to the default on one batch first.
     """
     if kind not in FIELD_KINDS:
         raise ValueError(f"unknown kind {kind!r}; valid choices: {', '.join(FIELD_KINDS)}")
@@ -142,6 +148,10 @@ def train_mnist_field(
     else:
         loss = lambda m, b, g: flow_matching_loss(m, b.x, path, generator=g,  # noqa: E731
                                                   time_sampling=recipe.time_sampling)
+    if loss_fn is not None:
+        if not callable(loss_fn):
+            raise ValueError(f"loss_fn must be a function loss_fn(model, z, path, generator) or None, got {loss_fn!r}")
+        loss = lambda m, b, g: loss_fn(m, b.x, path, g)  # noqa: E731
     net = net.to(device, memory_format=torch.channels_last)
     key = mark_key(recipe.key(kind, schedule), data.name)
     ckpt = checkpoint_path(f"mnist_{kind}", key, profile=profile)
