@@ -143,6 +143,55 @@ def test_last_reverse_step_with_the_true_noise_recovers_x0():
     assert torch.allclose(out, x0, atol=1e-5)
 
 
+class _GaussianEps(torch.nn.Module):
+    """The exact E[ε | x_k] for data x_0 ~ N(m, s² I): x_k = √ᾱ_k x_0 + √(1 − ᾱ_k) ε is Gaussian with
+    Cov(ε, x_k) = √(1 − ᾱ_k) and Var(x_k) = ᾱ_k s² + 1 − ᾱ_k, so E[ε | x_k] = √(1 − ᾱ_k)(x_k − √ᾱ_k m)/(ᾱ_k s² + 1 − ᾱ_k).
+    Unlike a single point's ε, its x̂_0 = E[x_0 | x_k] moves with x_k, so a wrong step at k ≥ 2 shows."""
+
+    def __init__(self, abar, m, s):
+        super().__init__()
+        self.abar, self.m, self.s = torch.as_tensor(np.concatenate([[1.0], abar])), m, s  # ᾱ_0 = 1 in front
+
+    def forward(self, x, t):
+        a = self.abar[torch.round(t.double() * (len(self.abar) - 1)).long()].reshape(-1, 1, 1, 1)
+        return (1 - a).sqrt() * (x - a.sqrt() * self.m) / (a * self.s**2 + 1 - a)
+
+
+def test_every_reverse_step_follows_eq_18_with_a_non_degenerate_eps():
+    """Each step k → k − 1 of p_sample_loop, checked on its own from the state at k (seed 004 Alg. 2, eq. 18):
+    x̂_0 = clamp((x_k − √(1 − ᾱ_k) ε)/√ᾱ_k, −1, 1), x_{k−1} = μ̃_k(x_k, x̂_0) + √β̃_k z, with the cosine ᾱ and
+    the posterior written out here, z the generator's draws from k = T down to 2 and none at k = 1."""
+    s_ = 0.008
+    f = np.cos((np.arange(T + 1) / T + s_) / (1 + s_) * np.pi / 2) ** 2
+    abar = np.cumprod(np.clip(f[1:] / f[:-1], 0.001, 1.0))
+    ab = np.concatenate([[1.0], abar])  # ab[k] = ᾱ_k, ᾱ_0 = 1
+    m, s = 0.7, 0.6
+    d = Diffusion(_GaussianEps(abar, m, s), 4, 3, T)
+    x_T = 2.0 * torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = d.p_sample_loop(x_T, generator=torch.Generator().manual_seed(1), return_steps=list(range(T + 1)))
+    draws = torch.Generator().manual_seed(1)
+    clamped = 0
+    for k in range(T, 0, -1):
+        x, a, a_prev = out.trajectory[k], ab[k], ab[k - 1]
+        beta = 1 - a / a_prev
+        eps = math.sqrt(1 - a) * (x - math.sqrt(a) * m) / (a * s**2 + 1 - a)
+        x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
+        clamped += int((x0.abs() > 1).sum())
+        x0 = x0.clamp(-1, 1)
+        # q(x_{k−1} | x_k, x_0) ∝ q(x_k | x_{k−1}) q(x_{k−1} | x_0): precisions add, means weight by precision
+        var = 1 / ((1 - beta) / beta + 1 / (1 - a_prev)) if k > 1 else 0.0
+        mean = (math.sqrt(1 - beta) / beta * x + math.sqrt(a_prev) / (1 - a_prev) * x0) * var if k > 1 else x0
+        expected = mean + math.sqrt(var) * torch.randn(x.shape, generator=draws, dtype=torch.float64) if k > 1 else mean
+        torch.testing.assert_close(out.x0_preds[k], x0, atol=1e-10, rtol=0)
+        torch.testing.assert_close(out.trajectory[k - 1], expected, atol=1e-10, rtol=0)
+        # one p_sample from the same state, with the generator at the same place, takes the same step
+        g = torch.Generator().manual_seed(5)
+        z = torch.randn(x.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+        torch.testing.assert_close(d.p_sample(x, k, generator=g), mean + math.sqrt(var) * z if k > 1 else mean,
+                                   atol=1e-10, rtol=0)
+    assert clamped > 0  # the clamp is exercised
+
+
 def test_bad_loss_type_names_the_choices():
     with pytest.raises(ValueError, match="l2, l1, huber"):
         Diffusion(torch.nn.Identity(), 8, 3, T, loss_type="l3")
@@ -222,11 +271,11 @@ def test_unknown_class_lists_the_three_domains(afhq_root):
 
 
 def test_missing_images_say_where_to_put_them(afhq_root, tmp_path):
-    with pytest.raises(AFHQNotFoundError) as info:
+    with pytest.raises(AFHQNotFoundError, match=r"No AFHQ 'wild' images under") as info:
         afhq_folder(afhq_root / "train", "wild")
     msg = str(info.value)
     assert str(afhq_root / "train" / "wild") in msg and "--data_path" in msg and "--download" in msg
-    with pytest.raises(AFHQNotFoundError):
+    with pytest.raises(AFHQNotFoundError, match=r"No AFHQ 'cat' images under"):
         load_afhq(tmp_path / "empty", "cat")
 
 
@@ -382,7 +431,7 @@ def test_table1_flags_all_exist_and_booleans_parse():
     (["--unet_dims", "16"], ["unrecognized arguments"]),
 ])
 def test_bad_flags_are_rejected_with_the_valid_choices(argv, expected, capsys):
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(SystemExit, match=r"^2$") as info:  # argparse's usage error
         parse_args(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err
@@ -500,7 +549,7 @@ def test_a_stale_save_folder_lock_is_taken_over_and_removed(tmp_path):
     (save / "model.pt.lock").write_text(json.dumps({"pid": 999_999_999, "host": runtime._host(), "started": "then"}))
     cfg = AFHQConfig(save_folder=str(save), data_path=str(tmp_path / "nowhere"), device="cpu", train_steps=2,
                      progress=False)
-    with pytest.raises(AFHQNotFoundError):  # the run got past the lock, to the (missing) data
+    with pytest.raises(AFHQNotFoundError, match="nowhere"):  # the run got past the lock, to the (missing) data
         afhq.train_afhq(cfg, log=lambda msg: None)
     lock = save / "model.pt.lock"
     assert not lock.exists() or json.loads(lock.read_text())["pid"] == os.getpid()  # ours until this process exits

@@ -33,7 +33,7 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
 
 
 def _help_of(build, capsys) -> str:
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(SystemExit, match=r"^0$") as info:
         build().parse_args(["--help"])
     assert info.value.code == 0
     return capsys.readouterr().out
@@ -55,7 +55,7 @@ def test_help_shows_no_underscore_only_flag(name, capsys):
 
 
 def test_runner_help_shows_no_underscore_only_flag(capsys):
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(SystemExit, match=r"^0$") as info:
         runner.main(["--help"])
     assert info.value.code == 0
     _no_underscore_only(capsys.readouterr().out)
@@ -81,7 +81,7 @@ def test_benchmark_flags_parse_in_both_spellings(module, argv, dest, value):
     (bench, ["--profile", "fast"], ["smoke", "cpu", "gpu"]),
 ])
 def test_benchmark_bad_values_name_the_flag(module, argv, words, capsys):
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(SystemExit, match=r"^2$") as info:
         module.build_parser().parse_args(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err
@@ -106,7 +106,7 @@ def test_afhq_dashed_and_underscored_spellings_agree(dashed, underscored):
 def test_afhq_switch_pairs_and_a_value_after_no_is_an_error(capsys):
     assert afhq.parse_args(["--fid", "--no-fid"]).fid is False
     assert afhq.parse_args(["--no-visualize", "--visualize"]).visualize is True
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match=r"^2$"):
         afhq.parse_args(["--no-fid", "True"])
     assert "--no-fid takes no value" in capsys.readouterr().err
 
@@ -114,7 +114,7 @@ def test_afhq_switch_pairs_and_a_value_after_no_is_an_error(capsys):
 def test_afhq_version_and_invoked_name(capsys, monkeypatch):
     from nbhelpers import __version__
 
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(SystemExit, match=r"^0$") as info:
         afhq.build_parser().parse_args(["--version"])
     assert info.value.code == 0 and __version__ in capsys.readouterr().out
     monkeypatch.setattr(sys, "argv", ["/usr/local/bin/nbhelpers-afhq"])

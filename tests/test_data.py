@@ -114,7 +114,7 @@ def test_read_only_root_works_and_nothing_is_written(tmp_path, monkeypatch):
 
 
 def test_offline_without_files_is_one_clear_error(tmp_path):
-    with pytest.raises(MNISTNotFoundError) as err:
+    with pytest.raises(MNISTNotFoundError, match=r"train-images-idx3-ubyte\.gz") as err:
         load_mnist("train", root=tmp_path, download=False)
     msg = str(err.value)
     assert str(tmp_path / "MNIST" / "raw") in msg

@@ -22,6 +22,33 @@ def _cosine_f(k, T, s=0.008):
     return math.cos((k / T + s) / (1 + s) * math.pi / 2) ** 2
 
 
+# --------------------------------------------------------------------------- a non-degenerate exact ε
+_M = torch.tensor([0.6, -0.3], dtype=torch.float64)
+_S = 0.5
+
+
+def _gaussian_eps(d, m, s):
+    """The exact E[ε | x_k] for data x_0 ~ N(m, s² I): x_k = √ᾱ_k x_0 + √(1 − ᾱ_k) ε is Gaussian with
+    Cov(ε, x_k) = √(1 − ᾱ_k) and Var(x_k) = ᾱ_k s² + 1 − ᾱ_k, so E[ε | x_k] = √(1 − ᾱ_k)(x_k − √ᾱ_k m)/(ᾱ_k s² + 1 − ᾱ_k).
+    Its x̂_0 = E[x_0 | x_k] moves with x_k (unlike a single point's), so a wrong update shows."""
+    ab = torch.tensor(_abar_reference(d.betas), dtype=torch.float64)
+
+    def eps(x, t):
+        a = ab[torch.round(t.double() * d.T).long()].reshape(-1, *([1] * (x.ndim - 1)))
+        return (1 - a).sqrt() * (x - a.sqrt() * m) / (a * s**2 + 1 - a)
+
+    return eps
+
+
+def test_the_gaussian_eps_is_the_one_component_mixture_oracle():
+    d = DDPM.from_schedule("cosine", 40)
+    gmm = nb.distributions.GaussianMixture(torch.ones(1, dtype=torch.float64), _M[None], _S)
+    x = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for k in (1, 13, 40):
+        t = torch.full((16,), k / 40, dtype=torch.float64)
+        assert torch.allclose(_gaussian_eps(d, _M, _S)(x, t), GMMEpsOracle(d, gmm)(x, t), atol=1e-12)
+
+
 # --------------------------------------------------------------------------- buffers
 @pytest.mark.parametrize("name,T", [("linear", 1000), ("linear", 50), ("cosine", 1000), ("cosine", 50), ("cosine", 5)])
 def test_buffers_match_their_formulas(name, T):
@@ -238,19 +265,28 @@ def test_clip_x0_clamps_the_prediction():
 
 
 def test_per_sample_steps_in_p_step():
-    """A (B,) step tensor gives each row its own coefficients; rows at k = 1 get no noise."""
-    d = DDPM.from_schedule("linear", 30)
+    """A (B,) step tensor gives each row its own coefficients: row i is μ̃_{k_i}(x_i, x̂_0,i) + σ_{k_i} z_i
+    (seed 004 eq. 18) with z the one (B, …) draw of the step; rows at k = 1 get no noise."""
+    T = 30
+    d = DDPM.from_schedule("cosine", T)
+    ab = _abar_reference(d.betas)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(3, 2, generator=g)
-    model = lambda x, t: 0.1 * x + t[:, None]  # noqa: E731
-    k = torch.tensor([1, 5, 30])
-    out = d.p_step(model, x, k, generator=torch.Generator().manual_seed(1), clip_x0=False)
-    for i, kk in enumerate(k.tolist()):
-        row = d.p_step(model, x[i : i + 1], kk, clip_x0=False, generator=torch.Generator().manual_seed(2))
-        mean_i = d.q_posterior(row.x0_pred, x[i : i + 1], kk).mean
-        assert torch.allclose(out.x0_pred[i], row.x0_pred[0], atol=1e-6)
-        if kk == 1:
-            assert torch.allclose(out.x_prev[i], mean_i[0], atol=1e-6)
+    x = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    model = _gaussian_eps(d, _M, _S)
+    k = torch.tensor([1, 5, 30, 2, 17, 5])
+    for sigma in ("posterior", "beta"):
+        out = d.p_step(model, x, k, generator=torch.Generator().manual_seed(1), clip_x0=False, sigma=sigma)
+        z = torch.randn(6, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        for i, kk in enumerate(k.tolist()):
+            a, a_prev, b = ab[kk], ab[kk - 1], 1 - ab[kk] / ab[kk - 1]
+            eps = math.sqrt(1 - a) * (x[i] - math.sqrt(a) * _M) / (a * _S**2 + 1 - a)
+            x0 = (x[i] - math.sqrt(1 - a) * eps) / math.sqrt(a)
+            mean = math.sqrt(a_prev) * b / (1 - a) * x0 + math.sqrt(1 - b) * (1 - a_prev) / (1 - a) * x[i]
+            var = (1 - a_prev) / (1 - a) * b if sigma == "posterior" else b
+            expected = mean if kk == 1 else mean + math.sqrt(var) * z[i]
+            assert torch.allclose(out.eps[i], eps, atol=1e-12), (sigma, kk)
+            assert torch.allclose(out.x0_pred[i], x0, atol=1e-10), (sigma, kk)
+            assert torch.allclose(out.x_prev[i], expected, atol=1e-10), (sigma, kk)
 
 
 # --------------------------------------------------------------------------- loops
@@ -328,6 +364,41 @@ def test_ddim_with_true_noise_lands_on_x0():
     for n in (1, 3, 200):
         out = d.ddim_sample(exact, x_T, n_steps=n, clip_x0=False, return_steps=[0])
         assert torch.allclose(out.x, x0.expand(5, 2), atol=1e-8)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.7])
+@pytest.mark.parametrize("clip", [False, True])
+def test_ddim_strided_steps_follow_eq_12(eta, clip):
+    """Every strided step k → k' of DDIM (Song et al. 2021, eq. 12), checked on its own from the state at k:
+    x̂_0 = (x_k − √(1 − ᾱ_k) ε̂)/√ᾱ_k (clamped, ε̂ recomputed from it, with clip_x0),
+    x_k' = √ᾱ_k' x̂_0 + √(1 − ᾱ_k' − σ²) ε̂ + σ z, σ² = η² (1 − ᾱ_k')/(1 − ᾱ_k) · (1 − ᾱ_k/ᾱ_k'), ᾱ_0 = 1,
+    with the exact ε̂ of Gaussian data (x̂_0 ≠ x_0) and z the generator's draws in step order (none at k' = 0)."""
+    T = 60
+    d = DDPM.from_schedule("cosine", T)
+    ab = _abar_reference(d.betas)
+    x_T = 1.5 * torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ks = d.ddim_steps(7)
+    assert ks == [60, 50, 40, 30, 21, 11, 1]
+    out = d.ddim_sample(_gaussian_eps(d, _M, _S), x_T, n_steps=7, eta=eta, clip_x0=clip,
+                        generator=torch.Generator().manual_seed(1), return_steps=ks + [0])
+    draws = torch.Generator().manual_seed(1)
+    clamped = 0
+    for k, k_next in zip(ks, ks[1:] + [0]):
+        x, a, a_next = out.trajectory[k], ab[k], ab[k_next]
+        eps = math.sqrt(1 - a) * (x - math.sqrt(a) * _M) / (a * _S**2 + 1 - a)
+        x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
+        if clip:
+            clamped += int((x0.abs() > 1).sum())
+            x0 = x0.clamp(-1, 1)
+            eps = (x - math.sqrt(a) * x0) / math.sqrt(1 - a)
+        var = eta**2 * (1 - a_next) / (1 - a) * (1 - a / a_next)
+        expected = math.sqrt(a_next) * x0 + math.sqrt(1 - a_next - var) * eps
+        if eta > 0 and k_next > 0:
+            expected = expected + math.sqrt(var) * torch.randn(8, 2, dtype=torch.float64, generator=draws)
+        assert torch.allclose(out.x0_preds[k], x0, atol=1e-10), k
+        assert torch.allclose(out.trajectory[k_next], expected, atol=1e-10), (k, k_next)
+    assert torch.equal(out.trajectory[0], out.x)
+    assert not clip or clamped > 0  # the clamp is exercised
 
 
 # --------------------------------------------------------------------------- end to end with the exact ε

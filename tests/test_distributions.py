@@ -249,7 +249,7 @@ def test_other_bad_inputs():
         g.marginal_score(torch.zeros(3, 2), torch.zeros(4), "linear")
     with pytest.raises(ValueError, match="std"):
         D.Gaussian([0.0, 0.0], [1.0, 1.0, 1.0])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"noise >= 0.*got noise=-1"):
         D.Moons(noise=-1)
     with pytest.raises(ValueError, match="n_cells"):
         D.Checkerboard(n_cells=1)

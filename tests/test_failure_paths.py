@@ -134,7 +134,7 @@ def test_a_lock_naming_no_process_is_stale_and_named(tmp_path, capsys, content):
     (["--notebooks", "01", "-p", "device", "cpu"], r"-p device 'cpu' repeats --device"),
 ])
 def test_runner_arguments_are_checked_before_anything_runs(argv, message, capsys):
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit, match=r"^2$") as exc:
         runner.main(argv)
     assert exc.value.code == 2 and __import__("re").search(message, capsys.readouterr().err)
 
@@ -152,7 +152,7 @@ def test_runner_arguments_are_checked_before_anything_runs(argv, message, capsys
 def test_runner_environment_is_checked_before_anything_runs(monkeypatch, capsys, var, value, message):
     monkeypatch.setenv(var, value)
     monkeypatch.setattr(runner, "run_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit, match=r"^2$") as exc:
         runner.main(["--notebooks", "01"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and __import__("re").search(message, err), err
@@ -174,7 +174,7 @@ def test_runner_environment_is_checked_before_anything_runs(monkeypatch, capsys,
 def test_afhq_cli_sizes_have_stated_bounds(flags, message, capsys):
     from nbhelpers.recipes.afhq import cli
 
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit, match=r"^2$") as exc:
         cli.main(flags + ["--train_steps", "0"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and __import__("re").search(message, err), err
@@ -365,7 +365,7 @@ def test_a_dry_run_with_an_absent_device_touches_no_row(tmp_path, monkeypatch, c
     monkeypatch.setattr(common, "RESULTS", tmp_path)
     monkeypatch.setattr(bench_dryrun, "RESULTS", tmp_path)
     monkeypatch.setattr(bench_dryrun, "run", lambda *a, **k: pytest.fail("a notebook ran"))
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit, match=r"^2$") as exc:
         bench_dryrun.main(["--device", "tpu", "--notebooks", "02", "--max-steps", "1"])
     assert exc.value.code == 2 and "tpu" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
@@ -395,9 +395,9 @@ def test_a_resumed_afhq_run_writes_the_samples_its_interrupted_step_owed(tmp_pat
 
     def killed_before_the_hook(step, loss):  # the checkpoint of step 2 is written, its samples are not
         if step == 2:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(f"killed after step {step}")
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed after step 2"):
         train(diffusion, afhq.diffusion_loss, afhq.make_batch_fn(cats, diffusion, 4), afhq.train_config(cfg),
               checkpoint=ckpt, progress=False, on_step=killed_before_the_hook)
     logs = []

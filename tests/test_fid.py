@@ -76,6 +76,60 @@ def test_float_images_are_scored_like_their_uint8_version():
     assert fid(ref) == pytest.approx(0.0, abs=1e-6)
 
 
+class _FakeInception(torch.nn.Module):
+    """Stands in for clean-fid's InceptionV3W (no weights, no network): records its arguments and every
+    batch, and returns as features each channel's mean and the pixel at (row 200, column 50)."""
+
+    made: list = []
+
+    def __init__(self, path, download=True, resize_inside=False):
+        super().__init__()
+        self.args, self.batches = (path, download, resize_inside), []
+        _FakeInception.made.append(self)
+
+    def forward(self, x):
+        assert x.shape[1:] == (3, 299, 299)  # what the real network asserts: resized outside it
+        self.batches.append(x.clone())
+        return torch.cat([x.mean(dim=(2, 3)), x[:, :, 200, 50]], dim=1)
+
+
+def _clean_resize(img):
+    """clean-fid's "clean" resize, written out: each channel as float32 through PIL bicubic to 299×299, clipped to [0, 255]."""
+    from PIL import Image
+
+    chans = [np.asarray(Image.fromarray(img[:, :, c].astype(np.float32), mode="F").resize((299, 299), Image.BICUBIC))
+             for c in range(3)]
+    return np.stack(chans, axis=0).clip(0, 255)  # (3, 299, 299)
+
+
+def test_clean_fid_features_resize_each_image_and_run_the_network_in_batches(monkeypatch, tmp_path):
+    need_module("cleanfid.fid", CLEAN_FID)
+    import cleanfid.inception_torchscript
+
+    monkeypatch.setattr(cleanfid.inception_torchscript, "InceptionV3W", _FakeInception)
+    monkeypatch.setattr(_FakeInception, "made", [])
+    with pytest.raises(ValueError, match=r"rename .*other\.pt to inception-2015-12-05\.pt"):
+        fidmod._clean_fid_feature_fn(tmp_path / "other.pt", torch.device("cpu"), 3)
+    fn = fidmod._clean_fid_feature_fn(tmp_path / fidmod.INCEPTION_FILE, torch.device("cpu"), 3)
+    (net,) = _FakeInception.made
+    assert net.args == (str(tmp_path), False, False) and not net.training  # the file given, never a download
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (7, 3, 6, 5), generator=g, dtype=torch.uint8)
+    images[4] = torch.tensor([10, 128, 250], dtype=torch.uint8)[:, None, None]  # a flat colour stays flat
+    feats = fn(images)
+    assert [b.shape[0] for b in net.batches] == [3, 3, 1]  # batch_size images at a time, in order
+    seen = torch.cat(net.batches).double()
+    assert torch.equal(seen[4], torch.tensor([10.0, 128.0, 250.0])[:, None, None].expand(3, 299, 299).double())
+    reference = np.stack([_clean_resize(img.permute(1, 2, 0).numpy()) for img in images])
+    np.testing.assert_allclose(seen.numpy(), reference, rtol=0, atol=1e-3)
+    expected = np.concatenate([reference.mean(axis=(2, 3)), reference[:, :, 200, 50]], axis=1)
+    assert feats.shape == (7, 6)
+    np.testing.assert_allclose(feats, expected, rtol=1e-5, atol=1e-3)
+    # FID.features passes float images through to_uint8 first: the same features as their uint8 version
+    fid = FID(images, feature_fn=fn)
+    np.testing.assert_allclose(fid.features(images.float() / 127.5 - 1.0), feats, rtol=0, atol=1e-9)
+
+
 def test_describe_states_the_sample_counts():
     fid = FID(_images(50, size=8), feature_fn=_mean_colour)
     text = fid.describe(1000)

@@ -2,6 +2,7 @@
 the profile's value; 0, negative, fractional or boolean sizes and ``steps`` together with ``epochs``
 stop there with one line naming the parameter."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ BAD = [
 
 @pytest.mark.parametrize("name, overrides, words", BAD, ids=[f"{n[:2]}-{o}" for n, o, _ in BAD])
 def test_bad_parameter_stops_the_cell_after_the_parameters(name, overrides, words, monkeypatch, tmp_path):
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match=re.escape(words[0])) as info:
         _run_setup(name, overrides, monkeypatch, tmp_path)
     msg = str(info.value)
     assert "\n" not in msg and all(w in msg for w in words), msg

@@ -32,8 +32,12 @@ def test_scatter_gif_writes_frames_and_strip(tmp_path):
     assert len(frames) == 2 and path.exists()
     with Image.open(path) as gif:
         assert gif.n_frames == 2 and gif.size == (80, 80)
+    assert np.asarray(frames[0].convert("RGB")).tolist() != np.asarray(frames[1].convert("RGB")).tolist()
     fig = P.frame_strip(frames, 3)
     assert len(fig.axes) == 3 and all(not ax.axison for ax in fig.axes)
+    # k = 3 frames evenly spaced from the first to the last of two: frames 0, 0 and 1, shown as they are
+    for ax, j in zip(fig.axes, (0, 0, 1)):
+        np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), np.asarray(frames[j].convert("RGB")))
     with pytest.raises(ValueError, match="title"):
         P.scatter_gif(sets, ["one"], path)
     plt.close("all")

@@ -1,4 +1,7 @@
-"""nbhelpers.recipes.cfg_mnist: presets, sampling plumbing, the settle measurement, figures and the guidance explorer."""
+"""nbhelpers.recipes.cfg_mnist (notebook 07): presets, the conditioning path on the real UNet (null label, label
+dropout, guided-output algebra), seed 003's sinusoidal time encoding, sampling plumbing, editing from the
+partially diffused input, DDIM with all T steps and η = 1 against the ancestral step, the settle measurement,
+figures, the guidance explorer and the evidence behind the written answers."""
 import math
 
 import numpy as np
@@ -10,24 +13,39 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from nbhelpers.data import Batch  # noqa: E402
 from nbhelpers.ddpm import DDPM  # noqa: E402
-from nbhelpers.models.unet import SelfAttention  # noqa: E402
+from nbhelpers.guidance import CFGModel, guided_eps  # noqa: E402
+from nbhelpers.models.embeddings import sinusoidal_frequencies  # noqa: E402
+from nbhelpers.models.unet import ResidualLayer, SelfAttention, UNet, UNetConfig  # noqa: E402
 from nbhelpers.recipes import cfg_mnist  # noqa: E402
 from nbhelpers.recipes.cfg_mnist import draw_guidance_explorer, guidance_explorer  # noqa: E402
 
+NULL = cfg_mnist.NUM_CLASSES
+
+
+def _model(variant="cosine", seed=0):
+    torch.manual_seed(seed)
+    return cfg_mnist.build_model(cfg_mnist.preset(variant, "smoke")).eval()
+
+
+def _inputs(b=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 1, 28, 28, generator=g), torch.rand(b, generator=g), torch.randint(0, 10, (b,), generator=g)
+
 
 @pytest.mark.parametrize("variant", cfg_mnist.VARIANTS)
-@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
-def test_presets_have_four_blocks_per_pathway_with_attention(variant, profile):
-    p = cfg_mnist.preset(variant, profile)
+@pytest.mark.parametrize("profile,gpu_size", [("smoke", "t4"), ("cpu", "t4"), ("gpu", "t4"), ("gpu", "large")])
+def test_presets_have_four_blocks_per_pathway_with_attention(variant, profile, gpu_size):
+    p = cfg_mnist.preset(variant, profile, gpu_size=gpu_size)
     model = cfg_mnist.build_model(p)
     d = model.describe()
     assert d.encoders == 4 and d.decoders == 4 and d.class_conditional
     assert all(n >= 1 for n in d.res_layers_per_encoder + d.res_layers_per_decoder)
-    # attention after the residual layers of every block below 28×28 (and at 28×28 on the GPU)
+    # attention after the residual layers of every block below 28×28 (and at 28×28 in the large gpu model)
     for i, (enc, dec) in enumerate(zip(model.encoders, reversed(model.decoders))):
         has = [isinstance(a, SelfAttention) for a in list(enc.stage.attention) + list(dec.stage.attention)]
-        assert all(has) if (i > 0 or profile == "gpu") else not any(has)
+        assert all(has) if (i > 0 or gpu_size == "large") else not any(has)
     assert p.p_uncond == 0.1
     T = 1000 if variant == "ddpm_paper" else 200
     assert (p.schedule, p.T) == ("linear" if variant == "ddpm_paper" else "cosine", T if profile != "smoke" else T // 5)
@@ -120,10 +138,23 @@ def test_rms_distance():
     assert cfg_mnist.rms_distance(a, b).tolist() == [0.5, 0.0]
 
 
+def _tile(canvas, r, c, h=28, w=28):
+    """Image (r, c) of a tiled canvas: 2 pixels between images, 1 around (nbhelpers.plotting.tile_images)."""
+    return torch.as_tensor(np.asarray(canvas)[1 + r * (h + 2):1 + r * (h + 2) + h, 1 + c * (w + 2):1 + c * (w + 2) + w])
+
+
 def test_class_grid_figure():
-    x = torch.rand(20, 1, 28, 28) * 2 - 1
+    x = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2.2 - 1.1  # some pixels saturate
     fig = cfg_mnist.class_grid_figure([x, x[:10]], ["a", "b"], per_row=2, row_labels=[str(i) for i in range(10)])
-    assert len(fig.axes) == 2
+    assert [a.get_title() for a in fig.axes] == ["a", "b"]
+    # panel p shows its images row by row, per_row = 2 to a row, in [0, 1] = (x + 1)/2 on a fixed grey scale
+    for ax, panel in zip(fig.axes, (x, x[:10])):
+        canvas = ax.images[0].get_array()
+        assert canvas.shape == (len(panel) // 2 * 30, 2 * 30) and ax.images[0].get_clim() == (0, 1)
+        for i in (0, 3, len(panel) - 1):
+            expected = ((panel[i, 0] + 1) / 2).clamp(0, 1)
+            assert torch.allclose(_tile(canvas, i // 2, i % 2), expected, atol=1e-6), i
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["0", "1", "2", "3", "4"]  # 5 rows of 2
     plt.close(fig)
     with pytest.raises(ValueError, match="title"):
         cfg_mnist.class_grid_figure([x], ["a", "b"])
@@ -134,22 +165,219 @@ def test_guidance_explorer_draws_the_chosen_w():
     samples = {w: torch.rand(30, 1, 28, 28, generator=g) * 2 - 1 for w in (0, 1, 2)}
     metrics = {w: {"accuracy": 0.7 + 0.1 * w, "diversity": 1.0 - 0.2 * w} for w in samples}
     fig = draw_guidance_explorer(1, samples, metrics, per_class=3)
-    assert len(fig.axes) == 3 and "w = 1" in fig.axes[0].get_title()
+    assert "w = 1" in fig.axes[0].get_title()
     img = fig.axes[0].images[0].get_array()
     assert img.shape == (10 * 30, 3 * 30)
     # row c shows the first samples requested for digit c
-    c, j = 4, 1
-    tile = img[c * 30 + 1:c * 30 + 29, j * 30 + 1:j * 30 + 29]
-    assert torch.allclose(torch.as_tensor(tile), ((samples[1][c * 3 + j, 0] + 1) / 2).clamp(0, 1), atol=1e-6)
+    for c, j in ((0, 0), (4, 1), (9, 2)):
+        assert torch.allclose(_tile(img, c, j), ((samples[1][c * 3 + j, 0] + 1) / 2).clamp(0, 1), atol=1e-6)
+    # right: accuracy (%) and diversity against w, and the chosen w marked
+    ax_m, ax_div = fig.axes[1], fig.axes[2]
+    acc_line, marker = ax_m.get_lines()[0], ax_m.get_lines()[-1]
+    assert acc_line.get_xdata().tolist() == [0, 1, 2]
+    assert acc_line.get_ydata() == pytest.approx([100 * metrics[w]["accuracy"] for w in (0, 1, 2)])
+    assert ax_div.get_lines()[0].get_ydata() == pytest.approx([metrics[w]["diversity"] for w in (0, 1, 2)])
+    assert (list(marker.get_xdata()), list(marker.get_ydata())) == ([1.0], [pytest.approx(80.0)])
     plt.close(fig)
     fig = draw_guidance_explorer(2.0, samples)
-    assert len(fig.axes) == 1
+    assert len(fig.axes) == 1  # no metrics, no curves
+    img = fig.axes[0].images[0].get_array()
+    assert img.shape == (10 * 30, 3 * 30)  # per_class = 8, but only 3 per class were sampled
+    assert torch.allclose(_tile(img, 7, 2), ((samples[2][7 * 3 + 2, 0] + 1) / 2).clamp(0, 1), atol=1e-6)
     plt.close(fig)
     with pytest.raises(ValueError, match="sampled guidance weights"):
         draw_guidance_explorer(3.0, samples)
     fig = guidance_explorer(samples, metrics, w=0, interactive=False)
     assert "w = 0" in fig.axes[0].get_title()
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- conditioning path
+def test_null_label_is_the_unconditional_input_and_labels_change_the_output():
+    model = _model()
+    x, t, y = _inputs()
+    with torch.no_grad():
+        out_none = model(x, t)
+        out_null = model(x, t, torch.full_like(y, NULL))
+        out_y = model(x, t, y)
+        out_other = model(x, t, (y + 1) % 10)
+    assert torch.equal(out_none, out_null)  # y=None means ∅ = num_classes
+    assert (out_y - out_null).abs().max() > 1e-4
+    assert (out_y - out_other).abs().max() > 1e-4
+
+
+def test_training_loss_feeds_dropped_labels_at_rate_p_uncond():
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x, t, y=None):
+            seen.append(y.clone())
+            return torch.zeros_like(x)
+
+    ddpm = DDPM.from_schedule("cosine", 20)
+    y = torch.arange(10).repeat(500)  # 5000 labels
+    x = torch.zeros(y.shape[0], 1, 2, 2)
+    gen = torch.Generator().manual_seed(0)
+    for p in (0.0, 0.1, 1.0):
+        seen.clear()
+        cfg_mnist.cfg_loss(ddpm, p)(Spy(), Batch(x, y), gen)
+        got = seen[0]
+        dropped = got == NULL
+        assert torch.equal(got[~dropped], y[~dropped])  # kept labels are untouched
+        n = y.numel()
+        sd = math.sqrt(n * p * (1 - p))
+        assert abs(dropped.sum().item() - n * p) <= 4 * sd + 1e-9  # binomial(n, p) within 4σ
+
+
+@pytest.mark.parametrize("w", [0.0, 0.5, 2.0, 8.0])
+def test_guided_output_algebra_on_the_real_unet(w):
+    model = _model()
+    x, t, y = _inputs()
+    with torch.no_grad():
+        eps_c = model(x, t, y)
+        eps_u = model(x, t, torch.full_like(y, NULL))
+        guided = guided_eps(model, x, t, y, w, NULL)
+        wrapped = CFGModel(model, w, NULL)(x, t, y)
+    expected = (w + 1) * eps_c - w * eps_u  # seed 001 eq. 18
+    tol = 2e-5 * (2 * w + 1)  # float32 round-off of the batched [x; x] pass, amplified by the weights
+    assert torch.allclose(guided, expected, atol=tol, rtol=0)
+    assert torch.allclose(wrapped, expected, atol=tol, rtol=0)
+    # linear in w: ε̄(w) − ε̄(0) = w (ε_c − ε_u)
+    assert torch.allclose(guided - eps_c, w * (eps_c - eps_u), atol=tol, rtol=0)
+
+
+def test_generate_uses_the_guided_noise_and_skips_the_null_pass_at_w0():
+    model = _model()
+    ddpm = DDPM.from_schedule("cosine", 8)
+    y = cfg_mnist.class_labels(1)
+    x_T = torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    for w in (0.0, 2.0):
+        got = cfg_mnist.generate(ddpm, model, y, w, sampler="ddim", n_steps=4, x_T=x_T)
+        ref = ddpm.ddim_sample(CFGModel(model, w, NULL), x_T, 4, y=y)
+        assert torch.allclose(got.x, ref.x, atol=2e-3)  # round-off only; a wrong weight moves pixels by O(1)
+    calls = []
+    hook = model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    cfg_mnist.generate(ddpm, model, y, 0.0, sampler="ddim", n_steps=2, x_T=x_T)
+    cfg_mnist.generate(ddpm, model, y, 1.0, sampler="ddim", n_steps=2, x_T=x_T)
+    hook.remove()
+    assert calls == [10, 10, 20, 20]  # w = 0: conditional pass only; w > 0: [x; x] in one batch
+
+
+# --------------------------------------------------------------------------- seed 003's time encoding
+def test_paper_encoding_shape_and_frequencies():
+    enc = cfg_mnist.PaperTimeEncoding(T=1000, n_freqs=10)
+    t = torch.rand(7)
+    out = enc(t)
+    assert out.shape == (7, 20) and enc.dim == 20
+    sin, cos = out[:, :10], out[:, 10:]
+    assert torch.allclose(sin**2 + cos**2, torch.ones_like(sin), atol=1e-5)
+    # d/dt sin(2π f t) at t = 0 is 2π f: read the frequencies off the encoding with autograd
+    t0 = torch.zeros(1, requires_grad=True)
+    f = torch.stack([torch.autograd.grad(enc(t0)[0, j], t0)[0][0] for j in range(10)]) / (2 * math.pi)
+    expected = 500.0 ** (torch.arange(10, dtype=torch.float64) / 9)  # geometric, 1 … T/2 (Nyquist of k/T)
+    assert torch.allclose(f.double(), expected, rtol=1e-4)
+    assert torch.allclose(enc.freqs.double(), sinusoidal_frequencies(10, 500.0), rtol=1e-6)
+    # every pair of distinct steps k/T gets a distinct code
+    codes = enc(torch.arange(1001, dtype=torch.float32) / 1000).double()
+    d = torch.cdist(codes, codes) + torch.eye(1001, dtype=torch.float64) * 1e9
+    assert d.min() > 0.05
+
+
+def test_paper_variant_adds_the_encoding_to_every_residual_block():
+    p = cfg_mnist.preset("ddpm_paper", "smoke")
+    assert (p.schedule, p.n_freqs) == ("linear", 10)
+    model = _model("ddpm_paper")
+    layers = [m for m in model.modules() if isinstance(m, ResidualLayer)]
+    inputs = []
+    hooks = [m.time_mlp.register_forward_hook(lambda mod, i, o: inputs.append(i[0])) for m in layers]
+    x, t, y = _inputs(3)
+    with torch.no_grad():
+        model(x, t, y)
+    for h in hooks:
+        h.remove()
+    expected = cfg_mnist.PaperTimeEncoding(p.T, 10)(t) + model.class_embed(y)
+    assert len(layers) >= 9 and len(inputs) == len(layers)  # 4 encoders + bottleneck + 4 decoders
+    for got in inputs:
+        assert got.shape == (3, 20) and torch.allclose(got, expected, atol=1e-6)
+    full = cfg_mnist.preset("ddpm_paper", "cpu")
+    betas = full.ddpm().betas
+    assert full.T == 1000 and betas[0].item() == pytest.approx(1e-4) and betas[-1].item() == pytest.approx(0.02)
+
+
+# --------------------------------------------------------------------------- editing
+def test_editing_at_t0_zero_returns_the_input_unchanged():
+    model = _model()
+    ddpm = DDPM.from_schedule("cosine", 20)
+    x, _, y = _inputs(4)
+    out = cfg_mnist.edit(ddpm, model, x, (y + 1) % 10, 0.0, guidance_w=2.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, x)
+    with pytest.raises(ValueError, match="t0"):
+        cfg_mnist.edit(ddpm, model, x, y, 1.5)
+
+
+class _Spy(torch.nn.Module):
+    """An ε-network that records every call; ε = 0.1 x, so each reverse step stays finite."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))  # a device to read
+        self.calls = []
+
+    def forward(self, x, t, y=None):
+        self.calls.append((x.clone(), t.clone(), None if y is None else y.clone()))
+        return 0.1 * x
+
+
+@pytest.mark.parametrize("w", [0.0, 2.0])
+def test_editing_starts_from_the_diffused_input(w):
+    """Seed 003's partial diffusion: the first network call sees x_{k₀} = √ᾱ_{k₀} x₀ + √(1 − ᾱ_{k₀}) ε at
+    t = k₀/T, k₀ = round(t₀ T) and ε the generator's first draw; then k₀ reverse steps k₀, …, 1 follow.
+    Guided (w > 0) the batch is [x; x] with labels [y; ∅]."""
+    T, t0, k0 = 20, 0.37, 7
+    ddpm = DDPM.from_schedule("cosine", T)
+    abar = math.prod(1 - float(b) for b in ddpm.betas[:k0])  # ᾱ_{k₀} = ∏_{i ≤ k₀} (1 − β_i)
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 1.6 - 0.8
+    y = torch.arange(4)
+    spy = _Spy()
+    out = cfg_mnist.edit(ddpm, spy, x, y, t0, guidance_w=w, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    x_k0 = math.sqrt(abar) * x + math.sqrt(1 - abar) * eps
+    seen, t, labels = spy.calls[0]
+    assert torch.allclose(seen[:4], x_k0, atol=1e-6)
+    assert torch.allclose(t, torch.full_like(t, k0 / T))
+    assert [round(float(c[1][0]) * T) for c in spy.calls] == list(range(k0, 0, -1))
+    if w:
+        assert torch.equal(seen[4:], seen[:4]) and labels.tolist() == y.tolist() + [NULL] * 4
+    else:
+        assert labels.tolist() == y.tolist()
+
+
+# --------------------------------------------------------------------------- DDIM η = 1 ≡ ancestral
+def test_ddim_all_steps_eta1_matches_one_ancestral_step():
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2), res_layers=1, bottleneck_layers=1, norm="group",
+                            norm_groups=4, num_classes=10, time_embed_dim=16)).eval()
+    T, k0, n = 10, 6, 4000
+    ddpm = DDPM.from_schedule("cosine", T)
+    x_k = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(1)).expand(n, -1, -1, -1).contiguous()
+    y = torch.full((n,), 3)
+    assert ddpm.ddim_steps(k0, k0) == list(range(k0, 0, -1))  # all steps
+    anc = ddpm.sample(model, x_k, y=y, start_step=k0, return_steps=[k0 - 1], generator=torch.Generator().manual_seed(2))
+    ddim = ddpm.ddim_sample(model, x_k, k0, eta=1.0, y=y, start_step=k0, return_steps=[k0 - 1],
+                            generator=torch.Generator().manual_seed(3))
+    # closed form of one step: N(μ̃_k(x_k, x̂0), β̃_k)
+    with torch.no_grad():
+        eps = model(x_k[:1], torch.full((1,), k0 / T), y[:1])
+    x0 = ddpm.predict_x0(x_k[:1], k0, eps).clamp(-1, 1)
+    mean = ddpm.q_posterior(x0, x_k[:1], k0).mean[0]
+    var = ddpm.posterior_variance[k0 - 1].item()
+    for name, out in (("ancestral", anc.trajectory[k0 - 1]), ("ddim", ddim.trajectory[k0 - 1])):
+        m, v = out.mean(0), out.var(0)
+        assert (m - mean).abs().max() < 5 * math.sqrt(var / n), name
+        assert ((v / var) - 1).abs().max() < 5 * math.sqrt(2 / n) + 0.02, name
+    a, d = anc.trajectory[k0 - 1], ddim.trajectory[k0 - 1]
+    assert (a.mean(0) - d.mean(0)).abs().max() < 6 * math.sqrt(2 * var / n)
 
 
 # --------------------------------------------------------------------------- seed 003: forward process, variant comparison
@@ -184,10 +412,14 @@ def test_forward_process_follows_the_closed_form_with_one_noise_per_image():
 def test_forward_process_figure_has_a_row_per_image_and_a_column_per_step():
     ddpm = DDPM.from_schedule("linear", 1000)
     steps = [0, 500, 1000]
-    frames = cfg_mnist.forward_process(ddpm, torch.zeros(2, 1, 8, 8), steps, generator=torch.Generator().manual_seed(0))
+    frames = cfg_mnist.forward_process(ddpm, torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1,
+                                       steps, generator=torch.Generator().manual_seed(0))
     fig = cfg_mnist.forward_process_figure(frames, steps, ddpm)
     axes = fig.axes
     assert len(axes) == 6
+    for i in range(2):  # row i is image i, column j its state at steps[j], clipped to the shared scale
+        for j in range(3):
+            assert torch.equal(torch.as_tensor(axes[i * 3 + j].images[0].get_array()), frames[i, j, 0].clamp(-1, 1))
     assert axes[0].get_title().startswith("k = 0\n√ᾱ = 1.00") and axes[2].get_title().startswith("k = 1000")
     assert axes[0].images[0].get_clim() == (-1, 1) and axes[5].images[0].get_clim() == (-1, 1)  # one fixed scale
     plt.close(fig)
@@ -239,11 +471,6 @@ def _tiny_evaluator():
                           held_out=torch.rand(60, 1, 28, 28, generator=g) * 2 - 1)
 
 
-def _smoke_model():
-    torch.manual_seed(0)
-    return cfg_mnist.build_model(cfg_mnist.preset("cosine", "smoke")).eval()
-
-
 def _images(n, seed):
     return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
@@ -277,7 +504,7 @@ def test_schedule_and_time_input_figure_shows_both_schedules_and_every_step():
 
 
 def test_guidance_sweep_gives_every_weight_the_same_noise():
-    model, ddpm = _smoke_model(), DDPM.from_schedule("cosine", 6)
+    model, ddpm = _model(), DDPM.from_schedule("cosine", 6)
     y, x_T = cfg_mnist.class_labels(1), torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(5)
     sweep = cfg_mnist.guidance_sweep(ddpm, model, y, [1.0, 0.0, 1.0], x_T=x_T, generator=g)
@@ -324,26 +551,34 @@ def test_score_samples_table_and_metrics_agree_with_the_evaluator():
 
 
 def test_trajectory_and_settling_figures():
-    states = {k: torch.full((2, 1, 4, 4), k / 8.0) for k in (0, 4, 8)}
-    preds = {k: torch.full((2, 1, 4, 4), -k / 8.0) for k in (4, 8)}
-    final = torch.full((2, 1, 4, 4), 0.25)
+    g = torch.Generator().manual_seed(7)
+    states = {k: torch.randn(2, 1, 4, 4, generator=g) for k in (0, 4, 8)}  # some beyond [−1, 1]: clipped
+    preds = {k: torch.randn(2, 1, 4, 4, generator=g) for k in (4, 8)}
+    final = torch.rand(2, 1, 4, 4, generator=g) * 2 - 1
     fig = cfg_mnist.trajectory_figure(states, preds, final, 1, [8, 4, 0])
     assert len(fig.axes) == 6 and [a.get_title() for a in fig.axes[:3]] == ["k = 8", "k = 4", "k = 0"]
-    assert fig.axes[3].images[0].get_array()[0, 0] == -1.0  # x̂₀ at k = 8
-    assert fig.axes[5].images[0].get_array()[0, 0] == 0.25  # the final digit at k = 0
+    shown = [torch.as_tensor(a.images[0].get_array()) for a in fig.axes]
+    # top: the states of sample 1; bottom: its x̂₀ at each k and, at k = 0, the final digit
+    for j, k in enumerate((8, 4, 0)):
+        assert torch.equal(shown[j], states[k][1, 0].clamp(-1, 1)), k
+    for j, expected in ((3, preds[8][1, 0]), (4, preds[4][1, 0]), (5, final[1, 0])):
+        assert torch.equal(shown[j], expected.clamp(-1, 1)), j
     plt.close(fig)
     x0 = {k: torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(k)) * 2 - 1 for k in (1, 2, 3, 4)}
     digits = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(9)) * 2 - 1
     summary = cfg_mnist.settle_summary(x0, digits, 4)
     settle = cfg_mnist.settle_steps(x0, digits)
     fig = cfg_mnist.settling_figure(digits[0, 0], settle[0, 0], summary)
+    assert torch.equal(torch.as_tensor(fig.axes[0].images[0].get_array()), digits[0, 0])
+    assert torch.equal(torch.as_tensor(fig.axes[1].images[0].get_array()), settle[0, 0])
     assert fig.axes[1].images[0].get_clim() == (0, 4) and fig.axes[2].get_xlim() == (4, 0)  # generation runs right
+    assert fig.axes[2].get_lines()[0].get_xdata().tolist() == summary.steps.tolist()
     assert fig.axes[2].get_lines()[0].get_ydata().tolist() == summary.fraction_settled.tolist()
     plt.close(fig)
 
 
 def test_edit_sweep_scores_and_figures():
-    model, ddpm = _smoke_model(), DDPM.from_schedule("cosine", 10)
+    model, ddpm = _model(), DDPM.from_schedule("cosine", 10)
     x, y = _images(4, 3), torch.tensor([0, 1, 2, 3])
     y_new = (y + 1) % 10
     edits = cfg_mnist.edit_sweep(ddpm, model, x, y, y_new, [0.0, 0.5], [None, torch.Generator().manual_seed(1)])
@@ -379,7 +614,7 @@ def test_real_pair_distances_on_two_constant_classes():
 
 
 def test_ddim_and_ancestral_sets_reuse_what_they_have_and_are_scored():
-    model, ddpm = _smoke_model(), DDPM.from_schedule("cosine", 8)
+    model, ddpm = _model(), DDPM.from_schedule("cosine", 8)
     y, x_T = cfg_mnist.class_labels(1), torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     have = {"DDIM-4": (torch.zeros(10, 1, 28, 28), 4)}
     sets = cfg_mnist.ddim_and_ancestral_sets(ddpm, model, y, 2.0, x_T, [2, 4], have=have,
@@ -401,18 +636,49 @@ def test_ddim_and_ancestral_sets_reuse_what_they_have_and_are_scored():
     plt.close(fig)
 
 
-def test_sample_and_score_variant_samples_what_it_is_not_given():
-    model, ddpm = _smoke_model(), DDPM.from_schedule("cosine", 6)
-    y, x_T = cfg_mnist.class_labels(1), torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    ev, w0 = _tiny_evaluator(), _images(10, 4)
-    s = cfg_mnist.sample_and_score_variant(ev, ddpm, model, y, x_T, sampler="ddim", n_steps=3, have={"w0": w0},
-                                           generator=torch.Generator().manual_seed(2))
-    def gen(labels, w):
-        return cfg_mnist.generate(ddpm, model, labels, w, sampler="ddim", n_steps=3, x_T=x_T).x
+class _ClassPoints(torch.nn.Module):
+    """The exact ε of data that is one constant image μ_y per label y (μ_∅ for the null label):
+    ε(x_k, y) = (x_k − √ᾱ_k μ_y)/√(1 − ᾱ_k). Guided, (w + 1) ε(x, y) − w ε(x, ∅) is the exact ε of the
+    single point (w + 1) μ_y − w μ_∅, on which DDIM with η = 0 lands in any number of steps."""
 
-    ref = cfg_mnist.score_variant(ev, y, w0, gen(y, 2.0), gen(torch.full_like(y, 10), 0.0),
-                                  generator=torch.Generator().manual_seed(2))
-    assert s == ref
+    def __init__(self, ddpm):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # generate reads the device off the parameters
+        self.abar = torch.cat([torch.ones(1, dtype=torch.float64), ddpm.alphas_cumprod])
+        self.T = ddpm.T
+        self.mu = torch.cat([(torch.arange(10, dtype=torch.float64) - 4.5) / 20, torch.tensor([0.05], dtype=torch.float64)])
+
+    def forward(self, x, t, y):
+        a = self.abar[torch.round(t.double() * self.T).long()].reshape(-1, 1, 1, 1)
+        mu = self.mu[y].reshape(-1, 1, 1, 1)
+        return ((x.double() - a.sqrt() * mu) / (1 - a).sqrt()).to(x.dtype)
+
+
+def test_sample_and_score_variant_samples_what_it_is_not_given(monkeypatch):
+    """The three sets are w = 0 for the labels (μ_y), w = 2 for the labels (3 μ_y − 2 μ_∅) and w = 0 for ∅ (μ_∅),
+    each from x_T by the given sampler; a set in ``have`` is scored as given; the generator drives the scoring."""
+    ddpm = DDPM.from_schedule("cosine", 6)
+    model = _ClassPoints(ddpm)
+    y, x_T = cfg_mnist.class_labels(1), torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    mu = model.mu.float()
+    point = lambda m: m.reshape(-1, 1, 1, 1).expand(-1, 1, 28, 28)  # noqa: E731
+    scored = []
+
+    def score_variant(ev, labels, w0, w2, uncond, generator=None):  # the scoring has its own test above
+        scored.append((ev, labels, w0, w2, uncond, generator))
+        return "score"
+
+    monkeypatch.setattr(cfg_mnist, "score_variant", score_variant)
+    ev, g = object(), torch.Generator().manual_seed(2)
+    assert cfg_mnist.sample_and_score_variant(ev, ddpm, model, y, x_T, sampler="ddim", n_steps=3, generator=g) == "score"
+    got_ev, labels, w0, w2, uncond, got_g = scored[-1]
+    assert got_ev is ev and got_g is g and torch.equal(labels, y)
+    torch.testing.assert_close(w0, point(mu[y]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(w2, point(3 * mu[y] - 2 * mu[NULL]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(uncond, point(mu[NULL]).expand(10, 1, 28, 28), atol=1e-5, rtol=0)
+    have = _images(10, 4)
+    cfg_mnist.sample_and_score_variant(ev, ddpm, model, y, x_T, sampler="ddim", n_steps=3, have={"w0": have})
+    assert scored[-1][2] is have and torch.equal(scored[-1][3], w2) and torch.equal(scored[-1][4], uncond)
 
 
 # --------------------------------------------------------------------------- the evidence behind the written answers

@@ -38,7 +38,7 @@ def test_schedule_study_derivative_errors_and_curves():
     k = np.arange(1, 10)  # interior times t = k/10: SNR = (t / (1 − t))²
     np.testing.assert_allclose(ax_snr.get_lines()[0].get_ydata(), np.log10((k / (10 - k)) ** 2), atol=1e-12)
     assert ax_snr.get_title() == "log₁₀ SNR = log₁₀(α²/β²)"
-    with pytest.raises(ValueError):  # validate_schedule catches the wrong derivative
+    with pytest.raises(ValueError, match=r"d_alpha\(t\) disagrees with the finite difference"):  # validate_schedule
         ps.schedule_study({"bad": _BadDerivative()})
     plt.close("all")
 

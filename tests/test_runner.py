@@ -18,7 +18,7 @@ def test_declared_parameters_come_from_the_parameters_cell():
 
 def test_undeclared_parameter_is_refused_naming_the_declared_ones():
     name = list_notebooks()[0]
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match="'epoch'") as err:
         check_parameters(name, {"epoch": 3, "seed": 1})
     msg = str(err.value)
     assert "'epoch'" in msg and "'seed'" not in msg.split(";")[0]
@@ -29,7 +29,7 @@ def test_runner_refuses_before_executing_anything(monkeypatch, capsys):
     ran = []
     monkeypatch.setattr(runner, "run_notebook", lambda *a, **k: ran.append(a))
     # checked for every chosen notebook first: a typo must not cost the runs before the notebook that lacks it
-    with pytest.raises(SystemExit) as exit_:
+    with pytest.raises(SystemExit, match=r"^2$") as exit_:
         runner.main(["--notebooks", "01,02", "-p", "epoch", "3"])
     assert exit_.value.code == 2 and ran == []
     err = capsys.readouterr().err
@@ -39,7 +39,7 @@ def test_runner_refuses_before_executing_anything(monkeypatch, capsys):
 
 def test_flags_are_dashed():
     ap_help = io.StringIO()
-    with pytest.raises(SystemExit), pytest.MonkeyPatch.context() as mp:
+    with pytest.raises(SystemExit, match=r"^0$"), pytest.MonkeyPatch.context() as mp:
         mp.setattr("sys.stdout", ap_help)
         runner.main(["--help"])
     text = ap_help.getvalue()

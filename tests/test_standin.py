@@ -86,7 +86,7 @@ def test_outside_a_smoke_run_a_missing_mnist_is_downloaded_not_replaced(no_data,
     monkeypatch.setattr(data, "download_mnist", offline)
     if profile is not None:
         nb.setup("04_unet_images", device="cpu", profile=profile)
-    with pytest.raises(data.MNISTNotFoundError):
+    with pytest.raises(data.MNISTNotFoundError, match="MNIST not found under"):  # the download's error, no stand-in
         data.load_mnist("test")
 
 

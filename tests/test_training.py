@@ -59,9 +59,9 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 
     def die(step, loss):
         if step == 20:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(f"killed after step {step}")
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed after step 20"):
         train(part, lf, bf, TrainConfig(steps=40, seed=1, ema_decay=0.9, checkpoint_every=10), checkpoint=ck, progress=False, on_step=die)
     state = load_checkpoint(ck)
     assert state["step"] == 20 and not state["finished"]
@@ -154,7 +154,7 @@ def test_ema_is_a_lerp_per_step_and_copies_buffers():
 
 @pytest.mark.parametrize("bad", [dict(steps=-1), dict(steps=1, lr=0), dict(steps=1, ema_decay=1.5), dict(steps=1, grad_clip=0)])
 def test_bad_config_is_a_clear_error(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"{list(bad)[-1]} must be"):
         TrainConfig(**bad)
 
 
@@ -202,12 +202,12 @@ def test_the_loop_applies_the_lr_schedule_exactly(tmp_path, warmup, decay):
 
     def die(step, loss):
         if step == 10:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(f"killed after step {step}")
 
     ck, seen = tmp_path / "m.pt", []
     model, _, _ = _problem()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed after step 10"):
         train(model, _lr_recorder(opt, seen), batch_fn, cfg, checkpoint=ck, progress=False, optimizer=opt, on_step=die)
     assert load_checkpoint(ck)["scheduler"]["last_epoch"] == 10
     model, _, _ = _problem()
@@ -234,11 +234,11 @@ def test_checkpoint_written_before_the_scheduler_resumes_bit_for_bit(tmp_path):
 
     def die(step, loss):
         if step == 20:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(f"killed after step {step}")
 
     ck = tmp_path / "m.pt"
     part, _, _ = _problem()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed after step 20"):
         train(part, lf, bf, cfg, checkpoint=ck, progress=False, on_step=die)
     state = load_checkpoint(ck)
     assert state["scheduler"] is not None
@@ -319,10 +319,10 @@ def test_snapshots_are_the_sampling_weights_after_their_steps_and_survive_resume
 
     def die(step, loss):
         if step == 15:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(f"killed after step {step}")
 
     part, _, _ = _problem()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed after step 15"):
         train(part, lf, bf, cfg, checkpoint=ck, progress=False, on_step=die)
     assert sorted(load_checkpoint(ck)["snapshots"]) == [7]
     again, _, _ = _problem()

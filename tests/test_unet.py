@@ -47,12 +47,96 @@ def test_residual_layer_is_silu_batchnorm_conv_twice_plus_time_mlp():
     assert isinstance(layer.time_mlp[0], nn.Linear) and isinstance(layer.time_mlp[-1], nn.Linear)
 
 
+def _silu(x):
+    return x / (1 + torch.exp(-x))
+
+
+def _batch_norm_eval(x, bn):
+    """BatchNorm in eval mode: (x − running mean)/√(running var + eps) · γ + β, per channel."""
+    c = lambda v: v.reshape(1, -1, 1, 1)  # noqa: E731
+    return (x - c(bn.running_mean)) / torch.sqrt(c(bn.running_var) + bn.eps) * c(bn.weight) + c(bn.bias)
+
+
+def _conv3x3(x, conv):
+    """A 3×3 convolution with zero padding 1, written as a sum over the nine shifts."""
+    xp = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    H, W = x.shape[-2:]
+    out = conv.bias.reshape(1, -1, 1, 1).expand(x.shape[0], -1, H, W).clone()
+    for i in range(3):
+        for j in range(3):
+            out = out + torch.einsum("oc,bchw->bohw", conv.weight[:, :, i, j], xp[:, :, i:i + H, j:j + W])
+    return out
+
+
+def _randomise(module, seed):
+    """Every parameter and BatchNorm statistic drawn at random, so that a term in the wrong place shows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g, dtype=m.running_mean.dtype))
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g, dtype=m.running_var.dtype) + 0.5)
+
+
 def test_residual_layer_formula():
-    torch.manual_seed(0)
-    layer = ResidualLayer(4, 6).eval()
-    x, emb = torch.randn(2, 4, 5, 5), torch.randn(2, 6)
-    h = layer.block1(x) + layer.time_mlp(emb)[:, :, None, None]
-    assert torch.allclose(layer(x, emb), x + layer.block2(h))
+    """Figure 1's residual layer, h = Conv(BN(SiLU(x))) + MLP(emb), out = x + Conv(BN(SiLU(h))), written out here
+    from its weights (per-block MLP: Linear, SiLU, Linear), in float64, in eval mode."""
+    layer = ResidualLayer(4, 6).double().eval()
+    _randomise(layer, 0)
+    g = torch.Generator().manual_seed(1)
+    x, emb = torch.randn(2, 4, 5, 5, generator=g, dtype=torch.float64), torch.randn(2, 6, generator=g, dtype=torch.float64)
+    bn1, conv1 = layer.block1[1], layer.block1[2]
+    bn2, conv2 = layer.block2[1], layer.block2[-1]
+    lin1, lin2 = layer.time_mlp[0], layer.time_mlp[2]
+    mlp = _silu(emb @ lin1.weight.T + lin1.bias) @ lin2.weight.T + lin2.bias
+    h = _conv3x3(_batch_norm_eval(_silu(x), bn1), conv1) + mlp[:, :, None, None]
+    expected = x + _conv3x3(_batch_norm_eval(_silu(h), bn2), conv2)
+    torch.testing.assert_close(layer(x, emb), expected, atol=1e-10, rtol=0)
+
+
+def _attention_reference(attn, x):
+    """Multi-head softmax attention over the H·W positions, from the module's weights: the 1×1 convolution gives
+    q, k, v (channels [0, C), [C, 2C), [2C, 3C)), each split into ``heads`` consecutive groups of d = C / heads;
+    per head softmax(q kᵀ/√d) v; the heads concatenated, projected by the 1×1 ``proj`` and added to x."""
+    B, C, H, W = x.shape
+    d = C // attn.heads
+    n = attn.norm(x).reshape(B, C, H * W)
+    w_qkv, b_qkv = attn.qkv.weight[:, :, 0, 0], attn.qkv.bias
+    qkv = torch.einsum("oc,bcp->bop", w_qkv, n) + b_qkv[None, :, None]  # (B, 3C, HW)
+    out = torch.empty(B, C, H * W, dtype=x.dtype)
+    for b in range(B):
+        for h in range(attn.heads):
+            q = qkv[b, h * d:(h + 1) * d].T  # (HW, d)
+            k = qkv[b, C + h * d:C + (h + 1) * d].T
+            v = qkv[b, 2 * C + h * d:2 * C + (h + 1) * d].T
+            logits = q @ k.T / d**0.5
+            weights = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
+            weights = weights / weights.sum(dim=1, keepdim=True)  # each query's weights over the keys sum to 1
+            out[b, h * d:(h + 1) * d] = (weights @ v).T
+    proj = torch.einsum("oc,bcp->bop", attn.proj.weight[:, :, 0, 0], out) + attn.proj.bias[None, :, None]
+    return x + proj.reshape(B, C, H, W)
+
+
+@pytest.mark.parametrize("norm,heads", [("group", 2), ("batch", 4), ("group", 1)])
+def test_self_attention_is_softmax_attention_over_positions(norm, heads):
+    attn = SelfAttention(8, heads=heads, norm=norm, groups=4).double().eval()
+    _randomise(attn, 2)
+    x = torch.randn(2, 8, 5, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    torch.testing.assert_close(attn(x), _attention_reference(attn, x), atol=1e-10, rtol=0)
+
+
+def test_self_attention_is_permutation_equivariant_over_positions():
+    """Attention with 1×1 projections and no positional code: permuting the H·W positions of the input
+    permutes the output the same way."""
+    attn = SelfAttention(8, heads=2, norm="group", groups=4).double().eval()
+    _randomise(attn, 4)
+    x = torch.randn(3, 8, 4, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    perm = torch.randperm(24, generator=torch.Generator().manual_seed(6))
+    shuffle = lambda t: t.reshape(3, 8, 24)[:, :, perm].reshape(3, 8, 4, 6)  # noqa: E731
+    torch.testing.assert_close(attn(shuffle(x)), shuffle(attn(x)), atol=1e-10, rtol=0)
+    assert not torch.allclose(attn(x) - x, torch.zeros_like(x), atol=1e-3)  # the attention term is not trivially zero
 
 
 def test_28x28_goes_down_to_4x4_and_back():

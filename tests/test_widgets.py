@@ -24,6 +24,24 @@ def _z(n=500):
     return D.toy_gmm().sample(n, generator=torch.Generator().manual_seed(0))
 
 
+def _hist(points, bins=60, lim=3.5):
+    """The counts a 2D histogram of ``points`` over [−lim, lim]² shows: rows are y bins, columns x bins."""
+    p = np.asarray(points, dtype=np.float64)
+    return np.histogram2d(p[:, 0], p[:, 1], bins=bins, range=[[-lim, lim], [-lim, lim]])[0].T
+
+
+def _shown(ax):
+    """The counts drawn by ``ax.hist2d`` (its mesh, one value per cell)."""
+    return np.asarray(ax.collections[0].get_array()).reshape(60, 60)
+
+
+def _x_t(name, t, z, eps):
+    from nbhelpers.schedules import get_schedule
+
+    v = get_schedule(name)(torch.tensor(t))
+    return v.alpha * z + v.beta * eps
+
+
 @pytest.mark.parametrize("name", ["linear", "cosine", "polynomial"])
 def test_draw_path_explorer_axes_and_content(name):
     z = _z()
@@ -32,12 +50,11 @@ def test_draw_path_explorer_axes_and_content(name):
     assert len(fig.axes) == 2
     ax_h, ax_s = fig.axes
     assert name in ax_h.get_title() and "t = 0.25" in ax_h.get_title()
-    # the histogram counts exactly the points x_t = α z + β ε that fall inside the plotted square
+    # the histogram counts, cell by cell, the points x_t = α z + β ε inside the plotted square
     from nbhelpers.schedules import get_schedule
-    v = get_schedule(name)(torch.tensor(0.25))
-    x = v.alpha * z + v.beta * eps
-    counts = ax_h.collections[0].get_array()
-    assert int(np.nansum(counts)) == int((x.abs() <= 3.5).all(1).sum())
+    x = _x_t(name, 0.25, z, eps)
+    np.testing.assert_array_equal(_shown(ax_h), _hist(x))
+    assert int(_shown(ax_h).sum()) == int((x.abs() <= 3.5).all(1).sum())
     labels = [l.get_label() for l in ax_s.get_lines()]
     assert {"linear", "cosine", "polynomial"} <= set(labels)
     # the marker sits on the chosen curve: log10 SNR at t = 0.25
@@ -51,8 +68,11 @@ def test_draw_path_explorer_endpoints_and_reuse():
     eps = torch.randn(z.shape, generator=torch.Generator().manual_seed(2))
     fig = W.draw_path_explorer(0.0, "linear", z, eps)
     assert len(fig.axes) == 2
+    np.testing.assert_array_equal(_shown(fig.axes[0]), _hist(eps))  # t = 0 is pure noise
     fig2 = W.draw_path_explorer(1.0, "cosine", z, eps, fig=fig)
-    assert fig2 is fig and len(fig.axes) == 2
+    assert fig2 is fig and len(fig.axes) == 2  # redrawn in place, not stacked
+    np.testing.assert_array_equal(_shown(fig.axes[0]), _hist(z))  # t = 1 is the data
+    assert not [ln for ln in fig.axes[1].get_lines() if ln.get_marker() == "o"]  # no SNR marker at the ends
 
 
 def test_draw_path_explorer_bad_inputs():
@@ -69,27 +89,63 @@ def test_draw_path_explorer_bad_inputs():
 
 def test_path_explorer_headless_returns_static_figure():
     assert not W.in_interactive_frontend()  # pytest is not a live frontend
-    fig = W.path_explorer(_z(100), t=0.75, schedule_name="cosine")
+    z = _z(100)
+    fig = W.path_explorer(z, t=0.75, schedule_name="cosine")
     assert len(fig.axes) == 2 and "cosine" in fig.axes[0].get_title()
+    eps = torch.randn(z.shape, generator=torch.Generator().manual_seed(0), dtype=z.dtype)  # the default noise, seed 0
+    np.testing.assert_array_equal(_shown(fig.axes[0]), _hist(_x_t("cosine", 0.75, z, eps)))
     assert plt.fignum_exists(fig.number)  # left open so plt.show() displays it
 
 
 def test_plotting_helpers_shapes():
-    pts = [torch.randn(50, 2) for _ in range(5)]
-    assert len(P.scatter_panels(pts, [str(i) for i in range(5)]).axes) == 5
-    assert len(P.hist2d_panels(pts * 2, row_labels=["a", "b"]).axes) == 10
+    g = torch.Generator().manual_seed(0)
+    pts = [torch.randn(50, 2, generator=g) for _ in range(5)]
+    fig = P.scatter_panels(pts, [str(i) for i in range(5)])
+    assert [a.get_title() for a in fig.axes] == ["0", "1", "2", "3", "4"]
+    for ax, p in zip(fig.axes, pts):  # each panel scatters its own points
+        np.testing.assert_allclose(ax.collections[0].get_offsets(), p.numpy(), rtol=0, atol=1e-6)
+    fig = P.hist2d_panels(pts * 2, row_labels=["a", "b"])
+    assert len(fig.axes) == 10 and [fig.axes[i].get_ylabel() for i in (0, 5)] == ["a", "b"]
+    for ax, p in zip(fig.axes, pts * 2):
+        np.testing.assert_array_equal(np.asarray(ax.collections[0].get_array()).reshape(60, 60), _hist(p))
     with pytest.raises(ValueError, match="titles"):
         P.scatter_panels(pts, ["only one"])
-    fig = P.plot_paths(torch.linspace(0, 1, 11), torch.randn(11, 4, 1), envelope=lambda t: np.sqrt(t))
-    assert len(fig.axes[0].get_lines()) == 6
-    fig = P.image_grid(torch.rand(10, 1, 8, 8) * 2 - 1, nrow=5)
-    assert fig.axes[0].get_images()[0].get_array().shape == (2 * 10, 5 * 10)
+    ts, paths = torch.linspace(0, 1, 11), torch.randn(11, 4, 1, generator=g)
+    fig = P.plot_paths(ts, paths, envelope=lambda t: np.sqrt(t))
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 6  # four paths, then ±envelope
+    for b in range(4):
+        np.testing.assert_allclose(lines[b].get_xdata(), ts.numpy())
+        np.testing.assert_allclose(lines[b].get_ydata(), paths[:, b, 0].numpy())
+    np.testing.assert_allclose(lines[4].get_ydata(), np.sqrt(ts.numpy()))
+    np.testing.assert_allclose(lines[5].get_ydata(), -np.sqrt(ts.numpy()))
+    x = torch.rand(10, 1, 8, 8, generator=g) * 2 - 1
+    canvas = P.image_grid(x, nrow=5).axes[0].get_images()[0].get_array()
+    assert canvas.shape == (2 * 10, 5 * 10)
+    for i in (0, 4, 7):  # image i at row i // 5, column i % 5: 2 pixels between images, 1 around
+        r, c = divmod(i, 5)
+        np.testing.assert_allclose(canvas[1 + 10 * r:9 + 10 * r, 1 + 10 * c:9 + 10 * c], ((x[i, 0] + 1) / 2).numpy(),
+                                   atol=1e-6)
     with pytest.raises(ValueError, match="B, C, H, W"):
         P.image_grid(torch.zeros(3, 8, 8))
     np.testing.assert_allclose(P.smooth_curve([1.0, 3.0, 5.0, 7.0], 2), [1.0, 2.0, 4.0, 6.0])
-    assert len(P.loss_curve(np.linspace(2, 1, 100), smooth=10).axes) == 1
-    P.plot_density(D.toy_gmm().log_prob, n=50)
-    P.plot_trajectories_2d(torch.randn(5, 3, 2))
+    losses = np.linspace(2, 1, 100)
+    raw, smoothed = P.loss_curve(losses, smooth=10).axes[0].get_lines()
+    np.testing.assert_array_equal(raw.get_xdata(), np.arange(1, 101))
+    np.testing.assert_allclose(raw.get_ydata(), losses)
+    np.testing.assert_allclose(smoothed.get_ydata(), P.smooth_curve(losses, 10))
+    # the density backdrop: exp(log p) on the grid, rows y and columns x
+    xs, ys, dens = P.density_image(D.toy_gmm().log_prob, n=50)
+    for i, j in ((0, 0), (20, 31), (49, 7)):
+        at = torch.tensor([[xs[j], ys[i]]])
+        assert dens[i, j] == pytest.approx(float(torch.exp(D.toy_gmm().log_prob(at))[0]), rel=1e-5)
+    assert P.plot_density(D.toy_gmm().log_prob, n=50).axes[0].get_xlim() == (-3.5, 3.5)
+    tr = torch.randn(5, 3, 2, generator=g)
+    ax = P.plot_trajectories_2d(tr).axes[0]
+    for b in range(3):  # each path, then its start and end marked
+        np.testing.assert_allclose(ax.get_lines()[b].get_xydata(), tr[:, b].numpy(), atol=1e-6)
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), tr[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(ax.collections[1].get_offsets(), tr[-1].numpy(), atol=1e-6)
 
 
 def test_path_explorer_interactive_builds_widgets(monkeypatch):
@@ -130,6 +186,8 @@ def test_path_explorer_interactive_builds_widgets(monkeypatch):
     assert calls[-1]["t"] == 0.8 and calls[-1]["schedule_name"] == "cosine" and len(calls) == 3
     assert len(updates) == 2 and all(isinstance(f, Figure) and not plt.fignum_exists(f.number) for f in updates)
     assert "cosine: t = 0.80" in updates[-1].axes[0].get_title()
+    eps = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(_shown(updates[-1].axes[0]), _hist(_x_t("cosine", 0.8, _z(100), eps)))
 
 
 # --------------------------------------------------------------------------- executed copies keep what they show
