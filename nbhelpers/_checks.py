@@ -5,6 +5,7 @@ and raises one ``ValueError`` naming the parameter, the value and the valid rang
 Integers may come as Python ints, NumPy integers or 0-d integer tensors (what notebooks pass);
 a ``bool``, or a float even with an integral value (``2.0``), is rejected rather than silently
 converted (``2.5 → 2`` and ``True → 1`` would otherwise run something else than asked).
+:func:`check_param` checks a notebook's parameter as papermill passes it (a plain Python value).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 __all__ = ["DataError", "OutputError", "check_int", "check_float", "check_finite", "check_labels", "check_name",
-           "check_sha256", "batch_time"]
+           "check_sha256", "check_param", "batch_time"]
 
 
 class DataError(ValueError):
@@ -183,3 +184,60 @@ def batch_time(t: float | torch.Tensor, x: torch.Tensor, dtype: torch.dtype | No
     if t.ndim != 1 or t.shape[0] != B:
         raise ValueError(f"t must be a scalar or have shape ({B},) to match x {tuple(x.shape)}, got {tuple(t.shape)}")
     return t
+
+
+# --------------------------------------------------------------------------- notebook parameters
+_KIND_WORDS = {int: "an integer", float: "a number", bool: "True or False", str: "a string"}
+
+
+def _param_range_text(kind: type, min: float | None, max: float | None, min_exclusive: bool) -> str:
+    word = _KIND_WORDS.get(kind, kind.__name__)
+    if kind in (bool, str) or (min is None and max is None):
+        return word
+    if min is not None and max is not None:
+        return f"{word} in {'(' if min_exclusive else '['}{min}, {max}]"
+    if min is not None:
+        return f"{word} {'>' if min_exclusive else '>='} {min}"
+    return f"{word} <= {max}"
+
+
+def check_param(name: str, value: Any, kind: type = int, min: float | None = 1, max: float | None = None,
+                min_exclusive: bool = False, none: str | None = None) -> Any:
+    """Check a notebook parameter (as papermill passes it) and return it, else one ``ValueError``
+    naming the parameter, the valid range and what was given.
+
+    ``kind=int`` refuses ``True``/``False`` and floats (``2.5``, ``3.0``: a silent ``int()`` would
+    hide the mistake); ``kind=float`` takes ints and finite floats, not bools; ``kind=bool`` only
+    ``True``/``False`` (papermill's ``-p retrain yes`` arrives as the string ``"yes"``). ``none``
+    says what ``None`` would have meant, for the message (e.g. "the profile default").
+    """
+    or_none = f", or None for {none}" if none else ""
+    expected = _param_range_text(kind, min, max, min_exclusive)
+
+    def bad() -> ValueError:
+        return ValueError(f"parameter {name} must be {expected}{or_none}; got {value!r}")
+
+    if kind is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise bad()
+        return bool(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        raise bad()
+    if kind is int:
+        if not isinstance(value, numbers.Integral):
+            raise bad()
+        value = int(value)
+    elif kind is float:
+        if not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+            raise bad()
+    else:
+        raise ValueError(f"check_param: unsupported kind {kind!r}; valid choices: int, float, bool, str")
+    if min is not None and (value <= min if min_exclusive else value < min):
+        raise bad()
+    if max is not None and value > max:
+        raise bad()
+    return value

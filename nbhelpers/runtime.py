@@ -44,7 +44,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from ._checks import OutputError, check_name
+from ._checks import OutputError, check_name, check_param
 
 T = TypeVar("T")
 
@@ -820,64 +820,8 @@ def _jsonable(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- notebook parameters
-_KIND_WORDS = {int: "an integer", float: "a number", bool: "True or False", str: "a string"}
-
-
-def _range_text(kind: type, min: float | None, max: float | None, min_exclusive: bool) -> str:
-    word = _KIND_WORDS.get(kind, kind.__name__)
-    if kind in (bool, str) or (min is None and max is None):
-        return word
-    if min is not None and max is not None:
-        return f"{word} in {'(' if min_exclusive else '['}{min}, {max}]"
-    if min is not None:
-        return f"{word} {'>' if min_exclusive else '>='} {min}"
-    return f"{word} <= {max}"
-
-
 PARAM_HEADROOM = 100
 """A size parameter may be at most this many times its largest profile default (:meth:`NotebookRun.param`)."""
-
-
-def check_param(name: str, value: Any, kind: type = int, min: float | None = 1, max: float | None = None,
-                min_exclusive: bool = False, none: str | None = None) -> Any:
-    """Check a notebook parameter (as papermill passes it) and return it, else one ``ValueError``
-    naming the parameter, the valid range and what was given.
-
-    ``kind=int`` refuses ``True``/``False`` and floats (``2.5``, ``3.0``: a silent ``int()`` would
-    hide the mistake); ``kind=float`` takes ints and finite floats, not bools; ``kind=bool`` only
-    ``True``/``False`` (papermill's ``-p retrain yes`` arrives as the string ``"yes"``). ``none``
-    says what ``None`` would have meant, for the message (e.g. "the profile default").
-    """
-    or_none = f", or None for {none}" if none else ""
-    expected = _range_text(kind, min, max, min_exclusive)
-
-    def bad() -> ValueError:
-        return ValueError(f"parameter {name} must be {expected}{or_none}; got {value!r}")
-
-    if kind is bool:
-        if not isinstance(value, (bool, np.bool_)):
-            raise bad()
-        return bool(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise bad()
-        return value
-    if isinstance(value, (bool, np.bool_)):
-        raise bad()
-    if kind is int:
-        if not isinstance(value, numbers.Integral):
-            raise bad()
-        value = int(value)
-    elif kind is float:
-        if not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-            raise bad()
-    else:
-        raise ValueError(f"check_param: unsupported kind {kind!r}; valid choices: int, float, bool, str")
-    if min is not None and (value <= min if min_exclusive else value < min):
-        raise bad()
-    if max is not None and value > max:
-        raise bad()
-    return value
 
 
 def steps_for_epochs(epochs: float, n_examples: int, batch_size: int) -> int:
