@@ -19,9 +19,9 @@ from .runtime import NotebookRun, get_device, resolve_profile, seed_everything, 
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "runtime", "training", "runner", "sde", "schedules", "paths", "distributions", "models",
-    "losses", "solvers", "ddpm", "guidance", "metrics", "plotting", "widgets", "data", "afhq",
-    "answers", "cli", "dryrun", "recipes", "exercises", "standin",
+    "runtime", "devices", "layout", "files", "progress", "training", "runner", "sde", "schedules", "paths",
+    "distributions", "models", "losses", "solvers", "ddpm", "guidance", "metrics", "plotting", "widgets", "data",
+    "afhq", "answers", "cli", "dryrun", "recipes", "exercises", "standin",
 }
 
 __all__ = ["NotebookRun", "get_device", "resolve_profile", "seed_everything", "setup", *sorted(_SUBMODULES)]

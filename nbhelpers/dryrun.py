@@ -15,10 +15,13 @@ settings) but only N steps of everything that costs network evaluations:
 Numbers a dry run reports (losses, accuracies, distances) mean nothing; it proves that the code
 runs at full size and measures what one step costs. ``nb.setup`` prints a banner when the cap is
 set. Unset (the default), nothing here changes anything.
+
+Reading the cap and moving the outputs are :mod:`nbhelpers.layout`'s (``max_steps``, ``redirect``,
+``dry_run_root``): every output folder goes through them; they are named here too (``root`` is
+``dry_run_root``).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import types
 import weakref
@@ -28,24 +31,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-MAX_STEPS_ENV = "NBHELPERS_MAX_STEPS"
+from .layout import MAX_STEPS_ENV, max_steps, redirect
+from .layout import dry_run_root as root
 
 __all__ = ["MAX_STEPS_ENV", "max_steps", "is_dry_run", "cap", "root", "redirect", "banner", "holds_network", "networks",
            "NetworkBudget", "budget", "OpCounter", "flop_counter"]
-
-
-def max_steps() -> int | None:
-    """The cap from ``$NBHELPERS_MAX_STEPS``, or ``None`` when it is unset or empty (a full run)."""
-    raw = os.environ.get(MAX_STEPS_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"${MAX_STEPS_ENV} must be a positive integer (or unset for a full run), got {raw!r}")
-    return n
 
 
 def is_dry_run() -> bool:
@@ -56,42 +46,6 @@ def cap(n: int) -> int:
     """``min(n, cap)`` in a dry run, else ``n``."""
     m = max_steps()
     return n if m is None else min(int(n), m)
-
-
-def root(n: int | None = None) -> Path:
-    """``build/dryrun/max-steps-N``: where a dry run with cap N keeps its trained models."""
-    from .runtime import build_dir
-
-    n = max_steps() if n is None else n
-    if n is None:
-        raise ValueError(f"no dry run in force: set ${MAX_STEPS_ENV} to a positive integer")
-    return build_dir() / "dryrun" / f"max-steps-{n}"
-
-
-def redirect(path: str | Path) -> Path:
-    """In a dry run, the place of ``path`` inside :func:`root` (a path already there is kept); else ``path``.
-
-    A path inside the repository keeps its relative layout (``checkpoints/x.pt`` →
-    ``build/dryrun/max-steps-N/checkpoints/x.pt``); one outside it goes to ``external/<hash of its folder>/``.
-    """
-    path = Path(path)
-    if max_steps() is None:
-        return path
-    from .runtime import ROOT, output_root
-
-    base = root()
-    absolute = Path(os.path.abspath(path.expanduser()))
-    if absolute == base or base in absolute.parents:
-        return absolute
-    for top in (output_root(), ROOT):
-        try:
-            rel = absolute.relative_to(top)
-            break
-        except ValueError:
-            continue
-    else:
-        rel = Path("external") / hashlib.sha1(str(absolute.parent).encode()).hexdigest()[:12] / absolute.name
-    return base / rel
 
 
 def banner() -> str:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .runtime import atomic_write_bytes, build_dir
+from .files import atomic_write_bytes
+from .layout import build_dir
 
 __all__ = ["STANDIN_VERSION", "MNIST_COUNTS", "AFHQ_COUNT", "standin_root", "digit_images", "cat_images",
            "ensure_mnist", "ensure_afhq", "is_standin", "mark_key"]

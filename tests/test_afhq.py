@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nbhelpers import runtime
+from nbhelpers import files, runtime
 from nbhelpers._checks import DataError
 from nbhelpers.ddpm import DDPM
 from nbhelpers.recipes import afhq
@@ -368,7 +368,7 @@ def test_a_downloaded_archive_is_checked_before_it_is_kept(tmp_path, monkeypatch
 def test_a_partial_download_of_a_dead_process_is_removed(tmp_path, monkeypatch):
     import urllib.request
 
-    stale = tmp_path / f".afhq_v1.zip.{runtime._host()}.999999999.abcd1234.part"  # no such pid
+    stale = tmp_path / f".afhq_v1.zip.{files._host()}.999999999.abcd1234.part"  # no such pid
     stale.write_bytes(b"half")
     source = tmp_path.parent / f"{tmp_path.name}-source.zip"
     monkeypatch.setitem(afhq.AFHQ_SHA256, "v1", _fake_archive(source))
@@ -535,7 +535,7 @@ def test_a_second_run_into_a_save_folder_in_use_stops_before_any_output(tmp_path
 
     save = tmp_path / "results"
     save.mkdir()
-    (save / "model.pt.lock").write_text(json.dumps({"pid": live_pid, "host": runtime._host(), "started": "now"}))
+    (save / "model.pt.lock").write_text(json.dumps({"pid": live_pid, "host": files._host(), "started": "now"}))
     cfg = AFHQConfig(save_folder=str(save), data_path=str(tmp_path / "nowhere"), device="cpu", train_steps=2,
                      progress=False)
     with pytest.raises(OutputError, match=rf"{save} is in use by another run \(pid {live_pid}"):
@@ -546,7 +546,7 @@ def test_a_second_run_into_a_save_folder_in_use_stops_before_any_output(tmp_path
 def test_a_stale_save_folder_lock_is_taken_over_and_removed(tmp_path):
     save = tmp_path / "results"
     save.mkdir()
-    (save / "model.pt.lock").write_text(json.dumps({"pid": 999_999_999, "host": runtime._host(), "started": "then"}))
+    (save / "model.pt.lock").write_text(json.dumps({"pid": 999_999_999, "host": files._host(), "started": "then"}))
     cfg = AFHQConfig(save_folder=str(save), data_path=str(tmp_path / "nowhere"), device="cpu", train_steps=2,
                      progress=False)
     with pytest.raises(AFHQNotFoundError, match="nowhere"):  # the run got past the lock, to the (missing) data

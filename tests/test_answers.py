@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import nbhelpers as nb
-from nbhelpers import answers, runtime
+from nbhelpers import answers, layout, runtime
 
 
 def test_render_fills_metric_names_with_slashes_and_formats():
@@ -42,7 +42,7 @@ def test_claim_needs_text_and_one_truth_value():
 
 def test_run_answer_records_claims_and_shows_the_filled_text(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv(runtime.PROFILE_ENV, "smoke")
-    monkeypatch.setattr(runtime, "build_dir", lambda: tmp_path)
+    monkeypatch.setattr(layout, "build_dir", lambda: tmp_path)
     run = nb.setup("99_test", device="cpu", seed=0)
     run.report("acc", 0.5)
     run.answer("accuracy {acc:.0%} (w = {w})", claims=[answers.claim("better than chance", False, "50 %")], w=2)

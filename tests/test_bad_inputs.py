@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from nbhelpers import guidance, runtime, solvers
+from nbhelpers import files, guidance, layout, runtime, solvers
 from nbhelpers._checks import DataError, OutputError
 from nbhelpers.data import TensorBatcher, load_mnist, read_idx
 from nbhelpers.ddpm import DDPM, GMMEpsOracle
@@ -387,7 +387,7 @@ def _oracle():
 
 
 def _run(tmp, mp):
-    mp.setattr(runtime, "build_dir", lambda: tmp / "build")
+    mp.setattr(layout, "build_dir", lambda: tmp / "build")
     return runtime.NotebookRun("nb", torch.device("cpu"), "smoke", 0, torch.Generator())
 
 
@@ -406,7 +406,7 @@ def _live_lock(tmp):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a live pid of our own
     try:
         assert runtime.pid_alive(holder.pid)
-        lock.write_text(json.dumps({"pid": holder.pid, "host": runtime._host(), "started": "now"}))
+        lock.write_text(json.dumps({"pid": holder.pid, "host": files._host(), "started": "now"}))
         runtime.FolderLock(lock).acquire()
     finally:
         holder.kill()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nbhelpers import runtime
+from nbhelpers import files
 from nbhelpers.data import TensorBatcher
 from nbhelpers.models.unet import UNet, UNetConfig
 from nbhelpers.training import TrainConfig, checkpoint_path, load_checkpoint, train
@@ -82,7 +82,7 @@ def test_interrupted_write_leaves_the_previous_checkpoint_intact(tmp_path, monke
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(runtime.os, "replace", crash)
+    monkeypatch.setattr(files.os, "replace", crash)
     again, _, _ = _setup()
     with pytest.raises(OSError, match="disk full"):
         train(again, lf, bf, TrainConfig(steps=3), checkpoint=ck, key=_key(), progress=False, retrain=True)
@@ -134,7 +134,7 @@ _KILL_SCRIPT = """
 import os, signal, sys, time
 sys.path.insert(0, {root!r})
 from tests.test_checkpoint_cache import _setup, _key
-from nbhelpers import runtime
+from nbhelpers import files
 from nbhelpers.training import TrainConfig, train
 mode = sys.argv[1]
 if mode == "die-mid-write":  # the second checkpoint write dies between writing its temp file and the rename
@@ -144,7 +144,7 @@ if mode == "die-mid-write":  # the second checkpoint write dies between writing 
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGKILL)
         real_replace(src, dst)
-    runtime.os.replace = replace
+    files.os.replace = replace
 def on_step(step, loss):
     if mode == "slow":
         print("step", step, flush=True)
@@ -218,7 +218,7 @@ def test_a_second_run_on_a_checkpoint_in_use_stops_before_training(tmp_path, liv
     from nbhelpers import runtime
 
     ck = tmp_path / "k.pt"
-    (tmp_path / "k.pt.lock").write_text(json.dumps({"pid": live_pid, "host": runtime._host(), "started": "now"}))
+    (tmp_path / "k.pt.lock").write_text(json.dumps({"pid": live_pid, "host": files._host(), "started": "now"}))
     net, lf, bf = _setup()
     drawn = []
     with pytest.raises(runtime.OutputError, match=r"in use by another run .*delete .*k.pt.lock"):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import nbhelpers.runtime as runtime
-from nbhelpers import dryrun
+from nbhelpers import dryrun, layout
 from nbhelpers.ddpm import DDPM
 from nbhelpers.solvers import euler, euler_maruyama, heun
 from nbhelpers.training import TrainConfig, checkpoint_path, train
@@ -15,7 +15,7 @@ from nbhelpers.training import TrainConfig, checkpoint_path, train
 @pytest.fixture
 def build(tmp_path, monkeypatch):
     """Dry-run outputs under a temporary build folder."""
-    monkeypatch.setattr(runtime, "build_dir", lambda: tmp_path / "build")
+    monkeypatch.setattr(layout, "build_dir", lambda: tmp_path / "build")
     return tmp_path / "build"
 
 

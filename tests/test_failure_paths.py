@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import nbhelpers as nb
-from nbhelpers import answers, runner, runtime
+from nbhelpers import answers, files, runner, runtime
 
 NAN = float("nan")
 
@@ -120,7 +120,7 @@ def test_a_notebook_name_is_a_plain_name(name, tmp_path, monkeypatch):
                                      '{"pid": [1]}'])
 def test_a_lock_naming_no_process_is_stale_and_named(tmp_path, capsys, content):
     lock = tmp_path / "run.lock"
-    lock.write_text(content.replace("%s", runtime._host()) if "%s" in content else content)
+    lock.write_text(content.replace("%s", files._host()) if "%s" in content else content)
     with runtime.FolderLock(lock, "a test") as held:
         assert held.held and json.loads(lock.read_text())["pid"] == __import__("os").getpid()
     assert f"taking over the stale lock {lock}" in capsys.readouterr().err

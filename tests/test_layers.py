@@ -1,8 +1,9 @@
 """The package's floors: every module imports only modules on floors below its own (ARCHITECTURE.md).
 
 Read statically (ast), so lazy imports inside functions count too. Imports inside one top-level
-unit (``models.unet`` → ``models.embeddings``) are free; the foundation's modules may import each
-other (``runtime`` and ``dryrun`` do, lazily). A new module fails here until it is given a floor.
+unit (``models.unet`` → ``models.embeddings``) are free. The foundation (floor 0) is itself four floors
+(0a–0d) held to the same rule, so no two of its modules import each other. A new module fails here until
+it is given a floor.
 """
 from __future__ import annotations
 
@@ -13,17 +14,22 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nbhelpers"
 
-# bottom to top; a floor's modules import only lower floors (floor 0 also its own)
-FLOORS: tuple[tuple[str, ...], ...] = (
-    ("_checks", "runtime", "dryrun", "answers", "cli", "standin"),  # 0 foundation: checks, paths, profiles, dry runs, CLI conventions
-    ("schedules", "solvers", "guidance", "models", "metrics", "plotting", "data", "training"),  # 1 building blocks
-    ("paths", "distributions", "ddpm"),  # 2 probability paths, distributions, discrete DDPM
-    ("losses", "sde"),  # 3 built on paths and solvers
-    ("widgets", "runner"),  # 4 front ends
-    ("recipes",),  # 5 one recipe per notebook
-    ("afhq", "exercises"),  # 6 the alias behind ``python -m nbhelpers.afhq``; the student edition's checks
+# bottom to top; a floor's modules import only lower floors
+FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # 0 the foundation, in four floors
+    ("0a", ("_checks", "answers", "cli", "progress")),  # argument checks, written answers, CLI conventions, progress bars
+    ("0b", ("files", "layout")),  # atomic writes and locks; paths, profiles, environment variables, a dry run's outputs
+    ("0c", ("devices", "dryrun", "standin")),  # devices, seeds and float64 work; dry runs; the stand-in data sets
+    ("0d", ("runtime",)),  # the notebook run
+    ("1", ("schedules", "solvers", "guidance", "models", "metrics", "plotting", "data", "training")),  # building blocks
+    ("2", ("paths", "distributions", "ddpm")),  # probability paths, distributions, discrete DDPM
+    ("3", ("losses", "sde")),  # built on paths and solvers
+    ("4", ("widgets", "runner")),  # front ends
+    ("5", ("recipes",)),  # one recipe per notebook
+    ("6", ("afhq", "exercises")),  # the alias behind ``python -m nbhelpers.afhq``; the student edition's checks
 )
-FLOOR = {unit: i for i, units in enumerate(FLOORS) for unit in units}
+FLOOR = {unit: i for i, (_, units) in enumerate(FLOORS) for unit in units}
+FLOOR_NAME = [name for name, _ in FLOORS]
 ROOT_FLOOR = 0  # ``from nbhelpers import __version__``
 
 # private names imported across units, each with the reason it stays for now; an entry no longer used fails
@@ -81,9 +87,9 @@ def violations(package: Path = PACKAGE) -> list[str]:
             if target == unit:
                 continue
             there = FLOOR.get(target, ROOT_FLOOR) if target else ROOT_FLOOR
-            if there >= here and not (here == 0 and there == 0):
-                bad.append(f"{name}:{line} imports nbhelpers.{target or imported} (floor {there}) from floor {here}; "
-                           f"a module imports only floors below its own")
+            if there >= here:
+                bad.append(f"{name}:{line} imports nbhelpers.{target or imported} (floor {FLOOR_NAME[there]}) from "
+                           f"floor {FLOOR_NAME[here]}; a module imports only floors below its own")
             if imported.startswith("_") and not imported.startswith("__") and target:
                 if (unit, target, imported) in KNOWN_PRIVATE:
                     used_known.add((unit, target, imported))
@@ -123,3 +129,20 @@ def test_an_upward_or_private_import_is_named(tmp_path, source, expected):
     (package / "models" / "unet.py").write_text("from .._checks import check_labels\nfrom .embeddings import x\n" + source)
     bad = violations(package)
     assert len(bad) == 1 and bad[0].startswith("nbhelpers/models/unet.py:") and expected in bad[0], bad
+
+
+@pytest.mark.parametrize("unit, source, expected", [
+    ("layout", "def f():\n    from .dryrun import redirect\n", "imports nbhelpers.dryrun (floor 0c) from floor 0b"),
+    ("dryrun", "from .runtime import build_dir\n", "imports nbhelpers.runtime (floor 0d) from floor 0c"),
+    ("devices", "from . import dryrun\n", "imports nbhelpers.dryrun (floor 0c) from floor 0c"),
+    ("cli", "from .progress import progress_bar\n", "imports nbhelpers.progress (floor 0a) from floor 0a"),
+])
+def test_the_foundation_imports_downwards_too(tmp_path, unit, source, expected):
+    package = tmp_path / "nbhelpers"
+    package.mkdir()
+    for other in FLOOR:
+        (package / f"{other}.py").write_text("")
+    (package / "__init__.py").write_text("from .runtime import setup\n")
+    (package / f"{unit}.py").write_text(source)
+    bad = violations(package)
+    assert len(bad) == 1 and bad[0].startswith(f"nbhelpers/{unit}.py:") and expected in bad[0], bad

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import nbhelpers as nb
-from nbhelpers import runtime
+from nbhelpers import layout, runtime
 from tests.needs import git_checkout_problem, need
 from tools import readme_figures as rf
 
@@ -49,7 +49,7 @@ def test_equal_bytes_are_not_rewritten_and_no_temp_is_left(tmp_path):
 
 def test_each_run_records_its_thread_count_and_machine(monkeypatch, tmp_path):
     monkeypatch.setenv(runtime.PROFILE_ENV, "smoke")
-    monkeypatch.setattr(runtime, "build_dir", lambda: tmp_path)
+    monkeypatch.setattr(layout, "build_dir", lambda: tmp_path)
     run = nb.setup("99_test", device="cpu", seed=1)
     run.report("x", 1.0)
     machine = json.loads(run.metrics_path.read_text())["machine"]

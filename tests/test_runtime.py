@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import nbhelpers as nb
-from nbhelpers import runtime
+from nbhelpers import files, layout, runtime
 
 
 def test_auto_device_prefers_cuda_then_mps_then_cpu():
@@ -111,7 +111,7 @@ def test_benchmarks_time_a_first_run_in_an_empty_model_cache(monkeypatch):
 
 def test_setup_report_and_savefig(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv(runtime.PROFILE_ENV, "smoke")
-    monkeypatch.setattr(runtime, "build_dir", lambda: tmp_path)
+    monkeypatch.setattr(layout, "build_dir", lambda: tmp_path)
     run = nb.setup("99_test", device="cpu", profile="gpu", seed=3)
     assert run.profile == "smoke" and run.pick(1, 2, 3) == 1
     assert capsys.readouterr().out == "smoke: a few training steps — samples are not expected to look like data\n"
@@ -284,7 +284,7 @@ def test_temp_names_identify_their_writer(tmp_path):
     import os
 
     tmp = runtime.temp_path(tmp_path / "model.pt")
-    assert tmp.name.startswith(f".model.pt.{runtime._host()}.{os.getpid()}.") and tmp.name.endswith(".tmp")
+    assert tmp.name.startswith(f".model.pt.{files._host()}.{os.getpid()}.") and tmp.name.endswith(".tmp")
     assert runtime.pid_alive(os.getpid()) and not runtime.pid_alive(DEAD_PID)
 
 
@@ -293,7 +293,7 @@ def test_stale_temps_of_dead_writers_are_removed_at_the_next_write(tmp_path):
     import time
 
     target = tmp_path / "model.pt"
-    host = runtime._host()
+    host = files._host()
     dead = tmp_path / f".model.pt.{host}.{DEAD_PID}.0123abcd.tmp"
     live = tmp_path / f".model.pt.{host}.{os.getpid()}.0123abcd.tmp"
     elsewhere = tmp_path / f".model.pt.otherhost.{DEAD_PID}.0123abcd.tmp"
@@ -313,7 +313,7 @@ def test_stale_temps_of_dead_writers_are_removed_at_the_next_write(tmp_path):
 def test_a_lock_held_by_a_live_process_is_respected(tmp_path, live_pid):
     lock = tmp_path / "run" / "model.pt.lock"
     lock.parent.mkdir()
-    lock.write_text(json.dumps({"pid": live_pid, "host": runtime._host(), "started": "earlier"}))
+    lock.write_text(json.dumps({"pid": live_pid, "host": files._host(), "started": "earlier"}))
     with pytest.raises(runtime.OutputError, match=rf"in use by another run \(pid {live_pid} .*delete .*model.pt.lock"):
         runtime.FolderLock(lock).acquire()
     assert lock.exists()
@@ -324,7 +324,7 @@ def test_a_stale_lock_is_taken_over_and_removed_at_release(tmp_path):
     import os
 
     lock = tmp_path / "model.pt.lock"
-    lock.write_text(json.dumps({"pid": DEAD_PID, "host": runtime._host(), "started": "earlier"}))
+    lock.write_text(json.dumps({"pid": DEAD_PID, "host": files._host(), "started": "earlier"}))
     with runtime.FolderLock(lock) as held:
         assert json.loads(lock.read_text())["pid"] == os.getpid() and held.held
     assert not lock.exists()

@@ -201,7 +201,7 @@ def _execute(nb, tmp_path, **env):
 def test_final_line_keeps_only_a_bars_last_state():
     import io
 
-    from nbhelpers.runtime import _FinalLine
+    from nbhelpers.progress import _FinalLine
 
     out = io.StringIO()
     f = _FinalLine(out)
