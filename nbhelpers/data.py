@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from ._checks import DataError, check_int
-from .runtime import DATA_ENV, data_dir, note_data, standin_allowed
+from .layout import DATA_ENV, data_dir
+from .runtime import note_data, standin_allowed
 
 __all__ = [
     "MNIST_FILES", "SPLITS", "MNISTNotFoundError", "ImageDataset", "Batch", "TensorBatcher",

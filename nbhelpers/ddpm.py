@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from ._checks import batch_time, check_float, check_int, check_labels
+from .devices import exact, exact_device, from_exact, randn, to_exact
 from .dryrun import budget
-from .runtime import exact, exact_device, from_exact, randn, to_exact
+from .progress import progress_bar
 
 __all__ = ["DDPM", "Posterior", "StepResult", "SampleResult", "GMMEpsOracle", "LOSS_KINDS", "SIGMA_CHOICES"]
 
@@ -409,8 +410,6 @@ class DDPM:
             traj[k0] = x.clone()
         steps = range(k0, 0, -1)
         if progress:
-            from .runtime import progress_bar
-
             steps = progress_bar(steps, desc="DDPM", leave=False)
         nfe = 0
         for k in steps:
@@ -476,8 +475,6 @@ class DDPM:
         abar = self._table(x)["alphas_cumprod"]
         pairs = list(zip(ks, ks[1:] + [0]))
         if progress:
-            from .runtime import progress_bar
-
             pairs = progress_bar(pairs, desc="DDIM", leave=False)
         nfe = 0
         for k, k_next in pairs:

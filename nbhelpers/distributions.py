@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ._checks import batch_time, check_float
-from .runtime import exact, from_exact, randn, to_exact, to_like
+from .devices import exact, from_exact, randn, to_exact, to_like
 from .schedules import Schedule, get_schedule
 
 __all__ = [

@@ -17,8 +17,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from .devices import randn
 from .paths import GaussianPath, expand_time
-from .runtime import randn
 
 __all__ = ["flow_matching_loss", "score_matching_loss", "vpsde_dsm_loss", "sample_training_times", "SCORE_WEIGHTINGS",
            "TIME_SAMPLINGS"]

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ._checks import batch_time  # the time normaliser; re-exported here for existing callers
-from .runtime import randn
+from .devices import randn
 from .schedules import Schedule, ScheduleValues, get_schedule, validate_schedule
 
 __all__ = ["PathSample", "GaussianPath", "PREDICTION_KINDS", "batch_time", "expand_time"]

@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from .cli import tool_errors
-from .runtime import DEVICE_ENV, PROFILES, ROOT, atomic_write_bytes, build_dir, get_device, metrics_dir, resolve_profile
+from .devices import get_device
+from .files import atomic_write_bytes
+from .layout import (CHECKPOINT_ENV, DATA_ENV, DEVICE_ENV, OUTPUT_ENV, PROFILE_ENV, PROFILES, ROOT, build_dir,
+                     metrics_dir, resolve_profile)
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 BENCHMARK_RESULTS = ROOT / "benchmarks" / "results"
@@ -299,7 +302,6 @@ def _parse_value(v: str) -> Any:
 def check_environment() -> None:
     """The ``NBHELPERS_*`` variables a run reads, checked up front: one ``ValueError`` naming the variable."""
     from .dryrun import max_steps
-    from .runtime import CHECKPOINT_ENV, DATA_ENV, OUTPUT_ENV, PROFILE_ENV
 
     max_steps()  # a positive integer or unset
     if os.environ.get(PROFILE_ENV, "").strip():

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_int
-from .runtime import exact
+from .devices import exact
 
 __all__ = [
     "ScheduleValues", "Schedule", "LinearSchedule", "CosineSchedule", "PolynomialSchedule",

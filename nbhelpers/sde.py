@@ -18,8 +18,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from .devices import randn
 from .paths import PathSample, batch_time, expand_time
-from .runtime import randn
 from .schedules import VPMarginalSchedule
 from .solvers import Solution, euler_maruyama
 

@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 from ._checks import check_finite, check_float, check_int
+from .devices import exact, randn
 from .dryrun import budget
-from .runtime import exact, randn
 
 __all__ = ["Solution", "euler", "heun", "euler_maruyama", "simulate_sde", "time_grid", "sample_from_noise", "METHODS"]
 

@@ -51,8 +51,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import dryrun
 from ._checks import DataError, check_float, check_int
-from .runtime import (AMP_CHOICES, FolderLock, amp_dtype, atomic_write_bytes, checkpoints_dir, exact, exact_device,
-                      remove_stale_temps)
+from .devices import AMP_CHOICES, amp_dtype, exact, exact_device
+from .files import FolderLock, atomic_write_bytes, remove_stale_temps
+from .layout import checkpoints_dir
+from .progress import progress_bar
 
 CHECKPOINT_FORMAT = 1
 
@@ -370,8 +372,6 @@ def _set_rng_state(state: dict[str, torch.Tensor], gen: torch.Generator, device:
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool):
-    from .runtime import progress_bar
-
     return progress_bar(total=total, initial=initial, desc=desc, disable=not enabled, mininterval=0.5, dynamic_ncols=True)
 
 

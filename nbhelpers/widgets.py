@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from . import schedules as _schedules
 from .paths import GaussianPath
-from .runtime import in_interactive_frontend
+from .progress import in_interactive_frontend
 
 __all__ = ["in_interactive_frontend", "show_explorer", "draw_path_explorer", "path_explorer"]
 

@@ -37,8 +37,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from ..devices import exact
 from ..paths import GaussianPath
-from ..runtime import exact
 
 __all__ = ["Case", "CaseResult", "CheckReport", "Exercise", "EXERCISES", "check", "use", "exercises_in",
            "register", "gen", "randn", "se_var", "path_of", "NOT_IMPLEMENTED", "NOT_RUN", "TIMED_OUT",

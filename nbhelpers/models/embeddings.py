@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..runtime import exact, from_exact, to_exact
+from ..devices import exact, from_exact, to_exact
 
 __all__ = ["sinusoidal_encoding", "sinusoidal_frequencies", "SinusoidalEmbedding", "GaussianFourierEmbedding", "get_time_embedding"]
 

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 
 from ...cli import HelpFormatter, Switch, flag, int_at_least, invoked_name, positive_float
-from ...runtime import get_device
+from ...devices import get_device
 from .data import AFHQ_CLASSES
 from .trainer import AFHQConfig, train_afhq
 

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from ..._checks import DataError, OutputError, check_int, check_sha256
-from ...runtime import (DATA_ENV, FolderLock, atomic_write_bytes, build_dir, data_dir, note_data, remove_stale_temps,
-                        standin_allowed)
+from ...files import FolderLock, atomic_write_bytes, remove_stale_temps
+from ...layout import DATA_ENV, build_dir, data_dir
+from ...runtime import note_data, standin_allowed
 
 __all__ = ["AFHQ_CLASSES", "AFHQ_URLS", "AFHQ_SHA256", "IMAGE_EXTENSIONS", "AFHQNotFoundError",
            "default_data_path", "check_class", "afhq_folder", "download_afhq", "fetch_afhq", "find_afhq",

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...ddpm import DDPM, LOSS_KINDS, SampleResult
-from ...runtime import autocast as _autocast, randn
+from ...devices import autocast as _autocast, randn
 from ...training import world
 from .data import AFHQImages
 

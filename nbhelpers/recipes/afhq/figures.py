@@ -14,8 +14,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ...devices import randn
+from ...files import atomic_write_bytes, save_figure
 from ...plotting import tile_images
-from ...runtime import atomic_write_bytes, randn, save_figure
 from .data import AFHQImages
 from .diffusion import Diffusion, autocast
 

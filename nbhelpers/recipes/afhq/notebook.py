@@ -13,8 +13,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..._checks import check_param
 from ...metrics.nearest import copy_check
-from ...runtime import check_param
 from ...standin import mark_key
 from ...training import TrainResult, checkpoint_path, load_checkpoint, train
 from .data import AFHQImages, count_images, find_afhq

@@ -21,7 +21,9 @@ from typing import Any, Callable
 import torch
 
 from ... import dryrun
-from ...runtime import FolderLock, atomic_write_bytes, data_dir, get_device, seed_everything
+from ...devices import get_device, seed_everything
+from ...files import FolderLock, atomic_write_bytes
+from ...layout import data_dir
 from ...training import (CHECKPOINT_FORMAT, CheckpointError, TrainConfig, TrainResult, key_json, load_checkpoint,
                          save_checkpoint, train, unwrap, world)
 from .data import check_class, download_afhq, load_afhq
