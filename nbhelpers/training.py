@@ -376,6 +376,41 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
 
 
 # --------------------------------------------------------------------------- the loop
+@dataclass
+class _LoopState:
+    """What :func:`_train_loop` runs, set up by :func:`train`, and where it starts: step 0 with nothing recorded,
+    or what a resumed checkpoint holds (:func:`train` loads it into these fields). ``losses`` and ``snapshots``
+    grow as the loop runs; the rest stays as given."""
+
+    # what is trained, and how
+    model: nn.Module  # as passed to train() (possibly wrapped: DDP, torch.compile)
+    base: nn.Module  # the bare module inside it (unwrap): what is saved, clipped and averaged
+    loss_fn: LossFn
+    batch_fn: BatchFn
+    config: TrainConfig
+    optimizer: torch.optim.Optimizer
+    scheduler: LambdaLR | None
+    ema: AveragedModel | None
+    gen: torch.Generator  # on the model's device, seeded with config.seed
+    device: torch.device
+    rank: int
+    world_size: int
+    cap: int | None  # a dry run's step cap ($NBHELPERS_MAX_STEPS), None in a full run
+    # where the results go
+    ckpt: Path | None  # the checkpoint file (already redirected in a dry run), None without a cache
+    key: dict[str, Any] | None  # the caller's description of the model (with the cap in a dry run)
+    key_str: str  # key_json(key, config): what a checkpoint must match to be loaded
+    progress: bool
+    desc: str
+    on_step: Callable[[int, float], None] | None
+    # where it starts (a resumed checkpoint's values)
+    losses: list[float] = field(default_factory=list)
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    start_step: int = 0
+    seconds_before: float = 0.0  # training time before this start
+    scaler_state: dict[str, Any] | None = None  # an unfinished fp16 run's gradient scaler
+
+
 def train(
     model: nn.Module,
     loss_fn: LossFn,
@@ -414,11 +449,9 @@ def train(
     ema = ema_model(base, config.ema_decay) if config.ema_decay is not None else None
     scheduler = lr_scheduler(optimizer, config)
     gen = torch.Generator(device=device).manual_seed(config.seed)
-    losses: list[float] = []
-    snapshots: dict[int, dict[str, torch.Tensor]] = {}
-    start_step = 0
-    seconds_before = 0.0
-    scaler_state = None
+    loop = _LoopState(model=model, base=base, loss_fn=loss_fn, batch_fn=batch_fn, config=config, optimizer=optimizer,
+                      scheduler=scheduler, ema=ema, gen=gen, device=device, rank=rank, world_size=world_size, cap=cap,
+                      ckpt=ckpt, key=key, key_str=key_str, progress=progress, desc=desc, on_step=on_step)
 
     lock = None
     if ckpt is not None and rank == 0:
@@ -434,146 +467,144 @@ def train(
                 check_checkpoint_state(ckpt, state, config.steps)
                 try:
                     base.load_state_dict(state["model"])
-                    losses = [float(v) for v in state["losses"].tolist()]
-                    start_step = int(state["step"])
-                    seconds_before = float(state.get("seconds", 0.0))
-                    snapshots = {int(k): v for k, v in (state.get("snapshots") or {}).items()}
+                    loop.losses = [float(v) for v in state["losses"].tolist()]
+                    loop.start_step = int(state["step"])
+                    loop.seconds_before = float(state.get("seconds", 0.0))
+                    loop.snapshots = {int(k): v for k, v in (state.get("snapshots") or {}).items()}
                     if ema is not None and state.get("ema") is not None:
                         ema.module.load_state_dict(state["ema"])
-                        ema.n_averaged.fill_(start_step + 1)  # the start and one update per step
+                        ema.n_averaged.fill_(loop.start_step + 1)  # the start and one update per step
                     if not state.get("finished"):
-                        scaler_state = state.get("scaler")
+                        loop.scaler_state = state.get("scaler")
                         optimizer.load_state_dict(state["optimizer"])
                         if scheduler is not None and state.get("scheduler") is not None:
                             scheduler.load_state_dict(state["scheduler"])
                         elif scheduler is not None:  # written before the scheduler's state was saved
-                            _catch_up(scheduler, start_step)
+                            _catch_up(scheduler, loop.start_step)
                         _set_rng_state(state["rng"], gen, device)
                 except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
                     raise CheckpointError(f"checkpoint {ckpt} is incomplete or does not fit this model "
                                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
                                           f"delete it to retrain") from None
                 if state.get("finished"):
-                    return TrainResult(base, ema.module if ema else None, losses, start_step, seconds_before,
-                                       start_step, True, ckpt, snapshots)
-        return _train_loop(model, base, loss_fn, batch_fn, config, optimizer, scheduler, ema, gen, losses, snapshots,
-                           start_step, seconds_before, ckpt, key_str, progress, desc, on_step, device, rank, world_size,
-                           cap, key, scaler_state=scaler_state)
+                    return TrainResult(base, ema.module if ema else None, loop.losses, loop.start_step,
+                                       loop.seconds_before, loop.start_step, True, ckpt, loop.snapshots)
+        return _train_loop(loop)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train_loop(model: nn.Module, base: nn.Module, loss_fn: LossFn, batch_fn: BatchFn, config: TrainConfig,
-                optimizer: torch.optim.Optimizer, scheduler: LambdaLR | None, ema: AveragedModel | None,
-                gen: torch.Generator, losses: list[float], snapshots: dict[int, dict[str, torch.Tensor]],
-                start_step: int, seconds_before: float, ckpt: Path | None, key_str: str, progress: bool, desc: str,
-                on_step: Callable[[int, float], None] | None, device: torch.device, rank: int, world_size: int,
-                cap: int | None, key: Any, *, scaler_state: dict[str, Any] | None = None) -> TrainResult:
+def _train_loop(loop: _LoopState) -> TrainResult:
+    """Steps ``loop.start_step + 1`` to the last (``config.steps``, or a dry run's cap), with checkpoints on rank 0."""
+    config, base, ema, device = loop.config, loop.base, loop.ema, loop.device
 
     def write(step: int, finished: bool, seconds: float) -> None:
-        if ckpt is None or rank != 0:
+        if loop.ckpt is None or loop.rank != 0:
             return
         with exact():  # the loss history, float64 on the host
-            history = torch.tensor(losses, dtype=torch.float64)
+            history = torch.tensor(loop.losses, dtype=torch.float64)
         model_sd = base.state_dict()
         ema_sd = ema.module.state_dict() if ema is not None else None
         save_checkpoint(
-            ckpt,
+            loop.ckpt,
             {
                 "format": CHECKPOINT_FORMAT,
-                "key": key_str,
+                "key": loop.key_str,
                 "model": model_sd,
                 "ema": ema_sd,
                 "digest": weights_digest(model_sd, ema_sd),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "optimizer": loop.optimizer.state_dict(),
+                "scheduler": loop.scheduler.state_dict() if loop.scheduler is not None else None,
                 "step": step,
                 "finished": finished,
                 "losses": history,
-                "rng": _rng_state(gen, device),
+                "rng": _rng_state(loop.gen, device),
                 "seconds": seconds,
-                "snapshots": snapshots,
+                "snapshots": loop.snapshots,
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             },
         )
 
-    train_model: nn.Module = model
-    if world_size > 1 and not isinstance(model, nn.parallel.DistributedDataParallel):
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_model: nn.Module = loop.model
+    if loop.world_size > 1 and not isinstance(loop.model, nn.parallel.DistributedDataParallel):
+        train_model = nn.parallel.DistributedDataParallel(loop.model,
+                                                          device_ids=[device.index] if device.type == "cuda" else None)
     train_model.train()
 
     dtype = amp_dtype(device, config.amp_dtype) if config.amp else None
     # fp16 needs its gradients scaled (a T4's choice); bf16 and float32 do not: a disabled scaler is a no-op
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    if scaler_state is not None and scaler.is_enabled():
-        scaler.load_state_dict(scaler_state)
+    if loop.scaler_state is not None and scaler.is_enabled():
+        scaler.load_state_dict(loop.scaler_state)
     # Reading the loss back every step synchronises the GPU; flush in chunks there.
     flush_every = 1 if device.type != "cuda" else 25
     pending: list[torch.Tensor] = []
-    last = config.steps if cap is None else min(config.steps, start_step + cap)
+    last = config.steps if loop.cap is None else min(config.steps, loop.start_step + loop.cap)
     t0 = time.perf_counter()
-    bar = _progress(last, start_step, desc, progress and rank == 0)
-    probe = dryrun.probe(desc, base, config.steps, start_step + 1, last, key, bool(config.amp)) if rank == 0 else None
+    bar = _progress(last, loop.start_step, loop.desc, loop.progress and loop.rank == 0)
+    probe = (dryrun.probe(loop.desc, base, config.steps, loop.start_step + 1, last, loop.key, bool(config.amp))
+             if loop.rank == 0 else None)
 
     def flush(last_step: int) -> None:
         if not pending:
             return
         vals = torch.stack(pending).float()
-        if world_size > 1:
+        if loop.world_size > 1:
             torch.distributed.all_reduce(vals)
-            vals /= world_size
+            vals /= loop.world_size
         vals = vals.cpu().tolist()
         first = last_step - len(vals) + 1
         for i, v in enumerate(vals):
             if not math.isfinite(v):
                 bar.close()
                 raise FloatingPointError(f"non-finite loss ({v}) at step {first + i}; lower the learning rate or check the data")
-        losses.extend(vals)
+        loop.losses.extend(vals)
         pending.clear()
         bar.update(len(vals))
         bar.set_postfix(loss=f"{vals[-1]:.4f}", refresh=False)
 
     try:
-        for step in range(start_step + 1, last + 1):
-            batch = batch_fn(gen)
+        for step in range(loop.start_step + 1, last + 1):
+            batch = loop.batch_fn(loop.gen)
             if probe is not None:
                 probe.start(step)
             with autocast_to(device, dtype):
-                loss = loss_fn(train_model, batch, gen)
-            optimizer.zero_grad(set_to_none=True)
+                loss = loop.loss_fn(train_model, batch, loop.gen)
+            loop.optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.grad_clip is not None:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                scaler.unscale_(loop.optimizer)  # clip the true gradients, not the scaled ones
                 torch.nn.utils.clip_grad_norm_(base.parameters(), config.grad_clip)
-            scaler.step(optimizer)  # skipped when fp16 gradients overflowed; the scale is then lowered
+            scaler.step(loop.optimizer)  # skipped when fp16 gradients overflowed; the scale is then lowered
             scaler.update()
-            if scheduler is not None:
-                scheduler.step()  # the rate of step + 1
+            if loop.scheduler is not None:
+                loop.scheduler.step()  # the rate of step + 1
             if ema is not None:
                 ema_update(ema, base, config.ema_decay)
             if step in config.snapshot_steps:
-                snapshots[step] = _weights(ema.module if ema is not None else base)
+                loop.snapshots[step] = _weights(ema.module if ema is not None else base)
             if probe is not None:
-                probe.stop(step, batch, optimizer, ema.module if ema is not None else None)
+                probe.stop(step, batch, loop.optimizer, ema.module if ema is not None else None)
             pending.append(loss.detach())
             flushed = len(pending) >= flush_every or step == last or (config.checkpoint_every and step % config.checkpoint_every == 0)
             if flushed:
                 flush(step)
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-                write(step, False, seconds_before + time.perf_counter() - t0)
-            if flushed and on_step is not None and rank == 0:
-                on_step(step, losses[-1])
+                write(step, False, loop.seconds_before + time.perf_counter() - t0)
+            if flushed and loop.on_step is not None and loop.rank == 0:
+                loop.on_step(step, loop.losses[-1])
         flush(last)
         if last < config.steps:  # a dry run stopped at its cap: later snapshots are the weights it stopped with
             for k in config.snapshot_steps:
-                snapshots.setdefault(k, _weights(ema.module if ema is not None else base))
+                loop.snapshots.setdefault(k, _weights(ema.module if ema is not None else base))
     finally:
         bar.close()
-    seconds = seconds_before + time.perf_counter() - t0
+    seconds = loop.seconds_before + time.perf_counter() - t0
     write(last, True, seconds)
     base.eval()
-    return TrainResult(base, ema.module if ema else None, losses, last, seconds, start_step, False, ckpt, snapshots)
+    return TrainResult(base, ema.module if ema else None, loop.losses, last, seconds, loop.start_step, False, loop.ckpt,
+                       loop.snapshots)
 
 
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
