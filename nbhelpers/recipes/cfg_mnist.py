@@ -37,6 +37,7 @@ from ..dryrun import budget
 from ..runtime import PROFILES, autocast
 from ..ddpm import DDPM, SampleResult
 from ..guidance import CFGModel, drop_labels
+from ..metrics.stats import binomial_se, max_binomial_se
 from ..models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
 from ..models.unet import UNet, UNetConfig
 from ..plotting import tile_images
@@ -497,15 +498,6 @@ def forward_process_figure(frames: torch.Tensor, steps: Sequence[int], ddpm: DDP
 
 
 # --------------------------------------------------------------------------- comparing two trained variants
-def binomial_se(p: float, n: int) -> float:
-    """Standard error of a fraction p measured on n independent samples, √(p(1 − p)/n)."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n!r}")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be a fraction in [0, 1], got {p!r}")
-    return math.sqrt(p * (1.0 - p) / n)
-
-
 def verdict(a: float, se_a: float, b: float, se_b: float, z: float = 2.0) -> str:
     """``"higher"``, ``"lower"`` or ``"indistinguishable"``: a against b, distinguishable only when
     |a − b| ≥ z·√(se_a² + se_b²) (independent estimates; z = 2 is about a 95 % two-sided test)."""
@@ -1099,7 +1091,7 @@ def guidance_evidence(rows: dict[float, dict[str, Any]], n: int) -> dict[str, An
     W = list(rows)
     acc_w, div_w, fd_w = ([rows[w][k] for w in W] for k in ("accuracy", "diversity", "fd_ratio"))
     se_fd = max(rows[w]["fd_ratio_se"] for w in W)
-    acc_se = np.sqrt(max(acc_w[0] * (1 - acc_w[0]), 1e-12) / n)  # binomial s.e. at the first w
+    acc_se = binomial_se(acc_w[0], n)  # at the first w
     return {"claims": [claim("guidance raises class accuracy", acc_w[-1] - acc_w[0] > 2 * acc_se,
                              f"{acc_w[0]:.1%} → {acc_w[-1]:.1%}, s.e. {acc_se:.1%}"),
                        claim("diversity falls steadily with w", bool(np.all(np.diff(div_w) < 0)),
@@ -1128,7 +1120,7 @@ def edit_evidence(rows: dict[float, dict[str, Any]], ref_same: float, ref_diff: 
                              new[-1] >= 0.5 and max(new[:-1]) < 0.5, ", ".join(f"{a:.0%}" for a in new))],
             "f0": t0s[0], "r0": rms_own[0], "ref_same": ref_same, "f1": t0s[-1], "r1": rms_own[-1],
             "r1n": rows[t0s[-1]]["rms_new"].mean().item(), "ref_diff": ref_diff, "own_lo": min(own),
-            "own_hi": max(own), "n": n, "se": 0.5 / np.sqrt(n),  # the largest binomial s.e. of a fraction of n
+            "own_hi": max(own), "n": n, "se": max_binomial_se(n),  # the largest s.e. of a fraction of n
             "new_txt": ", ".join(f"{a:.0%} at t₀ = {f:g}" for f, a in zip(t0s, new))}
 
 
@@ -1141,7 +1133,7 @@ def ddim_evidence(rows: dict[str, dict[str, Any]], n: int, T: int) -> dict[str, 
     se2 = 2 * np.sqrt(2) * max(r["fd_ratio_se"] for r in rows.values())
     fd_dd = [r["fd_ratio"] for r in dd.values()]
     d_ref = "DDIM-50" if "DDIM-50" in dd else many  # DDIM-50 whenever T allows it
-    acc_se = 0.5 / np.sqrt(n)  # the largest binomial s.e. of an accuracy over these samples
+    acc_se = max_binomial_se(n)  # the largest s.e. of an accuracy over these samples
     anc_text = ("higher than every DDIM set by more than two standard errors" if anc["fd_ratio"] - max(fd_dd) > se2
                 else "lower than every DDIM set by more than two standard errors" if min(fd_dd) - anc["fd_ratio"] > se2
                 else "within two standard errors of the DDIM sets")
