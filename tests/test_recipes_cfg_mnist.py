@@ -143,23 +143,6 @@ def _tile(canvas, r, c, h=28, w=28):
     return torch.as_tensor(np.asarray(canvas)[1 + r * (h + 2):1 + r * (h + 2) + h, 1 + c * (w + 2):1 + c * (w + 2) + w])
 
 
-def test_class_grid_figure():
-    x = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2.2 - 1.1  # some pixels saturate
-    fig = cfg_mnist.class_grid_figure([x, x[:10]], ["a", "b"], per_row=2, row_labels=[str(i) for i in range(10)])
-    assert [a.get_title() for a in fig.axes] == ["a", "b"]
-    # panel p shows its images row by row, per_row = 2 to a row, in [0, 1] = (x + 1)/2 on a fixed grey scale
-    for ax, panel in zip(fig.axes, (x, x[:10])):
-        canvas = ax.images[0].get_array()
-        assert canvas.shape == (len(panel) // 2 * 30, 2 * 30) and ax.images[0].get_clim() == (0, 1)
-        for i in (0, 3, len(panel) - 1):
-            expected = ((panel[i, 0] + 1) / 2).clamp(0, 1)
-            assert torch.allclose(_tile(canvas, i // 2, i % 2), expected, atol=1e-6), i
-    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["0", "1", "2", "3", "4"]  # 5 rows of 2
-    plt.close(fig)
-    with pytest.raises(ValueError, match="title"):
-        cfg_mnist.class_grid_figure([x], ["a", "b"])
-
-
 def test_guidance_explorer_draws_the_chosen_w():
     g = torch.Generator().manual_seed(0)
     samples = {w: torch.rand(30, 1, 28, 28, generator=g) * 2 - 1 for w in (0, 1, 2)}

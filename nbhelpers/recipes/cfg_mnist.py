@@ -35,12 +35,12 @@ from torch import nn
 from .._checks import check_float, check_int, check_labels
 from ..dryrun import budget
 from ..runtime import PROFILES, autocast
-from ..ddpm import DDPM, SampleResult
+from ..ddpm import DDPM, SAMPLERS, SampleResult, guided_sample
 from ..guidance import CFGModel, drop_labels
 from ..metrics.stats import binomial_se, max_binomial_se
 from ..models.embeddings import sinusoidal_encoding, sinusoidal_frequencies
 from ..models.unet import UNet, UNetConfig
-from ..plotting import tile_images
+from ..plotting import class_grid_figure, tile_images
 from ..runtime import exact, exact_device, randn
 from ..training import TrainConfig
 from ..widgets import show_explorer
@@ -62,8 +62,8 @@ VARIANTS = ("cosine", "ddpm_paper")
 GPU_SIZES = ("t4", "large")
 """Sizes of the gpu profile: ``t4`` fits a free Colab T4 (attention below 28×28, batch 128 × 5,000 steps),
 ``large`` is the full-size model for an A100/H100 (attention at every level, batch 256 × 6,000 steps)."""
-SAMPLERS = ("ancestral", "ddim")
 NUM_CLASSES = 10
+DIGIT_SHAPE = (1, 28, 28)
 
 
 # --------------------------------------------------------------------------- the seed-003 time input
@@ -233,13 +233,6 @@ def device_generator(device: str | torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=torch.device(device)).manual_seed(check_int("seed", seed))
 
 
-def _merge(parts: list[dict[int, torch.Tensor] | None]) -> dict[int, torch.Tensor] | None:
-    if parts[0] is None:
-        return None
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-
-
-@torch.no_grad()
 def generate(
     ddpm: DDPM,
     model: nn.Module,
@@ -256,46 +249,14 @@ def generate(
     amp: bool = False,
     num_classes: int = NUM_CLASSES,
 ) -> SampleResult:
-    """Guided samples for ``labels`` with weight ``guidance_w``: ancestral (all T steps) or DDIM
-    (``n_steps``, ``eta``), in chunks of ``chunk``; states and x̂₀ at ``return_steps`` are kept on the CPU.
-
-    w = 0 skips the unconditional pass ((0 + 1)·ε_c − 0·ε_u = ε_c), halving the cost. ``amp`` runs the
-    network under the card's autocast dtype on CUDA (``nb.runtime.amp_dtype``: bf16 from sm_80, fp16 below). ``x_T`` fixes the starting noise; otherwise it is drawn
-    with ``generator``. Returns a :class:`nb.ddpm.SampleResult` (``x`` on the CPU, float32).
+    """Guided digits ``(B, 1, 28, 28)`` for ``labels`` with weight ``guidance_w``: :func:`nbhelpers.ddpm.guided_sample`
+    (ancestral with all T steps, or DDIM with ``n_steps`` and ``eta``; ``chunk`` labels at a time; w = 0 skips the
+    unconditional pass; states and x̂₀ at ``return_steps`` kept on the CPU). ``x_T`` fixes the starting noise;
+    otherwise it is drawn with ``generator``. Returns a :class:`nb.ddpm.SampleResult` (``x`` on the CPU, float32).
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; valid choices: {', '.join(SAMPLERS)}")
-    if sampler == "ddim" and n_steps is None:
-        raise ValueError("the DDIM sampler needs n_steps")
-    guidance_w = check_float("guidance_w", guidance_w, min=0.0)
-    eta = check_float("eta", eta, min=0.0)
-    chunk = check_int("chunk", chunk, min=1)
-    num_classes = check_int("num_classes", num_classes, min=1)
-    labels = check_labels("labels", labels, num_classes)
-    if x_T is not None and (not isinstance(x_T, torch.Tensor) or x_T.ndim != 4 or x_T.shape[0] != labels.shape[0]):
-        raise ValueError(f"x_T must be an image tensor ({labels.shape[0]}, C, H, W) with one start per label, "
-                         f"got {type(x_T).__name__} {tuple(getattr(x_T, 'shape', ()))}")
-    device = next(model.parameters()).device
-    model = budget(model)  # a dry run ($NBHELPERS_MAX_STEPS): one budget of network evaluations for all the chunks
-    labels = labels.to(device)
-    if guidance_w != 0.0:  # w = 0 is plain conditional sampling: one network call per step, no wrapper
-        model = CFGModel(model, guidance_w, num_classes)
-    xs, trajs, preds, nfe = [], [], [], 0
-    for i in range(0, labels.shape[0], chunk):
-        y = labels[i:i + chunk]
-        start = (x_T[i:i + chunk].to(device) if x_T is not None else
-                 randn((y.shape[0], 1, 28, 28), generator, device))
-        with autocast(device, enabled=amp):
-            if sampler == "ancestral":
-                out = ddpm.sample(model, start, y=y, generator=generator, return_steps=return_steps)
-            else:
-                out = ddpm.ddim_sample(model, start, n_steps, eta=eta, y=y, generator=generator,
-                                       return_steps=return_steps)
-        xs.append(out.x.float().cpu())
-        trajs.append({k: v.float().cpu() for k, v in out.trajectory.items()} if out.trajectory is not None else None)
-        preds.append({k: v.float().cpu() for k, v in out.x0_preds.items()} if out.x0_preds is not None else None)
-        nfe = out.nfe
-    return SampleResult(torch.cat(xs), _merge(trajs), _merge(preds), nfe)
+    return guided_sample(ddpm, model, labels, guidance_w, num_classes, shape=DIGIT_SHAPE, sampler=sampler,
+                         n_steps=n_steps, eta=eta, generator=generator, x_T=x_T, return_steps=return_steps,
+                         chunk=chunk, amp=amp)
 
 
 @torch.no_grad()
@@ -423,37 +384,6 @@ def settle_summary(x0_preds: dict[int, torch.Tensor], final: torch.Tensor, T: in
     return SettleSummary(T=T, n=len(med), ink_q10=mean(q10), ink_median=mean(med), ink_q90=mean(q90),
                          coarse_median=mean(cmed), quadrant_spread=mean(spread), steps=steps,
                          fraction_settled=frac, fraction_settled_coarse=frac_c)
-
-
-# --------------------------------------------------------------------------- figures
-def class_grid_figure(panels: Sequence[torch.Tensor], titles: Sequence[str], per_row: int = 10,
-                      size: float = 0.42, row_labels: Sequence[str] | None = None):
-    """Several image grids side by side, ``per_row`` images per row (e.g. row = digit).
-    Each panel: ``(B, 1, H, W)`` in [−1, 1]. Returns the matplotlib ``Figure``."""
-    if len(panels) != len(titles) or not panels:
-        raise ValueError(f"need one title per panel, got {len(panels)} panels and {len(titles)} titles")
-    canv, cell = [], None
-    for p in panels:
-        x = p.detach().float().cpu()[:, :1]
-        cell = x.shape[-2] + 2
-        canv.append(tile_images(x, per_row, full_rows=True)[..., 0])
-    rows_max = max(c.shape[0] for c in canv) / cell
-    fig, axes = plt.subplots(1, len(canv), figsize=(len(canv) * (per_row * size + 0.3), rows_max * size + 0.6), squeeze=False)
-    for ax, c, title in zip(axes[0], canv, titles):
-        ax.imshow(c, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(title, fontsize=10)
-        ax.set_xticks([])
-        ax.grid(False)
-        for sp in ax.spines.values():
-            sp.set_visible(False)
-        if row_labels is not None:
-            n_rows = min(c.shape[0] // cell, len(row_labels))
-            ax.set_yticks([r * cell + cell / 2 for r in range(n_rows)])
-            ax.set_yticklabels(list(row_labels)[:n_rows])
-        else:
-            ax.set_yticks([])
-    fig.tight_layout()
-    return fig
 
 
 # --------------------------------------------------------------------------- seed 003: the forward process on digits
