@@ -1,7 +1,8 @@
 """nbhelpers.recipes.cfg_mnist (notebook 07): presets, the conditioning path on the real UNet (null label, label
 dropout, guided-output algebra), seed 003's sinusoidal time encoding, sampling plumbing, editing from the
 partially diffused input, DDIM with all T steps and η = 1 against the ancestral step, the settle measurement,
-figures, the guidance explorer and the evidence behind the written answers."""
+figures, the guidance explorer, the evidence behind the written answers, and the package's layout (each module
+imports only those before it; every public name re-exported)."""
 import math
 
 import numpy as np
@@ -32,6 +33,37 @@ def _model(variant="cosine", seed=0):
 def _inputs(b=6, seed=1):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(b, 1, 28, 28, generator=g), torch.rand(b, generator=g), torch.randint(0, 10, (b,), generator=g)
+
+
+# --------------------------------------------------------------------------- the package
+MODULES = ("presets", "training", "sampling", "settle", "scores", "evidence", "figures")
+
+
+def test_each_module_imports_only_those_before_it_and_stays_short():
+    import ast
+    from pathlib import Path
+
+    folder = Path(cfg_mnist.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py")) == sorted(MODULES + ("__init__",))
+    for i, name in enumerate(MODULES):
+        text = (folder / f"{name}.py").read_text()
+        assert len(text.splitlines()) <= 500, name
+        siblings = {node.module for node in ast.walk(ast.parse(text))
+                    if isinstance(node, ast.ImportFrom) and node.level == 1}
+        assert siblings <= set(MODULES[:i]), f"{name} imports {sorted(siblings - set(MODULES[:i]))}"
+
+
+def test_the_package_re_exports_every_public_name_of_its_modules_and_the_moved_ones():
+    from nbhelpers import ddpm, plotting
+    from nbhelpers.metrics import stats
+
+    for name in MODULES:
+        module = getattr(cfg_mnist, name)
+        for public in module.__all__:
+            assert getattr(cfg_mnist, public) is getattr(module, public), (name, public)
+            assert public in cfg_mnist.__all__, (name, public)
+    assert cfg_mnist.class_grid_figure is plotting.class_grid_figure and cfg_mnist.binomial_se is stats.binomial_se
+    assert cfg_mnist.SAMPLERS is ddpm.SAMPLERS and cfg_mnist.preset("cosine", "smoke").variant == "cosine"
 
 
 @pytest.mark.parametrize("variant", cfg_mnist.VARIANTS)
@@ -651,7 +683,7 @@ def test_sample_and_score_variant_samples_what_it_is_not_given(monkeypatch):
         scored.append((ev, labels, w0, w2, uncond, generator))
         return "score"
 
-    monkeypatch.setattr(cfg_mnist, "score_variant", score_variant)
+    monkeypatch.setattr(cfg_mnist.scores, "score_variant", score_variant)
     ev, g = object(), torch.Generator().manual_seed(2)
     assert cfg_mnist.sample_and_score_variant(ev, ddpm, model, y, x_T, sampler="ddim", n_steps=3, generator=g) == "score"
     got_ev, labels, w0, w2, uncond, got_g = scored[-1]
