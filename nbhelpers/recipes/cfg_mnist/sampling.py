@@ -3,7 +3,7 @@ partial-diffusion editing, and the sample sets the notebook scores (the guidance
 step counts against ancestral sampling).
 
 Guided generation is :func:`nbhelpers.ddpm.guided_sample` (in chunks, ancestral or DDIM, w = 0 without the
-unconditional pass) at the digits' shape ``(1, 28, 28)``. Every function returns its samples on the CPU.
+unconditional pass) at the digits' shape ``(1, 28, 28)``; generated and edited digits come back on the CPU.
 """
 from __future__ import annotations
 
