@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "to_numpy", "panel_grid", "scatter_panels", "hist2d_panels", "plot_paths", "plot_trajectories_2d",
-    "density_image", "plot_density", "tile_images", "image_grid", "loss_curve", "smooth_curve",
+    "density_image", "plot_density", "tile_images", "image_grid", "class_grid_figure", "loss_curve", "smooth_curve",
 ]
 
 Limits = tuple[float, float]
@@ -234,6 +234,37 @@ def image_grid(images: Any, nrow: int = 8, title: str | None = None, size: float
         spine.set_visible(False)
     if title:
         ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def class_grid_figure(panels: Sequence[torch.Tensor], titles: Sequence[str], per_row: int = 10,
+                      size: float = 0.42, row_labels: Sequence[str] | None = None) -> Figure:
+    """Several image grids side by side, ``per_row`` images per row (e.g. row = class), all on one grey scale
+    (:func:`tile_images`), ``row_labels`` beside the rows where given. Each panel: ``(B, C, H, W)`` in [−1, 1],
+    its first channel shown."""
+    if len(panels) != len(titles) or not panels:
+        raise ValueError(f"need one title per panel, got {len(panels)} panels and {len(titles)} titles")
+    canv, cell = [], None
+    for p in panels:
+        x = p.detach().float().cpu()[:, :1]
+        cell = x.shape[-2] + 2
+        canv.append(tile_images(x, per_row, full_rows=True)[..., 0])
+    rows_max = max(c.shape[0] for c in canv) / cell
+    fig, axes = plt.subplots(1, len(canv), figsize=(len(canv) * (per_row * size + 0.3), rows_max * size + 0.6), squeeze=False)
+    for ax, c, title in zip(axes[0], canv, titles):
+        ax.imshow(c, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.grid(False)
+        for sp in ax.spines.values():
+            sp.set_visible(False)
+        if row_labels is not None:
+            n_rows = min(c.shape[0] // cell, len(row_labels))
+            ax.set_yticks([r * cell + cell / 2 for r in range(n_rows)])
+            ax.set_yticklabels(list(row_labels)[:n_rows])
+        else:
+            ax.set_yticks([])
     fig.tight_layout()
     return fig
 

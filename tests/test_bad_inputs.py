@@ -227,7 +227,7 @@ CASES = [
     ("generate eta=nan", lambda t, m: cfg_mnist.generate(D10, ZeroNet(), labels(0, 1), 1.0, sampler="ddim", n_steps=5, eta=NAN), V, r"eta must be a finite number >= 0, got nan"),
     ("generate chunk=0", lambda t, m: cfg_mnist.generate(D10, ZeroNet(), labels(0, 1), 1.0, chunk=0), V, r"chunk must be a positive integer, got 0"),
     ("generate chunk=2.5", lambda t, m: cfg_mnist.generate(D10, ZeroNet(), labels(0, 1), 1.0, chunk=2.5), V, r"chunk must be a positive integer, got 2.5"),
-    ("generate x_T of another batch", lambda t, m: cfg_mnist.generate(D10, ZeroNet(), labels(0, 1), 1.0, x_T=torch.zeros(3, 1, 28, 28)), V, r"x_T must be an image tensor \(2, C, H, W\)"),
+    ("generate x_T of another batch", lambda t, m: cfg_mnist.generate(D10, ZeroNet(), labels(0, 1), 1.0, x_T=torch.zeros(3, 1, 28, 28)), V, r"x_T must be a tensor \(2, 1, 28, 28\) with one start per label, got Tensor \(3, 1, 28, 28\)"),
     ("edit guidance_w=nan", lambda t, m: cfg_mnist.edit(D10, ZeroNet(), torch.zeros(2, 1, 28, 28), labels(0, 1), 0.5, guidance_w=NAN), V, r"guidance_w must be a finite number, got nan"),
     ("edit t0=1.5", lambda t, m: cfg_mnist.edit(D10, ZeroNet(), torch.zeros(2, 1, 28, 28), labels(0, 1), 1.5), V, r"t0 must be a fraction of T in \[0, 1\]"),
     # ---- DDIM eta, steps and start steps

@@ -73,3 +73,25 @@ def test_tile_images_bad_inputs():
         P.tile_images(torch.zeros(0, 1, 4, 4), 2)
     with pytest.raises(ValueError, match="border"):
         P.tile_images(torch.zeros(2, 1, 4, 4), 2, padding=2, border=3)
+
+
+def _tile(canvas, r, c, h=28, w=28):
+    """Image (r, c) of a tiled canvas: 2 pixels between images, 1 around (tile_images)."""
+    return torch.as_tensor(np.asarray(canvas)[1 + r * (h + 2):1 + r * (h + 2) + h, 1 + c * (w + 2):1 + c * (w + 2) + w])
+
+
+def test_class_grid_figure():
+    x = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2.2 - 1.1  # some pixels saturate
+    fig = P.class_grid_figure([x, x[:10]], ["a", "b"], per_row=2, row_labels=[str(i) for i in range(10)])
+    assert [a.get_title() for a in fig.axes] == ["a", "b"]
+    # panel p shows its images row by row, per_row = 2 to a row, in [0, 1] = (x + 1)/2 on a fixed grey scale
+    for ax, panel in zip(fig.axes, (x, x[:10])):
+        canvas = ax.images[0].get_array()
+        assert canvas.shape == (len(panel) // 2 * 30, 2 * 30) and ax.images[0].get_clim() == (0, 1)
+        for i in (0, 3, len(panel) - 1):
+            expected = ((panel[i, 0] + 1) / 2).clamp(0, 1)
+            assert torch.allclose(_tile(canvas, i // 2, i % 2), expected, atol=1e-6), i
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["0", "1", "2", "3", "4"]  # 5 rows of 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match="title"):
+        P.class_grid_figure([x], ["a", "b"])

@@ -1,7 +1,8 @@
 """nbhelpers.recipes.cfg_mnist (notebook 07): presets, the conditioning path on the real UNet (null label, label
 dropout, guided-output algebra), seed 003's sinusoidal time encoding, sampling plumbing, editing from the
 partially diffused input, DDIM with all T steps and η = 1 against the ancestral step, the settle measurement,
-figures, the guidance explorer and the evidence behind the written answers."""
+figures, the guidance explorer, the evidence behind the written answers, and the package's layout (each module
+imports only those before it; every public name re-exported)."""
 import math
 
 import numpy as np
@@ -32,6 +33,37 @@ def _model(variant="cosine", seed=0):
 def _inputs(b=6, seed=1):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(b, 1, 28, 28, generator=g), torch.rand(b, generator=g), torch.randint(0, 10, (b,), generator=g)
+
+
+# --------------------------------------------------------------------------- the package
+MODULES = ("presets", "training", "sampling", "settle", "scores", "evidence", "figures")
+
+
+def test_each_module_imports_only_those_before_it_and_stays_short():
+    import ast
+    from pathlib import Path
+
+    folder = Path(cfg_mnist.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py")) == sorted(MODULES + ("__init__",))
+    for i, name in enumerate(MODULES):
+        text = (folder / f"{name}.py").read_text()
+        assert len(text.splitlines()) <= 500, name
+        siblings = {node.module for node in ast.walk(ast.parse(text))
+                    if isinstance(node, ast.ImportFrom) and node.level == 1}
+        assert siblings <= set(MODULES[:i]), f"{name} imports {sorted(siblings - set(MODULES[:i]))}"
+
+
+def test_the_package_re_exports_every_public_name_of_its_modules_and_the_moved_ones():
+    from nbhelpers import ddpm, plotting
+    from nbhelpers.metrics import stats
+
+    for name in MODULES:
+        module = getattr(cfg_mnist, name)
+        for public in module.__all__:
+            assert getattr(cfg_mnist, public) is getattr(module, public), (name, public)
+            assert public in cfg_mnist.__all__, (name, public)
+    assert cfg_mnist.class_grid_figure is plotting.class_grid_figure and cfg_mnist.binomial_se is stats.binomial_se
+    assert cfg_mnist.SAMPLERS is ddpm.SAMPLERS and cfg_mnist.preset("cosine", "smoke").variant == "cosine"
 
 
 @pytest.mark.parametrize("variant", cfg_mnist.VARIANTS)
@@ -141,23 +173,6 @@ def test_rms_distance():
 def _tile(canvas, r, c, h=28, w=28):
     """Image (r, c) of a tiled canvas: 2 pixels between images, 1 around (nbhelpers.plotting.tile_images)."""
     return torch.as_tensor(np.asarray(canvas)[1 + r * (h + 2):1 + r * (h + 2) + h, 1 + c * (w + 2):1 + c * (w + 2) + w])
-
-
-def test_class_grid_figure():
-    x = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2.2 - 1.1  # some pixels saturate
-    fig = cfg_mnist.class_grid_figure([x, x[:10]], ["a", "b"], per_row=2, row_labels=[str(i) for i in range(10)])
-    assert [a.get_title() for a in fig.axes] == ["a", "b"]
-    # panel p shows its images row by row, per_row = 2 to a row, in [0, 1] = (x + 1)/2 on a fixed grey scale
-    for ax, panel in zip(fig.axes, (x, x[:10])):
-        canvas = ax.images[0].get_array()
-        assert canvas.shape == (len(panel) // 2 * 30, 2 * 30) and ax.images[0].get_clim() == (0, 1)
-        for i in (0, 3, len(panel) - 1):
-            expected = ((panel[i, 0] + 1) / 2).clamp(0, 1)
-            assert torch.allclose(_tile(canvas, i // 2, i % 2), expected, atol=1e-6), i
-    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["0", "1", "2", "3", "4"]  # 5 rows of 2
-    plt.close(fig)
-    with pytest.raises(ValueError, match="title"):
-        cfg_mnist.class_grid_figure([x], ["a", "b"])
 
 
 def test_guidance_explorer_draws_the_chosen_w():
@@ -668,7 +683,7 @@ def test_sample_and_score_variant_samples_what_it_is_not_given(monkeypatch):
         scored.append((ev, labels, w0, w2, uncond, generator))
         return "score"
 
-    monkeypatch.setattr(cfg_mnist, "score_variant", score_variant)
+    monkeypatch.setattr(cfg_mnist.scores, "score_variant", score_variant)
     ev, g = object(), torch.Generator().manual_seed(2)
     assert cfg_mnist.sample_and_score_variant(ev, ddpm, model, y, x_T, sampler="ddim", n_steps=3, generator=g) == "score"
     got_ev, labels, w0, w2, uncond, got_g = scored[-1]

@@ -336,7 +336,7 @@ def test_a_metric_or_an_encoding_without_its_hop_fails(monkeypatch):
     with strict_device(), pytest.raises(StrictDeviceError, match="on the run's device"):
         enc(t)
     monkeypatch.undo()
-    monkeypatch.setattr(cfg_mnist, "exact", lambda: __import__("contextlib").nullcontext())
+    monkeypatch.setattr(cfg_mnist.presets, "exact", lambda: __import__("contextlib").nullcontext())
     with strict_device(), pytest.raises(StrictDeviceError, match="device it was given"):
         cfg_mnist.PaperTimeEncoding(T=100, n_freqs=4)(t)  # its float64 frequencies sent over outside exact()
 

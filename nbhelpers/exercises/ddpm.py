@@ -16,6 +16,7 @@ from torch import Tensor
 from .. import ddpm as _ddpm
 from .. import distributions as _distributions
 from .. import guidance as _guidance
+from ..metrics.stats import binomial_se as _binomial_se
 from .core import Case, Exercise, register
 from .core import gen as _gen
 from .core import randn as _randn
@@ -273,7 +274,7 @@ def _drop_cases() -> list[Case]:
         Case(f"a moment: about p = {p} of {n} labels become ∅ = 2",
              lambda f: float((f(y_many.clone(), p, 2, _gen(15)) == 2).double().mean()), lambda: p,
              "each label is dropped independently with probability p_uncond, the null label is num_classes",
-             atol=4 * math.sqrt(p * (1 - p) / n), rtol=0.0),
+             atol=4 * _binomial_se(p, n), rtol=0.0),
         Case("the labels passed in are left unchanged (the batch is reused)",
              unchanged, lambda: y,
              "return a new tensor (torch.where(...)); y[mask] = num_classes would overwrite the batch's labels"),

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from .._checks import DataError, check_sha256
-from ..runtime import atomic_write_bytes, build_dir
+from ..files import atomic_write_bytes
+from ..layout import build_dir
 from .images import feature_statistics, frechet_distance
 
 __all__ = ["FID", "INCEPTION_FILE", "INCEPTION_ENV", "INCEPTION_SHA256", "inception_weights", "inception_candidates",

@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import exact, to_exact
+from ..devices import exact, to_exact
+from .stats import binomial_se
 
 __all__ = [
     "MNISTClassifier",
@@ -181,8 +182,7 @@ class EvalResult:
     @property
     def recognised_se(self) -> float:
         """Binomial standard error of the recognised fraction, √(p(1 − p)/N)."""
-        p = self.recognised_fraction
-        return float(np.sqrt(p * (1.0 - p) / self.n)) if self.n > 0 else float("nan")
+        return binomial_se(self.recognised_fraction, self.n) if self.n > 0 else float("nan")
 
     @property
     def fd_ratio_se(self) -> float:
@@ -192,8 +192,7 @@ class EvalResult:
     @property
     def class_se(self) -> np.ndarray:
         """Binomial standard error of each class share, √(h(1 − h)/N)."""
-        h = np.asarray(self.class_histogram, dtype=np.float64)
-        return np.sqrt(h * (1.0 - h) / max(self.n, 1))
+        return binomial_se(np.asarray(self.class_histogram, dtype=np.float64), max(self.n, 1))
 
     @property
     def class_min(self) -> float:

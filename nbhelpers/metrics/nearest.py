@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..runtime import exact, to_exact
+from ..devices import exact, to_exact
 
 __all__ = ["Neighbours", "nearest_neighbours", "matched_images", "CopyCheck", "copy_check"]
 

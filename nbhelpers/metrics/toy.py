@@ -27,7 +27,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from ..runtime import exact, randn, to_exact
+from ..devices import exact, randn, to_exact
 
 __all__ = [
     "energy_distance",

@@ -15,7 +15,8 @@ A recipe holds one notebook's presets, trainer, sweeps and figures; it imports t
 * ``score_sde`` — notebook 05: the VP-SDE's reverse sampler built from one step, the 2D and image studies,
   their figures and the numbers its answers cite;
 * ``two_pixel`` — notebook 06: the two-pixel density figures and the guidance explorer;
-* ``cfg_mnist`` — notebook 07: class-conditional DDPM with classifier-free guidance on MNIST;
+* ``cfg_mnist`` — notebook 07: class-conditional DDPM with classifier-free guidance on MNIST: presets,
+  training, sampling, the settle measurement, scores, the answers' evidence, figures;
 * ``afhq`` — notebook 08 and the ``python -m nbhelpers.afhq`` trainer: data, the seed's
   ``Diffusion``, trainer, figures, CLI.
 

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from ..ddpm import DDPM, GMMEpsOracle
 from ..distributions import GaussianMixture
 from ..guidance import drop_labels
+from ..metrics.stats import binomial_se
 from ..metrics.toy import (NoiseFloor, SampleScore, energy_noise_floor, mode_weights, ratio_separation,
                            score_against_truth)
 from ..models.two_pixel import TwoPixelUNet
@@ -293,7 +294,7 @@ def q3_findings(scores: dict[tuple[int, str], SampleScore], metrics: dict[str, A
         f[f"e{T}"] = scores[T, E].energy_ratio
         w = q(T, L, "mode_weights")
         f[f"w{T}"], f[f"w{T}b"], f[f"sd{T}"], f[f"b{T}"] = w[0], w[1], q(T, L, "mode_std"), q(T, L, "between_modes")
-    f["wse"] = math.sqrt(0.35 * 0.65 / n_total)
+    f["wse"] = binomial_se(0.35, n_total)
     f["z25"], f["zp50"] = sep((25, L), (50, L)), sep((50, LP), (50, L))
     f["v25"] = ("within 2 s.e. of $T = 50$: this score cannot tell the two apart" if abs(f["z25"]) < 2
                 else f"{f['z25']:+.1f} s.e. from $T = 50$")
