@@ -115,19 +115,79 @@ def step_seconds(case: Case, warmup: int, timed: int) -> float:
     return statistics.median(times[warmup:])
 
 
+COMPUTE_KERNELS = ("mkldnn_convolution", "convolution", "_convolution", "conv1d", "conv2d", "conv_transpose1d",
+                   "addmm", "mm", "bmm", "baddbmm", "matmul", "linear", "_scaled_dot_product_flash_attention_for_cpu",
+                   "_scaled_dot_product_attention_math", "scaled_dot_product_attention")
+"""The aten operators that do the counted FLOPs (matrix products, convolutions, attention), with their
+dispatch wrappers; every other operator's time is elementwise or memory-bound work (norms, activations,
+additions, copies, up-sampling) that ``FlopCounterMode`` does not count."""
+
+
+@contextmanager
+def eval_chunk_setting(value: str | None):
+    """``$NBHELPERS_EVAL_CHUNK`` set to ``value`` (None: unset, the default policy) for the block."""
+    import os
+
+    from nbhelpers.layout import EVAL_CHUNK_ENV
+
+    before = os.environ.get(EVAL_CHUNK_ENV)
+    if value is None:
+        os.environ.pop(EVAL_CHUNK_ENV, None)
+    else:
+        os.environ[EVAL_CHUNK_ENV] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(EVAL_CHUNK_ENV, None)
+        else:
+            os.environ[EVAL_CHUNK_ENV] = before
+
+
+def _median_seconds(call: Callable[[], Any], timed: int) -> float:
+    times = []
+    for _ in range(min(timed, 3) + 1):  # a few: one evaluation of a big sampler batch takes a while
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:])
+
+
+def time_breakdown(call: Callable[[], Any], top: int = 4) -> dict[str, Any]:
+    """Where one call's time goes, from ``torch.profiler`` (self CPU time per aten operator): the share of
+    the FLOP-counted kernels (:data:`COMPUTE_KERNELS`) and the ``top`` other operators with their shares."""
+    from torch.profiler import ProfilerActivity, profile
+
+    call()  # warm
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        call()
+    self_us: dict[str, float] = {}
+    for event in prof.key_averages():
+        if event.key.startswith("aten::"):
+            name = event.key.removeprefix("aten::")
+            self_us[name] = self_us.get(name, 0.0) + event.self_cpu_time_total
+    total = sum(self_us.values()) or 1.0
+    compute = sum(v for k, v in self_us.items() if k in COMPUTE_KERNELS)
+    others = sorted(((k, v) for k, v in self_us.items() if k not in COMPUTE_KERNELS), key=lambda kv: -kv[1])[:top]
+    return {"compute_share": compute / total, "other": {k: v / total for k, v in others}}
+
+
 @torch.no_grad()
-def sampler_cost(case: Case, timed: int) -> tuple[int, float]:
+def sampler_cost(case: Case, timed: int) -> dict[str, Any]:
+    """One sampler evaluation at the notebook's batch: FLOPs, seconds as the notebooks run it (on the CPU a
+    UNet evaluates in cache-sized chunks, :func:`nbhelpers.devices.eval_chunk`) and as one whole batch, and
+    where the time goes."""
     case.model.eval()
     counter = flop_counter()
     with counter:
         case.sample_call()
-    times = []
-    for _ in range(min(timed, 3) + 1):  # a few: one evaluation of a big sampler batch takes a while
-        t0 = time.perf_counter()
-        case.sample_call()
-        times.append(time.perf_counter() - t0)
+    seconds = _median_seconds(case.sample_call, timed)
+    with eval_chunk_setting("0"):
+        whole = _median_seconds(case.sample_call, timed)
+    breakdown = time_breakdown(case.sample_call)
     case.model.train()
-    return int(counter.get_total_flops()), statistics.median(times[1:])
+    return {"flops_per_eval": int(counter.get_total_flops()), "seconds_per_eval": seconds,
+            "seconds_per_eval_whole_batch": whole, "breakdown": breakdown}
 
 
 # --------------------------------------------------------------------------- the series' trainings
@@ -262,13 +322,14 @@ def measure(case: Case, warmup: int, timed: int, peaks: dict[int, dict[str, floa
         peak = peaks[n_threads]["flops_per_s"]
         flops = step_flops(case)
         secs = step_seconds(case, warmup, timed)
-        s_flops, s_secs = sampler_cost(case, timed)
+        sampler = sampler_cost(case, timed)
+    s_flops, s_secs = sampler["flops_per_eval"], sampler["seconds_per_eval"]
     params = sum(p.numel() for p in case.model.parameters() if p.requires_grad)
     return {"name": case.name, "profile": case.profile, "threads": n_threads, "parameters": params,
             "train": {"flops_per_step": flops, "seconds_per_step": secs, "flops_per_s": flops / secs,
                       "ratio": flops / secs / peak},
-            "sampler": {"batch": case.sample_batch, "flops_per_eval": s_flops, "seconds_per_eval": s_secs,
-                        "flops_per_s": s_flops / s_secs, "ratio": s_flops / s_secs / peak},
+            "sampler": {**sampler, "batch": case.sample_batch, "flops_per_s": s_flops / s_secs, "ratio": s_flops / s_secs / peak,
+                        "ratio_whole_batch": s_flops / sampler["seconds_per_eval_whole_batch"] / peak},
             "gemm_peak_flops_per_s": peak}
 
 
@@ -291,6 +352,23 @@ def table(payload: dict[str, Any]) -> str:
         lines.append(f"| {r['name']} | {r['profile']} | {r['threads']} | {si(r['parameters'])} | {si(t['flops_per_step'])} | "
                      f"{t['seconds_per_step']:.3g} | {si(t['flops_per_s'], 'FLOP/s')} | {t['ratio']:.1%} | {s['batch']} | "
                      f"{si(s['flops_per_eval'])} | {s['seconds_per_eval']:.3g} | {si(s['flops_per_s'], 'FLOP/s')} | {s['ratio']:.1%} |")
+    rows = [r for r in payload["rows"] if "breakdown" in r["sampler"]]
+    if rows:
+        lines += ["", "#### Samplers: whole batch against cache-sized chunks, and where the time goes", "",
+                  "A sampler's network evaluation at the notebook's batch, as one batch (`NBHELPERS_EVAL_CHUNK=0`) and as "
+                  "the notebooks run it (on the CPU a UNet evaluates "
+                  "`nbhelpers.devices.CPU_EVAL_CHUNK` images at a time). Compute share: the part of the chunked call's "
+                  "operator time (`torch.profiler`, self CPU time) spent in the kernels that do the counted FLOPs "
+                  "(convolutions, matrix products, attention); the rest is memory-bound work, the largest operators named.", "",
+                  "| sampler | batch | s/eval whole | ratio whole | s/eval chunked | ratio chunked | speed-up | compute share | largest other operators |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            s = r["sampler"]
+            other = ", ".join(f"{k} {v:.0%}" for k, v in s["breakdown"]["other"].items())
+            lines.append(f"| {r['name']} [{r['profile']}] | {s['batch']} | {s['seconds_per_eval_whole_batch']:.3g} | "
+                         f"{s['ratio_whole_batch']:.1%} | {s['seconds_per_eval']:.3g} | {s['ratio']:.1%} | "
+                         f"{s['seconds_per_eval_whole_batch'] / s['seconds_per_eval']:.2f}× | "
+                         f"{s['breakdown']['compute_share']:.0%} | {other} |")
     return "\n".join(lines)
 
 

@@ -38,6 +38,35 @@ def test_measure_row():
                                              "gemm_peaks": {str(k): v for k, v in peaks.items()}, "rows": [row]})
 
 
+def test_time_breakdown_tells_counted_kernels_from_memory_bound_work():
+    torch.manual_seed(0)
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    matmul = roofline.time_breakdown(lambda: a @ b)
+    assert matmul["compute_share"] > 0.5
+    elementwise = roofline.time_breakdown(lambda: (a.sin() + b).exp())
+    assert elementwise["compute_share"] == 0 and {"sin", "add", "exp"} <= set(elementwise["other"])
+    assert sum(elementwise["other"].values()) == pytest.approx(1.0)
+
+
+def test_sampler_rows_time_the_whole_batch_and_the_chunks(monkeypatch):
+    """A UNet sampler row: the notebooks' chunked call and the whole batch (`NBHELPERS_EVAL_CHUNK=0`), same FLOPs."""
+    from nbhelpers.models.unet import UNet, UNetConfig
+
+    monkeypatch.delenv("NBHELPERS_EVAL_CHUNK", raising=False)
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(base_channels=4, channel_mults=(1, 2), time_embed_dim=8))
+    x, t = torch.randn(6, 1, 28, 28), torch.rand(6)
+    sizes = []
+    monkeypatch.setattr(net, "_forward", lambda x_, t_, y_: sizes.append(len(x_)) or x_)
+    monkeypatch.setattr("nbhelpers.devices.CPU_EVAL_CHUNK", 4)
+    case = roofline.Case("u", "cpu", net, None, None, None, lambda: net(x, t), 6)
+    row = roofline.sampler_cost(case, timed=1)
+    assert row["seconds_per_eval_whole_batch"] > 0 and row["seconds_per_eval"] > 0
+    # FLOP count, timed calls (1 warm-up + 1), whole batch (1 + 1), the profiler's warm-up and profiled call
+    assert sizes == [4, 2] * 3 + [6] * 2 + [4, 2] * 2
+    assert "NBHELPERS_EVAL_CHUNK" not in __import__("os").environ
+
+
 def test_gemm_peak_counts_2n3():
     out = roofline.gemm_peak(1, sizes=(64,), repeats=1)
     assert out["size"] == 64 and out["threads"] == 1 and out["flops_per_s"] > 0

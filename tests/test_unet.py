@@ -252,3 +252,73 @@ def test_config_key_is_json_friendly():
     assert json.loads(json.dumps(key))["channel_mults"] == [1, 2, 2, 2]
     assert UNet(UNetConfig(**{**key, "channel_mults": tuple(key["channel_mults"]),
                              "attention_levels": tuple(key["attention_levels"])})).config == MNIST_GUIDED
+
+
+# --------------------------------------------------------------------------- inference in cache-sized chunks
+def _count_forwards(model, monkeypatch):
+    calls = []
+    inner = model._forward
+
+    def counted(x, t, y):
+        calls.append(x.shape[0])
+        return inner(x, t, y)
+
+    monkeypatch.setattr(model, "_forward", counted)
+    return calls
+
+
+@pytest.mark.parametrize("norm,attention", [("batch", ()), ("group", (1,))])
+def test_inference_on_the_cpu_runs_in_chunks_with_the_same_result(monkeypatch, norm, attention):
+    torch.manual_seed(0)
+    # float64, so that what differs between the chunks and the whole batch is the arithmetic, not its rounding
+    model = UNet(_tiny(norm=norm, attention_levels=attention, num_classes=3)).double()
+    _randomise(model, 1)
+    model.eval()
+    x, t = torch.randn(11, 1, 28, 28, dtype=torch.float64), torch.rand(11, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2])
+    monkeypatch.setenv("NBHELPERS_EVAL_CHUNK", "0")
+    with torch.no_grad():
+        whole = model(x, t, y)
+    monkeypatch.setenv("NBHELPERS_EVAL_CHUNK", "4")
+    calls = _count_forwards(model, monkeypatch)
+    with torch.no_grad():
+        chunked = model(x, t, y)
+        unlabelled = model(x, 0.3)  # a scalar t and no labels are split too
+    assert calls == [4, 4, 3, 4, 4, 3]
+    torch.testing.assert_close(chunked, whole, rtol=1e-10, atol=1e-9)
+    monkeypatch.setenv("NBHELPERS_EVAL_CHUNK", "0")
+    with torch.no_grad():
+        torch.testing.assert_close(unlabelled, model(x, 0.3), rtol=1e-10, atol=1e-9)
+
+
+def test_no_chunks_with_gradients_or_in_training_mode(monkeypatch):
+    torch.manual_seed(0)
+    model = UNet(_tiny())
+    monkeypatch.setenv("NBHELPERS_EVAL_CHUNK", "4")
+    calls = _count_forwards(model, monkeypatch)
+    x, t = torch.randn(10, 1, 28, 28), torch.rand(10)
+    model.train()
+    with torch.no_grad():
+        model(x, t)  # BatchNorm in training mode normalises over the whole batch
+    model.eval()
+    model(x, t)  # gradients on: the backward pass needs one graph
+    assert calls == [10, 10]
+    monkeypatch.delenv("NBHELPERS_EVAL_CHUNK")
+    with torch.no_grad():
+        model(torch.randn(300, 1, 28, 28), torch.rand(300))  # the default: 128 at a time
+    assert calls[2:] == [128, 128, 44]
+
+
+def test_eval_chunk_setting_is_checked(monkeypatch):
+    from nbhelpers.devices import eval_chunk
+
+    x = torch.zeros(2)
+    with torch.no_grad():
+        monkeypatch.setenv("NBHELPERS_EVAL_CHUNK", "0")
+        assert eval_chunk(x) is None
+        monkeypatch.setenv("NBHELPERS_EVAL_CHUNK", "many")
+        with pytest.raises(ValueError, match=r"NBHELPERS_EVAL_CHUNK must be a non-negative integer.*'many'"):
+            eval_chunk(x)
+        monkeypatch.setenv("NBHELPERS_EVAL_CHUNK", "-3")
+        with pytest.raises(ValueError, match=r"NBHELPERS_EVAL_CHUNK must be a non-negative integer.*'-3'"):
+            eval_chunk(x)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_labels
+from ..devices import eval_chunk
 from .embeddings import TIME_EMBEDDINGS as _EMBEDDINGS
 
 __all__ = ["UNetConfig", "UNet", "ResidualLayer", "SelfAttention", "UNetDescription", "NORMS", "TIME_EMBEDDINGS", "TIME_MLPS"]
@@ -314,7 +315,15 @@ class UNet(nn.Module):
             # values are checked on the CPU only: on a GPU that would sync every forward pass
             y = check_labels("labels y", y.reshape(-1) if y.ndim == 0 else y, cfg.num_classes, b,
                              check_values=y.device.type == "cpu")
-        emb = self.embed(t, y, b).to(x.dtype)
+        n = eval_chunk(x, self.training)
+        if n is not None and b > n:  # inference on the CPU: cache-sized chunks (devices.eval_chunk)
+            return torch.cat([self._forward(x[i:i + n], t[i:i + n], None if y is None else y[i:i + n])
+                              for i in range(0, b, n)])
+        return self._forward(x, t, y)
+
+    def _forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The network on checked inputs: ``t`` of shape ``(B,)``, ``y`` ``(B,)`` or None."""
+        emb = self.embed(t, y, x.shape[0]).to(x.dtype)
         h = self.initial_conv(x)
         skips = []
         for enc in self.encoders:
