@@ -1,6 +1,8 @@
 """Benchmark runner: ``python -m benchmarks --profile cpu --notebooks 01,02`` (``make bench``).
 
-First the roofline table (:mod:`benchmarks.roofline`, a few minutes; ``--no-roofline`` skips it).
+First the roofline table (:mod:`benchmarks.roofline`, a few minutes; ``--no-roofline`` skips it); last the
+series in order against the machine's arithmetic floor (:mod:`benchmarks.series`, as long again as the cold runs;
+``--no-series`` skips it).
 
 Executes the chosen notebooks with papermill in one profile, each from scratch in an empty trained-model
 cache (what a first run costs; ``--warm`` uses ``checkpoints/``), and writes one JSON per run to
@@ -112,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     flag(ap, "notebooks", default="all", help="'all' or a comma list such as 01,02 (default: %(default)s)")
     flag(ap, "summarise", action="store_true", help="only rebuild the tables in benchmarks/README.md")
     flag(ap, "no_roofline", action="store_true", help="skip the roofline table (python -m benchmarks.roofline)")
+    flag(ap, "no_series", action="store_true",
+         help="skip the series in order against the arithmetic floor (python -m benchmarks.series)")
     flag(ap, "warm", action="store_true",
          help="use the trained-model cache (checkpoints/); by default every notebook trains from scratch in an "
               "empty cache, as on a first run")
@@ -176,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
             path = write_result(stem, payload)
             shown = path.relative_to(HERE.parent) if HERE.parent in path.parents else path
             print(f"  {r.status} in {r.seconds:.1f} s → {shown}", flush=True)
+    if not args.summarise and not args.no_series:
+        from .series import main as series
+
+        if series(["--profile", args.profile, "--device", args.device, "--notebooks", args.notebooks]) != 0:
+            failed.append("the series in order")
     print(summarise())
     if failed:
         print(f"error: {', '.join(failed)} failed (the results kept are the last good ones; see *__failed.json)",

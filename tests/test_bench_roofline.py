@@ -121,7 +121,7 @@ def test_a_failed_notebook_keeps_the_good_result_and_exits_non_zero(tmp_path, mo
     good = tmp_path / f"02_paths_schedules__cpu__{tag}.json"
     good.write_text(json.dumps({"kind": "notebook", "notebook": "02_paths_schedules", "profile": "cpu", "status": "ok", "metrics": {}, "wall_s": 5.0, "machine_tag": tag, "machine": common.machine(), "date": "d"}))
     before = good.read_bytes()
-    assert bench.main(["--notebooks", "02", "--no-roofline", "--device", "cpu"]) == 1
+    assert bench.main(["--notebooks", "02", "--no-roofline", "--no-series", "--device", "cpu"]) == 1
     assert good.read_bytes() == before
     assert (tmp_path / f"02_paths_schedules__cpu__{tag}__failed.json").is_file()
     assert "error: 02_paths_schedules failed" in capsys.readouterr().err
