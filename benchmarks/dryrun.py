@@ -37,6 +37,7 @@ from typing import Any
 from nbhelpers import dryrun
 from nbhelpers.cli import read_json, tool_errors
 from nbhelpers.runner import run_notebook, select_notebooks
+from nbhelpers.layout import EVAL_CHUNK_ENV
 from nbhelpers.runtime import PROFILE_ENV, PROFILES, build_dir, get_device
 
 from .common import (AMP_BYTES, BANDWIDTH_UTILISATION, CUDA_CONTEXT_BYTES, GPU_BANDWIDTH, GPU_CAPABILITY, GPU_MEMORY, GPU_PEAKS, LAUNCH_S,
@@ -181,9 +182,12 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 def run(names: list[str], max_steps: int, profile: str, device: str, keep_cache: bool,
         parameters: dict[str, Any] | None = None) -> dict[str, Any]:
-    saved = {v: os.environ.get(v) for v in (dryrun.MAX_STEPS_ENV, dryrun.RECORD_ENV, PROFILE_ENV)}
+    saved = {v: os.environ.get(v) for v in (dryrun.MAX_STEPS_ENV, dryrun.RECORD_ENV, PROFILE_ENV, EVAL_CHUNK_ENV)}
     os.environ[dryrun.MAX_STEPS_ENV] = str(max_steps)
     os.environ[PROFILE_ENV] = profile
+    # a GPU evaluates a sampler's whole batch: count one call's operators as it launches them, not as the CPU's
+    # cache-sized chunks would (nbhelpers.devices.eval_chunk; the FLOPs and bytes are the same either way)
+    os.environ[EVAL_CHUNK_ENV] = "0"
     root = dryrun.root(max_steps)
     if not keep_cache and root.exists():
         shutil.rmtree(root)  # a cached capped model would not be measured

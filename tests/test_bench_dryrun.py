@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from benchmarks import dryrun as bench
 from nbhelpers import dryrun
@@ -141,3 +142,22 @@ def test_a_run_with_notebook_parameters_gets_rows_of_its_own():
     assert bench.row_name("07_mnist_cfg", {}) == "07_mnist_cfg"
     with pytest.raises(ValueError, match="name=value, got 'large'"):
         bench.parse_params(["large"])
+
+
+def test_a_dry_run_counts_whole_batches_as_a_gpu_runs_them(monkeypatch, tmp_path):
+    """The CPU's cache-sized chunks (nbhelpers.devices.eval_chunk) are off inside a dry run, so a sampler call's
+    operators are counted as a GPU launches them; the caller's setting comes back afterwards."""
+    from nbhelpers.layout import EVAL_CHUNK_ENV
+    from nbhelpers.runner import NotebookResult
+
+    seen = []
+
+    def fake_run(name, profile, device, parameters=None, output_dir=None):
+        seen.append(os.environ.get(EVAL_CHUNK_ENV))
+        return NotebookResult(name, profile, device, "ok", 1.0, tmp_path / "o.ipynb", "", {}, "cpu")
+
+    monkeypatch.setattr(bench, "run_notebook", fake_run)
+    monkeypatch.setenv("NBHELPERS_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setenv(EVAL_CHUNK_ENV, "64")
+    bench.run(["02_paths_schedules"], 1, "gpu", "cpu", keep_cache=False)
+    assert seen == ["0"] and os.environ[EVAL_CHUNK_ENV] == "64"
