@@ -454,7 +454,7 @@ def test_guided_sample_in_chunks_is_ddim_with_the_guided_eps():
     d = DDPM.from_schedule("cosine", 20)
     y = torch.tensor([0, 1, 0, 1, 1])
     x_T = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
-    got = nb.ddpm.guided_sample(d, _LabelledEps(), y, 2.0, 2, shape=(2,), sampler="ddim", n_steps=4, x_T=x_T, chunk=2,
+    got = nb.ddpm_sampling.guided_sample(d, _LabelledEps(), y, 2.0, 2, shape=(2,), sampler="ddim", n_steps=4, x_T=x_T, chunk=2,
                                 return_steps=[0, 20])
     eps = lambda x, t, yy: 0.3 * x + 0.1 * (yy.float() - 1.0)[:, None] + 0.2 * (yy.float() - 2.0)[:, None]  # noqa: E731
     ref = d.ddim_sample(eps, x_T, 4, y=y, return_steps=[0, 20])
@@ -467,10 +467,10 @@ def test_guided_sample_at_w0_skips_the_null_pass_and_draws_its_start():
     d = DDPM.from_schedule("cosine", 5)
     net = _LabelledEps()
     y = torch.tensor([1, 0, 1])
-    out = nb.ddpm.guided_sample(d, net, y, 0.0, 2, shape=(1, 4, 4), generator=torch.Generator().manual_seed(0), chunk=2)
+    out = nb.ddpm_sampling.guided_sample(d, net, y, 0.0, 2, shape=(1, 4, 4), generator=torch.Generator().manual_seed(0), chunk=2)
     assert out.x.shape == (3, 1, 4, 4) and out.nfe == 5 and out.trajectory is None
     assert len(net.seen) == 2 * 5 and all(int(s.max()) < 2 for s in net.seen)  # two chunks, never ∅ = 2
-    again = nb.ddpm.guided_sample(d, _LabelledEps(), y, 0.0, 2, shape=(1, 4, 4), generator=torch.Generator().manual_seed(0),
+    again = nb.ddpm_sampling.guided_sample(d, _LabelledEps(), y, 0.0, 2, shape=(1, 4, 4), generator=torch.Generator().manual_seed(0),
                                   chunk=2)
     assert torch.equal(out.x, again.x)
 
@@ -483,5 +483,5 @@ def test_guided_sample_at_w0_skips_the_null_pass_and_draws_its_start():
 ])
 def test_guided_sample_names_a_bad_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        nb.ddpm.guided_sample(DDPM.from_schedule("cosine", 5), _LabelledEps(), torch.tensor([0, 1]), 1.0, 2,
+        nb.ddpm_sampling.guided_sample(DDPM.from_schedule("cosine", 5), _LabelledEps(), torch.tensor([0, 1]), 1.0, 2,
                               shape=(1, 4, 4), **kwargs)
