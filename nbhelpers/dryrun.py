@@ -233,9 +233,9 @@ class _Scope:
 
     def get(self, f: Any) -> Any:
         try:  # bound methods compare equal when they bind the same function to the same object (sde.drift, twice)
-            key = (f, None) if hash(f) is not None else None
-        except TypeError:
-            key = (id(f), type(f))
+            key = (hash(f), f)
+        except TypeError:  # an unhashable callable: by identity
+            key = (id(f), id(f))
         if key not in self.budgets:
             self.budgets[key] = budget(f)
         return self.budgets[key]
