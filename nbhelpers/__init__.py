@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "runtime", "devices", "layout", "files", "progress", "training", "runner", "sde", "schedules", "paths",
-    "distributions", "models", "losses", "solvers", "ddpm", "guidance", "metrics", "plotting", "widgets", "data",
+    "distributions", "models", "losses", "solvers", "ddpm", "ddpm_oracle", "ddpm_sampling", "guidance", "metrics", "plotting", "widgets", "data",
     "afhq", "answers", "cli", "dryrun", "recipes", "exercises", "standin",
 }
 

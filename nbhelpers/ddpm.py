@@ -17,12 +17,11 @@ Every method casts the values it needs to the dtype and device of its input (one
 dtype, cached), so one ``DDPM`` serves a model on any device. Random draws use the ``generator`` passed
 in; a CPU generator also drives a CUDA or MPS run (the draw is made on the CPU and moved), which keeps
 the draws identical across devices.
-
-:func:`guided_sample` draws a labelled batch with classifier-free guidance (:mod:`nbhelpers.guidance`) in
-chunks, by either loop, its results gathered on the CPU.
+Guided sampling in chunks: :mod:`nbhelpers.ddpm_sampling`. A dry run caps the loops (:mod:`nbhelpers.dryrun`).
 """
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
@@ -30,14 +29,13 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch import nn
 
-from ._checks import batch_time, check_float, check_int, check_labels
-from .devices import autocast, exact, exact_device, from_exact, randn, to_exact
-from .dryrun import budget
-from .guidance import CFGModel
+from ._checks import check_float, check_int
+from .devices import exact, exact_device, randn, to_exact
+from .ddpm_oracle import GMMEpsOracle  # the exact ε of a Gaussian mixture, a model for these samplers
+from .dryrun import capped, sampler
 from .progress import progress_bar
 
-__all__ = ["DDPM", "Posterior", "StepResult", "SampleResult", "GMMEpsOracle", "LOSS_KINDS", "SIGMA_CHOICES", "SAMPLERS",
-           "guided_sample"]
+__all__ = ["DDPM", "Posterior", "StepResult", "SampleResult", "GMMEpsOracle", "LOSS_KINDS", "SIGMA_CHOICES", "SAMPLERS"]
 
 LOSS_KINDS = ("l2", "l1", "huber")
 SIGMA_CHOICES = ("posterior", "beta")
@@ -77,15 +75,12 @@ class SampleResult:
 
 # --------------------------------------------------------------------------- helpers
 def _model_device(model: Model) -> torch.device:
-    if isinstance(model, nn.Module):
-        for p in model.parameters():
-            return p.device
-        for b in model.buffers():
-            return b.device
-    return torch.device("cpu")
+    tensors = itertools.chain(model.parameters(), model.buffers()) if isinstance(model, nn.Module) else ()
+    return next((t.device for t in tensors), torch.device("cpu"))
 
 
 def _call(model: Model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    model = capped(model)  # inside a sampler call of a dry run ($NBHELPERS_MAX_STEPS): evaluations capped
     return model(x, t) if y is None else model(x, t, y)
 
 
@@ -95,8 +90,7 @@ _warned: set[str] = set()
 
 
 def _check_y(y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
-    """Labels, when given, are one integer per sample: ``(B,)``. Their range is the model's to check
-    (a :class:`nbhelpers.guidance.CFGModel` checks them against its ``num_classes``)."""
+    """Labels, when given, are one integer per sample ``(B,)``; their range is the model's to check."""
     if y is None:
         return None
     if not isinstance(y, torch.Tensor) or y.dtype.is_floating_point or y.dtype.is_complex or tuple(y.shape) != (batch,):
@@ -105,6 +99,25 @@ def _check_y(y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
                          f"for classifier-free guidance pass nbhelpers.guidance.CFGModel(model, w, num_classes) "
                          f"as the model")
     return y
+
+
+class _Kept:
+    """The states x_k and predictions x̂_0 a sampling loop keeps at ``return_steps`` (k in 0..k0; none if ``None``)."""
+
+    def __init__(self, return_steps: Sequence[int] | None, x: torch.Tensor, k0: int) -> None:
+        self.steps = None if return_steps is None else {check_int("return_steps entry", k) for k in return_steps}
+        bad = sorted(k for k in self.steps or () if not 0 <= k <= k0)
+        if bad:
+            raise ValueError(f"return_steps must lie in 0..{k0} (the start step), got {bad}")
+        self.traj, self.preds = (None, None) if self.steps is None else ({}, {})
+        self.add(k0 + 1, k0, x, x)
+
+    def add(self, k: int, k_next: int, x_next: torch.Tensor, x0_pred: torch.Tensor) -> None:
+        if self.steps is not None:
+            if k in self.steps:
+                self.preds[k] = x0_pred
+            if k_next in self.steps:
+                self.traj[k_next] = x_next.clone()
 
 
 # --------------------------------------------------------------------------- the process
@@ -156,11 +169,9 @@ class DDPM:
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * self.alphas.sqrt() / (1.0 - self.alphas_cumprod)
         self._cache: dict[tuple[torch.device, torch.dtype], dict[str, torch.Tensor]] = {}
 
-    BUFFERS = (
-        "betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
-        "sqrt_one_minus_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
-        "posterior_mean_coef1", "posterior_mean_coef2",
-    )
+    BUFFERS = ("betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
+               "sqrt_one_minus_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
+               "posterior_mean_coef1", "posterior_mean_coef2")
 
     @classmethod
     def from_schedule(cls, name: str, T: int) -> "DDPM":
@@ -230,12 +241,8 @@ class DDPM:
 
     def q_sample(self, x0: torch.Tensor, k: Steps, noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
                  *, check_steps: bool = True) -> torch.Tensor:
-        """x_k = √ᾱ_k x_0 + √(1 − ᾱ_k) ε, for k ∈ {0, …, T} (k = 0 returns x_0).
-
-        ``check_steps=False`` skips the range check of ``k``, which reads the steps back to the host (a
-        device sync on every call): for a training step whose ``k`` is an integer ``(B,)`` tensor drawn
-        in range by :meth:`sample_steps`.
-        """
+        """x_k = √ᾱ_k x_0 + √(1 − ᾱ_k) ε, for k ∈ {0, …, T} (k = 0 returns x_0). ``check_steps=False`` skips the
+        range check of ``k`` (a device sync per call) for integer ``(B,)`` steps drawn by :meth:`sample_steps`."""
         if check_steps:
             kk = self._steps(k, x0, low=0)
         elif isinstance(k, torch.Tensor) and not k.is_floating_point() and k.dtype != torch.bool:
@@ -373,15 +380,7 @@ class DDPM:
         dev = torch.device(device) if device is not None else _model_device(model)
         return randn(shape, generator, dev, torch.float32), k0
 
-    def _record(self, return_steps: Sequence[int] | None, k0: int) -> set[int] | None:
-        if return_steps is None:
-            return None
-        steps = {check_int("return_steps entry", k) for k in return_steps}
-        bad = sorted(k for k in steps if not 0 <= k <= k0)
-        if bad:
-            raise ValueError(f"return_steps must lie in 0..{k0} (the start step), got {bad}")
-        return steps
-
+    @sampler
     @torch.no_grad()
     def sample(
         self,
@@ -408,12 +407,7 @@ class DDPM:
             raise ValueError(f"unknown sigma {sigma!r}; valid choices: {', '.join(SIGMA_CHOICES)}")
         x, k0 = self._start(model, shape_or_x, start_step, x_start, generator, device)
         y = _check_y(y, x.shape[0])
-        model = budget(model)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
-        keep = self._record(return_steps, k0)
-        traj = {} if keep is not None else None
-        preds = {} if keep is not None else None
-        if keep is not None and k0 in keep:
-            traj[k0] = x.clone()
+        kept = _Kept(return_steps, x, k0)
         steps = range(k0, 0, -1)
         if progress:
             steps = progress_bar(steps, desc="DDPM", leave=False)
@@ -422,12 +416,8 @@ class DDPM:
             out = self._p_step(model, x, k, y, generator, clip_x0, sigma)
             x = out.x_prev
             nfe += 1
-            if keep is not None:
-                if k in keep:
-                    preds[k] = out.x0_pred
-                if k - 1 in keep:
-                    traj[k - 1] = x.clone()
-        return SampleResult(x, traj, preds, nfe)
+            kept.add(k, k - 1, x, out.x0_pred)
+        return SampleResult(x, kept.traj, kept.preds, nfe)
 
     def ddim_steps(self, n_steps: int, start_step: int | None = None) -> list[int]:
         """The DDIM sub-sequence: ``n_steps`` evenly spaced steps from ``start_step`` (default T) down to 1."""
@@ -439,6 +429,34 @@ class DDPM:
             ks = torch.linspace(k0, 1, n_steps, dtype=torch.float64).round().long().tolist()
         return sorted(set(ks), reverse=True)
 
+    def ddim_step(self, x: torch.Tensor, k: int, k_next: int, eps: torch.Tensor, *, eta: float = 0.0,
+                  noise: torch.Tensor | None = None, clip_x0: bool = True) -> StepResult:
+        """One DDIM step x_k → x_{k'} (Song et al. 2021, eq. 12), k' < k, given the model's ε̂ = ``eps`` at (x_k, k):
+
+        1. x̂_0 = (x_k − √(1 − ᾱ_k) ε̂) / √ᾱ_k                                  ("predicted x_0", eq. 12)
+        2. with ``clip_x0``: x̂_0 clamped to [−1, 1] and ε̂ = (x_k − √ᾱ_k x̂_0) / √(1 − ᾱ_k) recomputed from it
+        3. σ = η √((1 − ᾱ_{k'}) / (1 − ᾱ_k)) √(1 − ᾱ_k / ᾱ_{k'})                         (eq. 16)
+        4. x_{k'} = √ᾱ_{k'} x̂_0 + √(1 − ᾱ_{k'} − σ²) ε̂ + σ z        ("direction pointing to x_t" + noise, eq. 12)
+
+        with ᾱ_0 = 1. η > 0 with k' > 0 needs the draw z = ``noise`` (shaped like x). Returns x_{k'} as ``x_prev``.
+        """
+        if not (isinstance(k, int) and isinstance(k_next, int) and 0 <= k_next < k <= self.T):
+            raise ValueError(f"need integer steps 0 <= k_next < k <= T = {self.T}, got k = {k!r}, k_next = {k_next!r}")
+        abar = self._table(x)["alphas_cumprod"]
+        a, a_next = abar[k - 1], (abar[k_next - 1] if k_next > 0 else abar.new_ones(()))  # ᾱ_0 = 1
+        x0_pred = self._predict_x0(x, self._steps(k, x), eps)
+        if clip_x0:
+            x0_pred = x0_pred.clamp(-1.0, 1.0)
+            eps = (x - a.sqrt() * x0_pred) / (1.0 - a).sqrt()
+        var = eta**2 * (1.0 - a_next) / (1.0 - a) * (1.0 - a / a_next)
+        x_next = a_next.sqrt() * x0_pred + (1.0 - a_next - var).clamp(min=0.0).sqrt() * eps
+        if k_next > 0 and eta > 0:
+            if noise is None:
+                raise ValueError(f"a DDIM step with eta = {eta:g} > 0 to k_next = {k_next} > 0 needs noise z shaped like x")
+            x_next = x_next + var.sqrt() * noise
+        return StepResult(x_next, x0_pred, eps)
+
+    @sampler
     @torch.no_grad()
     def ddim_sample(
         self,
@@ -455,173 +473,28 @@ class DDPM:
         progress: bool = False,
         device: str | torch.device | None = None,
     ) -> SampleResult:
-        """DDIM (Song et al. 2021, eq. 12) on the sub-sequence :meth:`ddim_steps`; from k to the next k':
-
-            x_{k'} = √ᾱ_{k'} x̂_0 + √(1 − ᾱ_{k'} − σ²) ε + σ z,
-            σ = η √((1 − ᾱ_{k'}) / (1 − ᾱ_k)) √(1 − ᾱ_k / ᾱ_{k'}),
-
-        with ᾱ_0 = 1. η = 0 is deterministic given the start state; η = 1 with ``n_steps = T`` is
-        ancestral sampling with σ² = β̃_k. With ``clip_x0`` the ε used is recomputed from the
-        clamped x̂_0. ``return_steps`` may only name visited steps (those of ``ddim_steps`` and 0).
+        """DDIM (Song et al. 2021) on the sub-sequence :meth:`ddim_steps`, each step k → k' by :meth:`ddim_step`
+        (eq. 12) with z ~ N(0, I) drawn with ``generator`` where η > 0 and k' > 0. η = 0 is deterministic given the
+        start state; η = 1 with ``n_steps = T`` is ancestral sampling with σ² = β̃_k. ``return_steps`` may only
+        name visited steps (those of ``ddim_steps`` and 0).
         """
         eta = check_float("eta", eta, min=0.0)
         x, k0 = self._start(model, shape_or_x, start_step, x_start, generator, device)
         y = _check_y(y, x.shape[0])
-        model = budget(model)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
         ks = self.ddim_steps(n_steps, k0)
-        keep = self._record(return_steps, k0)
-        if keep is not None:
-            unvisited = sorted(keep - set(ks) - {0})
-            if unvisited:
-                raise ValueError(f"return_steps {unvisited} are not visited by DDIM; visited steps: {ks + [0]}")
-        traj = {} if keep is not None else None
-        preds = {} if keep is not None else None
-        if keep is not None and k0 in keep:
-            traj[k0] = x.clone()
-        abar = self._table(x)["alphas_cumprod"]
+        kept = _Kept(return_steps, x, k0)
+        unvisited = sorted((kept.steps or set()) - set(ks) - {0})
+        if unvisited:
+            raise ValueError(f"return_steps {unvisited} are not visited by DDIM; visited steps: {ks + [0]}")
         pairs = list(zip(ks, ks[1:] + [0]))
         if progress:
             pairs = progress_bar(pairs, desc="DDIM", leave=False)
         nfe = 0
         for k, k_next in pairs:
-            kk = self._steps(k, x)
-            eps = self._eps(model, x, kk, y)
+            eps = self._eps(model, x, self._steps(k, x), y)
             nfe += 1
-            x0_pred = self._predict_x0(x, kk, eps)
-            a, a_next = abar[k - 1], (abar[k_next - 1] if k_next > 0 else abar.new_ones(()))
-            if clip_x0:
-                x0_pred = x0_pred.clamp(-1.0, 1.0)
-                eps = (x - a.sqrt() * x0_pred) / (1.0 - a).sqrt()
-            var = eta**2 * (1.0 - a_next) / (1.0 - a) * (1.0 - a / a_next)
-            x = a_next.sqrt() * x0_pred + (1.0 - a_next - var).clamp(min=0.0).sqrt() * eps
-            if k_next > 0 and eta > 0:
-                x = x + var.sqrt() * randn(x.shape, generator, x.device, x.dtype)
-            if keep is not None:
-                if k in keep:
-                    preds[k] = x0_pred
-                if k_next in keep:
-                    traj[k_next] = x.clone()
-        return SampleResult(x, traj, preds, nfe)
-
-
-# --------------------------------------------------------------------------- guided sampling in chunks
-def _merge(parts: list[dict[int, torch.Tensor] | None]) -> dict[int, torch.Tensor] | None:
-    if parts[0] is None:
-        return None
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-
-
-@torch.no_grad()
-def guided_sample(
-    ddpm: DDPM,
-    model: nn.Module,
-    labels: torch.Tensor,
-    guidance_w: float,
-    num_classes: int,
-    *,
-    shape: Sequence[int],
-    sampler: str = "ancestral",
-    n_steps: int | None = None,
-    eta: float = 0.0,
-    generator: torch.Generator | None = None,
-    x_T: torch.Tensor | None = None,
-    return_steps: Sequence[int] | None = None,
-    chunk: int = 1000,
-    amp: bool = False,
-) -> SampleResult:
-    """Classifier-free guided samples for ``labels`` (∅ = ``num_classes`` allowed) with weight ``guidance_w``,
-    ε̄ = (w + 1)·ε(x, t, y) − w·ε(x, t, ∅) (:class:`nbhelpers.guidance.CFGModel`): ancestral (all T steps,
-    :meth:`DDPM.sample`) or DDIM (``n_steps``, ``eta``, :meth:`DDPM.ddim_sample`), ``chunk`` labels at a time.
-
-    w = 0 skips the unconditional pass ((0 + 1)·ε_c − 0·ε_u = ε_c), halving the cost. ``amp`` runs the network
-    under the card's autocast dtype on CUDA (``nb.runtime.amp_dtype``: bf16 from sm_80, fp16 below). ``x_T``
-    fixes the starting noise; otherwise each chunk's is drawn with ``generator`` on the model's device. A dry
-    run ($NBHELPERS_MAX_STEPS) spends one budget of network evaluations over all the chunks. Returns a
-    :class:`SampleResult` with ``x`` and the states and x̂₀ at ``return_steps`` on the CPU, float32.
-    Shapes: labels ``(B,)``, one sample ``shape`` (e.g. ``(1, 28, 28)``), x_T ``(B, *shape)``.
-    """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; valid choices: {', '.join(SAMPLERS)}")
-    if sampler == "ddim" and n_steps is None:
-        raise ValueError("the DDIM sampler needs n_steps")
-    guidance_w = check_float("guidance_w", guidance_w, min=0.0)
-    eta = check_float("eta", eta, min=0.0)
-    chunk = check_int("chunk", chunk, min=1)
-    num_classes = check_int("num_classes", num_classes, min=1)
-    labels = check_labels("labels", labels, num_classes)
-    shape = tuple(shape)
-    if x_T is not None and (not isinstance(x_T, torch.Tensor) or tuple(x_T.shape) != (labels.shape[0], *shape)):
-        raise ValueError(f"x_T must be a tensor {(labels.shape[0], *shape)} with one start per label, "
-                         f"got {type(x_T).__name__} {tuple(getattr(x_T, 'shape', ()))}")
-    device = next(model.parameters()).device
-    model = budget(model)  # a dry run: one budget of network evaluations for all the chunks
-    labels = labels.to(device)
-    if guidance_w != 0.0:  # w = 0 is plain conditional sampling: one network call per step, no wrapper
-        model = CFGModel(model, guidance_w, num_classes)
-    xs, trajs, preds, nfe = [], [], [], 0
-    for i in range(0, labels.shape[0], chunk):
-        y = labels[i:i + chunk]
-        start = (x_T[i:i + chunk].to(device) if x_T is not None else
-                 randn((y.shape[0], *shape), generator, device))
-        with autocast(device, enabled=amp):
-            if sampler == "ancestral":
-                out = ddpm.sample(model, start, y=y, generator=generator, return_steps=return_steps)
-            else:
-                out = ddpm.ddim_sample(model, start, n_steps, eta=eta, y=y, generator=generator,
-                                       return_steps=return_steps)
-        xs.append(out.x.float().cpu())
-        trajs.append({k: v.float().cpu() for k, v in out.trajectory.items()} if out.trajectory is not None else None)
-        preds.append({k: v.float().cpu() for k, v in out.x0_preds.items()} if out.x0_preds is not None else None)
-        nfe = out.nfe
-    return SampleResult(torch.cat(xs), _merge(trajs), _merge(preds), nfe)
-
-
-# --------------------------------------------------------------------------- exact reference
-class GMMEpsOracle(nn.Module):
-    """The exact ε-predictor E[ε | x_k] (and E[ε | x_k, y]) for Gaussian-mixture data.
-
-    Under q(x_k | x_0) a mixture stays a mixture, p_k = ``gmm.noised(√ᾱ_k, √(1 − ᾱ_k))`` =
-    Σ_j w_j N(√ᾱ_k μ_j, ᾱ_k s_j² + 1 − ᾱ_k), and E[ε | x_k] = −√(1 − ᾱ_k) ∇log p_k(x_k).
-    With a label y the mixture is restricted to component y (the null label ``num_classes`` =
-    K keeps all components), so it also serves as an exact conditional model for guidance.
-    Called like a network: ``oracle(x, t, y=None)`` with t = k / T; k = 0 is the clean data
-    (ᾱ_0 = 1, ε = 0). ``gmm``: a :class:`~nbhelpers.distributions.GaussianMixture`, evaluated in float64 on
-    :func:`nbhelpers.runtime.exact_device` of the input's device (the CPU for MPS); the result comes back in the
-    input's dtype on its device.
-    """
-
-    def __init__(self, ddpm: DDPM, gmm) -> None:
-        super().__init__()
-        self.ddpm = ddpm
-        with exact():
-            self.gmm = to_exact(gmm)
-        self.num_classes = self.gmm.n_components
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        B = x.shape[0]
-        with exact():
-            xd = to_exact(x)
-            t = batch_time(to_exact(t) if isinstance(t, torch.Tensor) else t, xd, dtype=torch.float64)
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"t must be a finite scalar or a ({B},) tensor of k / T, got shape {tuple(t.shape)}")
-            k = torch.round(t * self.ddpm.T).long()
-            if int(k.min()) < 0 or int(k.max()) > self.ddpm.T:
-                raise ValueError(f"t = k / T must lie in [0, 1] (k in 0..{self.ddpm.T}), got k in "
-                                 f"{int(k.min())}..{int(k.max())}")
-            keep = None
-            if y is not None:
-                y = to_exact(check_labels("labels y", y, self.num_classes, B))
-                classes = torch.arange(self.num_classes, device=xd.device)
-                keep = (y[:, None] == classes[None]) | (y[:, None] == self.num_classes)
-            # ᾱ_0 = 1 in front, so that k = 0 (clean data) reads ᾱ_0 and not ᾱ_T; there ε = 0 · score = 0.
-            abar = torch.cat([self.ddpm.alphas_cumprod.new_ones(1), self.ddpm.alphas_cumprod]).tolist()
-            if self.gmm.device != xd.device:
-                self.gmm = self.gmm.to(xd.device)  # once: the sampler keeps x on one device
-            gmm = self.gmm
-            eps = torch.empty_like(xd)
-            for kk in torch.unique(k).tolist():  # one pass in a sampling loop, where every point shares k
-                sel = k == kk
-                ab = abar[kk]
-                score = gmm.noised(ab ** 0.5, (1.0 - ab) ** 0.5).score(xd[sel], None if keep is None else keep[sel])
-                eps[sel] = -((1.0 - ab) ** 0.5) * score
-            return from_exact(eps, x)
+            z = randn(x.shape, generator, x.device, x.dtype) if k_next > 0 and eta > 0 else None
+            out = self.ddim_step(x, k, k_next, eps, eta=eta, noise=z, clip_x0=clip_x0)
+            x = out.x_prev
+            kept.add(k, k_next, x, out.x0_pred)
+        return SampleResult(x, kept.traj, kept.preds, nfe)

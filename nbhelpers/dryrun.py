@@ -8,7 +8,10 @@ settings) but only N steps of everything that costs network evaluations:
   runs at most N optimisation steps from where it starts (a resumed model: N more);
 * a sampler call (DDPM ancestral and DDIM, the ODE/SDE solvers) evaluates a network at most N
   times; later steps get a zero network output (:class:`NetworkBudget`), so loops, step
-  counts, trajectories and shapes are those of the full run, but the results are not samples;
+  counts, trajectories and shapes are those of the full run, but the results are not samples.
+  The cap lives in two places only: :func:`sampler` marks a sampler's entry point (it opens one
+  budget scope per outermost call, so chunks and nested samplers share it) and :func:`capped` is
+  applied where a sampler evaluates its network (``ddpm._call``, ``solvers._call``);
 * trained models are cached under ``build/dryrun/max-steps-N/`` with N in their key, so a capped
   model is never read or written in place of the full one.
 
@@ -22,6 +25,8 @@ Reading the cap and moving the outputs are :mod:`nbhelpers.layout`'s (``max_step
 """
 from __future__ import annotations
 
+import contextvars
+import functools
 import os
 import types
 import weakref
@@ -35,7 +40,7 @@ from .layout import MAX_STEPS_ENV, max_steps, redirect
 from .layout import dry_run_root as root
 
 __all__ = ["MAX_STEPS_ENV", "max_steps", "is_dry_run", "cap", "root", "redirect", "banner", "holds_network", "networks",
-           "NetworkBudget", "budget", "OpCounter", "flop_counter"]
+           "NetworkBudget", "budget", "sampler", "capped", "OpCounter", "flop_counter"]
 
 
 def is_dry_run() -> bool:
@@ -198,13 +203,17 @@ class NetworkBudget(nn.Module):
         return {"kind": "sampler", "flops_per_call": flops, "batch": int(x.shape[0]), "shape": list(x.shape),
                 "device": str(x.device)}
 
-    def __del__(self) -> None:  # the sampler has returned: the full run would have made calls + skipped evaluations
+    def close(self) -> None:
+        """The sampler call has returned: record it (the full run would have made calls + skipped evaluations)."""
         if getattr(self, "record", None) is not None:
-            try:
-                _append({**self.record, "calls": self.calls + self.skipped, "calls_made": self.calls})
-            except Exception:  # noqa: BLE001 - never raise from a finaliser
-                pass
-            self.record = None
+            record, self.record = self.record, None
+            _append({**record, "calls": self.calls + self.skipped, "calls_made": self.calls})
+
+    def __del__(self) -> None:  # a budget used outside a sampler scope records when it is dropped
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finaliser
+            pass
 
 
 def budget(f: Any) -> Any:
@@ -214,6 +223,59 @@ def budget(f: Any) -> Any:
     if n is None or isinstance(f, NetworkBudget) or not holds_network(f):
         return f
     return NetworkBudget(f, n)
+
+
+class _Scope:
+    """The budgets of one sampler call: one :func:`budget` per field evaluated in it, kept until it returns."""
+
+    def __init__(self) -> None:
+        self.budgets: dict[Any, Any] = {}
+
+    def get(self, f: Any) -> Any:
+        try:  # bound methods compare equal when they bind the same function to the same object (sde.drift, twice)
+            key = (hash(f), f)
+        except TypeError:  # an unhashable callable: by identity
+            key = (id(f), id(f))
+        if key not in self.budgets:
+            self.budgets[key] = budget(f)
+        return self.budgets[key]
+
+    def close(self) -> None:
+        for b in self.budgets.values():
+            if isinstance(b, NetworkBudget):
+                b.close()
+
+
+_SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("nbhelpers_dryrun_scope", default=None)
+
+
+def sampler(fn: Callable) -> Callable:
+    """Decorate a sampler's entry point: in a dry run its outermost call opens a budget scope, within which
+    every field :func:`capped` at an evaluation point is evaluated at most :func:`max_steps` times (then
+    zeros), and which records each capped network's cost when the call returns. A sampler called inside
+    another (the chunks of :func:`nbhelpers.solvers.sample_from_noise`, guided sampling in chunks) spends the
+    outer call's budget. Without the cap the call goes straight through."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if max_steps() is None or _SCOPE.get() is not None:
+            return fn(*args, **kwargs)
+        scope = _Scope()
+        token = _SCOPE.set(scope)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _SCOPE.reset(token)
+            scope.close()
+
+    return call
+
+
+def capped(f: Any) -> Any:
+    """``f`` as the open sampler scope evaluates it: its :class:`NetworkBudget` when ``f`` holds a network and a
+    dry run's :func:`sampler` call is open, else ``f`` itself (training, analytic fields, no dry run)."""
+    scope = _SCOPE.get()
+    return f if scope is None else scope.get(f)
 
 
 # --------------------------------------------------------------------------- what one step costs

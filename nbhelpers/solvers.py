@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
@@ -22,7 +21,7 @@ from torch import Tensor
 
 from ._checks import check_finite, check_float, check_int
 from .devices import exact, randn
-from .dryrun import budget
+from .dryrun import capped, sampler
 
 __all__ = ["Solution", "euler", "heun", "euler_maruyama", "simulate_sde", "time_grid", "sample_from_noise", "METHODS"]
 
@@ -74,17 +73,18 @@ def _check_field(f: Any, label: str) -> None:
 
 
 def _call(f: Field, x: Tensor, t: Tensor) -> Tensor:
-    out = f(x, t.expand(x.shape[0]))
+    """The one place a solver evaluates its field; in a dry run's sampler call a network's evaluations are capped."""
+    out = capped(f)(x, t.expand(x.shape[0]))
     if not isinstance(out, Tensor) or out.shape != x.shape:
         raise ValueError(f"the vector field must return a tensor shaped like x {tuple(x.shape)}, got "
                          f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))}")
     return out
 
 
+@sampler
 def euler(f: Field, x0: Tensor, t0: float, t1: float, n_steps: int, return_trajectory: bool = False) -> Solution:
     """Explicit Euler for dx/dt = f(x, t): x_{n+1} = x_n + h f(x_n, t_n) (first order)."""
     _check_field(f, "f")
-    f = budget(f)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
     x = _check_x0(x0)
     n_steps = check_int("n_steps", n_steps, min=1)
     ts = time_grid(t0, t1, n_steps, x)
@@ -98,10 +98,10 @@ def euler(f: Field, x0: Tensor, t0: float, t1: float, n_steps: int, return_traje
     return Solution(x, ts, torch.stack(traj) if traj is not None else None, n_steps)
 
 
+@sampler
 def heun(f: Field, x0: Tensor, t0: float, t1: float, n_steps: int, return_trajectory: bool = False) -> Solution:
     """Heun (explicit trapezoid, second order): x̃ = x + h f(x, t); x ← x + h/2 [f(x, t) + f(x̃, t + h)]."""
     _check_field(f, "f")
-    f = budget(f)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
     x = _check_x0(x0)
     n_steps = check_int("n_steps", n_steps, min=1)
     ts = time_grid(t0, t1, n_steps, x)
@@ -121,6 +121,7 @@ def _is_sde(obj: Any) -> bool:
     return callable(getattr(obj, "drift", None)) and callable(getattr(obj, "diffusion", None))
 
 
+@sampler
 def euler_maruyama(drift: Field | Any, diffusion: Field | float | Tensor | None = None, x0: Tensor | None = None,
                    t0: float | None = None, t1: float | None = None, n_steps: int | None = None,
                    generator: torch.Generator | None = None, return_trajectory: bool = False) -> Solution:
@@ -157,7 +158,6 @@ def euler_maruyama(drift: Field | Any, diffusion: Field | float | Tensor | None 
     else:
         _check_field(diffusion, "diffusion")
         diffusion_fn = diffusion
-    drift = budget(drift)  # dry run ($NBHELPERS_MAX_STEPS): network evaluations capped
     x = _check_x0(x0)
     n_steps = check_int("n_steps", n_steps, min=1)
     ts = time_grid(t0, t1, n_steps, x)
@@ -185,6 +185,7 @@ def simulate_sde(sde: Any, x0: Tensor, t0: float, t1: float, n_steps: int,
                           generator=generator, return_trajectory=return_trajectory)
 
 
+@sampler
 def sample_from_noise(f: Field | Any, n: int, shape: tuple[int, ...], n_steps: int, *, method: str = "euler",
                       t0: float = 0.0, t1: float = 1.0, device: torch.device | str = "cpu", seed: int = 0,
                       chunk: int = 500, return_trajectory: bool = False) -> Solution:
@@ -210,11 +211,6 @@ def sample_from_noise(f: Field | Any, n: int, shape: tuple[int, ...], n_steps: i
         raise ValueError(f"shape must be a tuple of positive integers (one sample's shape), got {shape!r}")
     shape = tuple(check_int("shape entry", d, min=1) for d in shape)
     device = torch.device(device)
-    if method == "euler_maruyama":  # a dry run: one budget of network evaluations for all the chunks
-        drift = budget(f.drift)
-        f = f if drift is f.drift else SimpleNamespace(drift=drift, diffusion=f.diffusion)
-    else:
-        f = budget(f)
     x0 = torch.randn(int(n), *shape, generator=torch.Generator().manual_seed(seed))
     noise = torch.Generator(device).manual_seed(seed + 1) if method == "euler_maruyama" else None
     outs, trajs, sol = [], [], None

@@ -366,6 +366,73 @@ def test_ddim_with_true_noise_lands_on_x0():
         assert torch.allclose(out.x, x0.expand(5, 2), atol=1e-8)
 
 
+def _noised(ab, x0, eps):
+    """x_k = √ᾱ_k x_0 + √(1 − ᾱ_k) ε with ᾱ_k a Python float (from :func:`_abar_reference`)."""
+    return math.sqrt(ab) * x0 + math.sqrt(1 - ab) * eps
+
+
+@pytest.mark.parametrize("k, k_next", [(150, 90), (90, 2), (2, 1), (40, 0)])
+def test_ddim_step_with_the_true_noise_lands_on_the_closed_form(k, k_next):
+    """Song et al. eq. 12 at η = 0: given the true ε of x_k = √ᾱ_k x_0 + √(1 − ᾱ_k) ε (x_0 and ε random, so every
+    pixel has its own x̂_0), x̂_0 = x_0 and the step lands on √ᾱ_k' x_0 + √(1 − ᾱ_k') ε — strided steps in the
+    middle (k ≥ 2), the last one to k' = 1 and the end k' = 0 (ᾱ_0 = 1, the data)."""
+    d = DDPM.from_schedule("cosine", 200)
+    ab = _abar_reference(d.betas)
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.rand(6, 1, 4, 4, dtype=torch.float64, generator=g) * 1.8 - 0.9
+    eps = torch.randn(6, 1, 4, 4, dtype=torch.float64, generator=g)
+    out = d.ddim_step(_noised(ab[k], x0, eps), k, k_next, eps, clip_x0=False)
+    torch.testing.assert_close(out.x0_pred, x0, atol=1e-10, rtol=0)
+    torch.testing.assert_close(out.x_prev, _noised(ab[k_next], x0, eps), atol=1e-10, rtol=0)
+    clipped = d.ddim_step(_noised(ab[k], x0, eps), k, k_next, eps)  # x_0 inside [−1, 1]: clamping changes nothing
+    torch.testing.assert_close(clipped.x_prev, out.x_prev, atol=1e-10, rtol=0)
+
+
+def test_ddim_step_with_eta_adds_sigma_z():
+    """η > 0: x_k' = √ᾱ_k' x_0 + √(1 − ᾱ_k' − σ²) ε + σ z with σ² = η² (1 − ᾱ_k')/(1 − ᾱ_k) · (1 − ᾱ_k/ᾱ_k') (eq. 16),
+    here from the true ε; at η = 1 the step is the posterior q(x_k' | x_k, x_0): σ² = β̃ when k' = k − 1."""
+    d = DDPM.from_schedule("linear", 100)
+    ab = _abar_reference(d.betas)
+    g = torch.Generator().manual_seed(4)
+    x0, eps, z = (torch.randn(5, 3, dtype=torch.float64, generator=g) for _ in range(3))
+    x0 = x0.clamp(-1, 1)
+    for eta, k, k_next in ((0.5, 60, 35), (1.0, 60, 59)):
+        var = eta**2 * (1 - ab[k_next]) / (1 - ab[k]) * (1 - ab[k] / ab[k_next])
+        got = d.ddim_step(_noised(ab[k], x0, eps), k, k_next, eps, eta=eta, noise=z, clip_x0=False).x_prev
+        want = math.sqrt(ab[k_next]) * x0 + math.sqrt(1 - ab[k_next] - var) * eps + math.sqrt(var) * z
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+    beta = float(d.betas[59])
+    assert var == pytest.approx((1 - ab[59]) / (1 - ab[60]) * beta, rel=1e-12)  # η = 1, one step: β̃_60
+
+
+def test_ddim_step_clamps_x0_and_recomputes_eps():
+    """With clip_x0, x̂_0 is clamped to [−1, 1] and ε̂ recomputed so that √ᾱ_k x̂_0 + √(1 − ᾱ_k) ε̂ is still x_k."""
+    d = DDPM.from_schedule("cosine", 50)
+    ab = _abar_reference(d.betas)
+    x0 = torch.tensor([[2.5, -0.4, -3.0]], dtype=torch.float64)
+    eps = torch.tensor([[0.3, -1.2, 0.8]], dtype=torch.float64)
+    k, k_next = 30, 12
+    x = _noised(ab[k], x0, eps)
+    out = d.ddim_step(x, k, k_next, eps)
+    x0c = torch.tensor([[1.0, -0.4, -1.0]], dtype=torch.float64)
+    eps_c = (x - math.sqrt(ab[k]) * x0c) / math.sqrt(1 - ab[k])
+    torch.testing.assert_close(out.x0_pred, x0c, atol=1e-12, rtol=0)
+    torch.testing.assert_close(out.eps, eps_c, atol=1e-10, rtol=0)
+    torch.testing.assert_close(out.x_prev, _noised(ab[k_next], x0c, eps_c), atol=1e-10, rtol=0)
+
+
+def test_ddim_step_names_bad_steps_and_missing_noise():
+    d = DDPM.from_schedule("cosine", 50)
+    x = torch.zeros(2, 2)
+    with pytest.raises(ValueError, match=r"need integer steps 0 <= k_next < k <= T = 50, got k = 10, k_next = 10"):
+        d.ddim_step(x, 10, 10, x)
+    with pytest.raises(ValueError, match=r"need integer steps 0 <= k_next < k <= T = 50, got k = 51"):
+        d.ddim_step(x, 51, 3, x)
+    with pytest.raises(ValueError, match=r"eta = 0.5 > 0 to k_next = 3 > 0 needs noise"):
+        d.ddim_step(x, 10, 3, x, eta=0.5)
+    assert torch.equal(d.ddim_step(x, 10, 0, x, eta=0.5).x_prev, x)  # k' = 0: no noise to add, none needed
+
+
 @pytest.mark.parametrize("eta", [0.0, 0.7])
 @pytest.mark.parametrize("clip", [False, True])
 def test_ddim_strided_steps_follow_eq_12(eta, clip):
@@ -432,56 +499,3 @@ def test_oracle_eps_is_minus_scaled_score_of_the_noised_mixture():
     (grad,) = torch.autograd.grad(noised.log_prob(x).sum(), x)
     eps = oracle(x.detach(), torch.full((16,), k / 50, dtype=torch.float64))
     assert torch.allclose(eps, -math.sqrt(1 - ab) * grad, atol=1e-10)
-
-
-# --------------------------------------------------------------------------- guided sampling in chunks
-class _LabelledEps(torch.nn.Module):
-    """ε(x, t, y) = 0.3 x + 0.1 (y − 1): affine in the label, so the guided ε̄ is known in closed form; counts calls."""
-
-    def __init__(self):
-        super().__init__()
-        self.anchor = torch.nn.Parameter(torch.zeros(()))  # the device is read from the parameters
-        self.seen = []
-
-    def forward(self, x, t, y):
-        self.seen.append(y.clone())
-        return 0.3 * x + 0.1 * (y.float() - 1.0).reshape(-1, *[1] * (x.ndim - 1))
-
-
-def test_guided_sample_in_chunks_is_ddim_with_the_guided_eps():
-    """Any sample shape (here 2D points): the chunks join to one DDIM run of ε̄ = (w + 1)ε(y) − wε(∅) from the same x_T,
-    which for this ε is ε(x, t, y) shifted by 0.1 w (y − ∅)."""
-    d = DDPM.from_schedule("cosine", 20)
-    y = torch.tensor([0, 1, 0, 1, 1])
-    x_T = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
-    got = nb.ddpm.guided_sample(d, _LabelledEps(), y, 2.0, 2, shape=(2,), sampler="ddim", n_steps=4, x_T=x_T, chunk=2,
-                                return_steps=[0, 20])
-    eps = lambda x, t, yy: 0.3 * x + 0.1 * (yy.float() - 1.0)[:, None] + 0.2 * (yy.float() - 2.0)[:, None]  # noqa: E731
-    ref = d.ddim_sample(eps, x_T, 4, y=y, return_steps=[0, 20])
-    torch.testing.assert_close(got.x, ref.x.float(), atol=1e-6, rtol=0)
-    assert got.nfe == 4 and torch.equal(got.trajectory[20], x_T) and torch.equal(got.trajectory[0], got.x)
-    assert got.x.device.type == "cpu" and got.x.dtype == torch.float32
-
-
-def test_guided_sample_at_w0_skips_the_null_pass_and_draws_its_start():
-    d = DDPM.from_schedule("cosine", 5)
-    net = _LabelledEps()
-    y = torch.tensor([1, 0, 1])
-    out = nb.ddpm.guided_sample(d, net, y, 0.0, 2, shape=(1, 4, 4), generator=torch.Generator().manual_seed(0), chunk=2)
-    assert out.x.shape == (3, 1, 4, 4) and out.nfe == 5 and out.trajectory is None
-    assert len(net.seen) == 2 * 5 and all(int(s.max()) < 2 for s in net.seen)  # two chunks, never ∅ = 2
-    again = nb.ddpm.guided_sample(d, _LabelledEps(), y, 0.0, 2, shape=(1, 4, 4), generator=torch.Generator().manual_seed(0),
-                                  chunk=2)
-    assert torch.equal(out.x, again.x)
-
-
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(sampler="euler"), r"unknown sampler 'euler'; valid choices: ancestral, ddim"),
-    (dict(sampler="ddim"), r"the DDIM sampler needs n_steps"),
-    (dict(x_T=torch.zeros(3, 2)), r"x_T must be a tensor \(2, 1, 4, 4\) with one start per label, got Tensor \(3, 2\)"),
-    (dict(chunk=0), r"chunk must be a positive integer, got 0"),
-])
-def test_guided_sample_names_a_bad_argument(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        nb.ddpm.guided_sample(DDPM.from_schedule("cosine", 5), _LabelledEps(), torch.tensor([0, 1]), 1.0, 2,
-                              shape=(1, 4, 4), **kwargs)

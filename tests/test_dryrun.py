@@ -299,3 +299,55 @@ def test_a_dry_run_records_its_metrics_apart(monkeypatch, build):
     monkeypatch.setenv(dryrun.MAX_STEPS_ENV, "2")
     capped = metrics_dir()
     assert capped != real and build / "dryrun" / "max-steps-2" in capped.parents
+
+
+class LabelledCounting(Counting):
+    """A conditional ε-network ``(x, t, y) ↦ a·x`` that records the batch of each call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def forward(self, x, t, y=None):
+        self.batches.append(x.shape[0])
+        return super().forward(x, t, y)
+
+
+def test_a_guided_sampler_call_is_one_budget_and_one_record(monkeypatch, build, tmp_path):
+    """Guided sampling in chunks (:func:`nbhelpers.ddpm_sampling.guided_sample`, w > 0: one network call on [x; x]
+    per step) spends one budget over all chunks and records once, at the guided call's batch: calls = the full
+    run's T steps per chunk, each costing the doubled batch's FLOPs — not a second record for the inner network."""
+    import json
+
+    from nbhelpers.ddpm_sampling import guided_sample
+
+    rec = tmp_path / "rec.jsonl"
+    monkeypatch.setenv(dryrun.MAX_STEPS_ENV, "2")
+    monkeypatch.setenv(dryrun.RECORD_ENV, str(rec))
+    net = LabelledCounting()
+    out = guided_sample(DDPM.from_schedule("linear", 20), net, torch.tensor([0, 1, 0, 1, 1, 0]), 2.0, 2, shape=(2,),
+                        chunk=3, generator=torch.Generator().manual_seed(0))
+    assert out.x.shape == (6, 2) and net.batches == [6, 6]  # two evaluations of [x; x] for 3 labels, then zeros
+    (r,) = [json.loads(line) for line in rec.read_text().splitlines()]
+    assert r["kind"] == "sampler" and r["batch"] == 3 and r["calls"] == 2 * 20 and r["calls_made"] == 2
+    assert r["shape"] == [3, 2]  # the sampler's state, not the doubled batch the network saw
+
+
+def test_nested_sampler_calls_spend_the_outer_budget(monkeypatch):
+    """A sampler called inside another (chunks) joins the outer call's budget scope; outside any sampler call the
+    cap is off: ``capped`` returns the field itself and a notebook's own loop of ``p_step`` is not cut short."""
+    monkeypatch.setenv(dryrun.MAX_STEPS_ENV, "2")
+    net = Counting()
+    field = lambda x, t: net(x, t)  # noqa: E731
+
+    @dryrun.sampler
+    def two_chunks():
+        return [euler(field, torch.ones(4, 2), 0.0, 1.0, 10).x for _ in range(2)]
+
+    first, second = two_chunks()
+    assert net.calls == 2 and torch.equal(second, torch.ones(4, 2))  # the second chunk integrated zeros
+    assert dryrun.capped(net) is net
+    ddpm, x = DDPM.from_schedule("linear", 20), torch.ones(4, 2)
+    for k in range(20, 15, -1):
+        x = ddpm.p_step(net, x, k, generator=torch.Generator().manual_seed(k)).x_prev
+    assert net.calls == 2 + 5

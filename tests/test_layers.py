@@ -21,9 +21,9 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("0b", ("files", "layout")),  # atomic writes and locks; paths, profiles, environment variables, a dry run's outputs
     ("0c", ("devices", "dryrun", "standin")),  # devices, seeds and float64 work; dry runs; the stand-in data sets
     ("0d", ("runtime",)),  # the notebook run
-    ("1", ("schedules", "solvers", "guidance", "models", "metrics", "plotting", "data", "training")),  # building blocks
+    ("1", ("schedules", "solvers", "guidance", "ddpm_oracle", "models", "metrics", "plotting", "data", "training")),  # building blocks
     ("2", ("paths", "distributions", "ddpm")),  # probability paths, distributions, discrete DDPM
-    ("3", ("losses", "sde")),  # built on paths and solvers
+    ("3", ("losses", "sde", "ddpm_sampling")),  # built on paths and solvers; guided DDPM sampling in chunks
     ("4", ("widgets", "runner")),  # front ends
     ("5", ("recipes",)),  # one recipe per notebook
     ("6", ("afhq", "exercises")),  # the alias behind ``python -m nbhelpers.afhq``; the student edition's checks

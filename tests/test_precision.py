@@ -148,7 +148,7 @@ def test_guidance_combines_half_precision_outputs_in_float32():
 HOT_PATHS = {
     "nbhelpers.guidance": ["drop_labels", "guided_eps", "CFGModel.forward", "AutoGuided.forward"],
     "nbhelpers.ddpm": ["DDPM.q_sample", "DDPM._q_sample", "DDPM.loss", "DDPM.p_step", "DDPM.predict_eps", "DDPM._steps",
-                       "DDPM.time", "DDPM._at", "DDPM.sample_steps", "DDPM.sample", "DDPM.ddim_sample"],
+                       "DDPM.time", "DDPM._at", "DDPM.sample_steps", "DDPM.sample", "DDPM.ddim_sample", "DDPM.ddim_step"],
     "nbhelpers.losses": ["flow_matching_loss", "score_matching_loss"],
     "nbhelpers.recipes.cfg_mnist.training": ["cfg_loss"],
     "nbhelpers.recipes.cfg_mnist.presets": ["PaperTimeEncoding.forward"],

@@ -101,3 +101,17 @@ def test_mode_weight_and_trajectory_figures(setup):
     fig = flow_2d.samples_and_trajectories_figure(traj, gmm.log_prob)
     assert fig.axes[0].get_title() == "50 generated samples over p_data"
     plt.close("all")
+
+
+def test_flow_model_spec_is_the_key_notebook_03_has_always_cached_under(tmp_path, monkeypatch):
+    """Notebooks 03 and 05 take the flow model's checkpoint from ``FlowModelSpec``; its key is the one the cache
+    has held since notebook 03 wrote it by hand, so models trained before keep loading. The model string follows
+    the sizes: another width is another model."""
+    monkeypatch.setenv("NBHELPERS_CHECKPOINT_DIR", str(tmp_path))
+    spec = flow_2d.FlowModelSpec(batch=256)
+    key = {"data": "toy_gmm", "schedule": "linear", "model": "TimeMLP(2,64,4,raw t)", "loss": "flow_matching",
+           "batch": 256}
+    assert spec.key() == key
+    assert spec.checkpoint("smoke") == nb.training.checkpoint_path("03_flow_mlp", key, profile="smoke")
+    assert flow_2d.FlowModelSpec(batch=256, hidden=32).key()["model"] == "TimeMLP(2,32,4,raw t)"
+    assert flow_2d.FlowModelSpec(batch=512).checkpoint("smoke") != spec.checkpoint("smoke")

@@ -304,7 +304,7 @@ def test_train_flow_and_score_trains_both_networks_with_their_cache_keys(tmp_pat
     pair = R.train_flow_and_score(GMM, 16, config, "cpu", "smoke", seed=0)
     assert isinstance(pair.flow.model, nb.models.mlp.TimeMLP) and pair.flow.steps == 3
     assert isinstance(pair.score.model, nb.models.mlp.ScoreFromNoise) and pair.score.steps == 3
-    assert pair.flow.checkpoint.name.startswith("03_flow_mlp-")  # notebook 03's model, shared
+    assert pair.flow.checkpoint == nb.recipes.flow_2d.FlowModelSpec(batch=16).checkpoint("smoke")  # notebook 03's model
     assert pair.score.checkpoint.name.startswith("05_score_mlp-")
     again = R.train_flow_and_score(GMM, 16, config, "cpu", "smoke", seed=0)
     assert again.flow.loaded_from_cache and again.score.loaded_from_cache

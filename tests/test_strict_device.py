@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from nbhelpers import ddpm as ddpm_module
+from nbhelpers import ddpm_oracle
 from nbhelpers import runtime
 from nbhelpers.ddpm import DDPM, GMMEpsOracle
 from nbhelpers.distributions import toy_gmm, two_pixel
@@ -317,7 +317,7 @@ def test_evaluating_the_oracle_in_float64_on_the_input_s_device_fails(monkeypatc
     sample = lambda: d.sample(oracle, (16, 2), generator=_gen()).x  # noqa: E731
     with strict_device():
         kept = sample()
-    monkeypatch.setattr(ddpm_module, "to_exact", _as_on_the_device)
+    monkeypatch.setattr(ddpm_oracle, "to_exact", _as_on_the_device)
     assert torch.equal(sample(), kept)  # on the CPU the numbers are the same: only the mode tells
     with strict_device(), pytest.raises(StrictDeviceError, match="on the run's device"):
         sample()

@@ -19,17 +19,8 @@ from .core import randn as _randn
 # --------------------------------------------------------------------------- 07 · DDIM
 def _ddim_reference() -> Callable:
     def ddim_step(ddpm: Any, x: Tensor, k: int, k_next: int, eps: Tensor, clip_x0: bool = True) -> Tensor:
-        """The update of :meth:`nbhelpers.ddpm.DDPM.ddim_sample` at η = 0, one step k → k_next, with its
-        arithmetic (so the same inputs give the same numbers)."""
-        if not 0 <= k_next < k <= ddpm.T:
-            raise ValueError(f"need 0 <= k_next < k <= T = {ddpm.T}, got k = {k!r}, k_next = {k_next!r}")
-        x0 = ddpm.predict_x0(x, k, eps)  # (x_k − √(1 − ᾱ_k) ε̂) / √ᾱ_k
-        abar = ddpm.alphas_cumprod.to(device=x.device, dtype=x.dtype)
-        a, a_next = abar[k - 1], (abar[k_next - 1] if k_next > 0 else abar.new_ones(()))
-        if clip_x0:
-            x0 = x0.clamp(-1.0, 1.0)
-            eps = (x - a.sqrt() * x0) / (1.0 - a).sqrt()
-        return a_next.sqrt() * x0 + (1.0 - a_next).sqrt() * eps
+        """The library's step, :meth:`nbhelpers.ddpm.DDPM.ddim_step` at η = 0 (the one ``ddim_sample`` takes)."""
+        return ddpm.ddim_step(x, k, k_next, eps, clip_x0=clip_x0).x_prev
     return ddim_step
 
 
@@ -81,5 +72,5 @@ register(
              "write one deterministic DDIM step (η = 0) from step k to k_next < k given ε̂ = eps: "
              "x̂_0 = (x − √(1 − ᾱ_k)·eps)/√ᾱ_k, clamped to [−1, 1] with eps recomputed from it when clip_x0; "
              "return √ᾱ_k'·x̂_0 + √(1 − ᾱ_k')·eps, with ᾱ_k = ddpm.alphas_cumprod[k − 1] and ᾱ_0 = 1",
-             _ddim_reference, "nbhelpers.ddpm.DDPM.ddim_sample's update (one step)", _ddim_cases),
+             _ddim_reference, "nbhelpers.ddpm.DDPM.ddim_step (the update ddim_sample takes)", _ddim_cases),
 )

@@ -7,7 +7,8 @@ Time runs t ∈ [0, 1] with t = 0 noise and t = 1 data; a flow is a callable ``f
 from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,12 +18,33 @@ from matplotlib.figure import Figure
 from ..metrics.toy import NoiseFloor, SampleScore, ratio_separation, score_against_truth
 from ..plotting import loss_curve, plot_density, plot_trajectories_2d, scatter_panels
 from ..solvers import euler, heun
+from ..training import checkpoint_path
 from .study import Study
 
 __all__ = ["loss_vs_floor_figure", "samples_and_trajectories_figure", "mode_weight_figure", "NtStudy", "nt_study",
            "nt_samples_figure", "steps_to_floor", "error_order", "field_quiver_figure", "field_error_study"]
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class FlowModelSpec:
+    """Notebook 03's flow model: ``TimeMLP(dim, hidden, depth)`` on raw t, trained by flow matching on the toy
+    Gaussian mixture along the linear path, ``batch`` points per step. Notebook 05 reuses the trained model: both
+    take its checkpoint key from :meth:`key` (and its file from :meth:`checkpoint`), so each finds the other's."""
+
+    batch: int
+    dim: int = 2
+    hidden: int = 64
+    depth: int = 4
+    NAME: ClassVar[str] = "03_flow_mlp"
+
+    def key(self) -> dict[str, Any]:
+        return {"data": "toy_gmm", "schedule": "linear", "model": f"TimeMLP({self.dim},{self.hidden},{self.depth},raw t)",
+                "loss": "flow_matching", "batch": self.batch}
+
+    def checkpoint(self, profile: str) -> Path:
+        return checkpoint_path(self.NAME, self.key(), profile=profile)
 
 
 def loss_vs_floor_figure(losses: Any, floor_loss: float, smooth: int = 100) -> Figure:

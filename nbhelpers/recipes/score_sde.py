@@ -25,7 +25,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ..dryrun import budget
+from ..dryrun import capped, sampler
 from ..losses import flow_matching_loss, score_matching_loss
 from ..metrics.toy import NoiseFloor, SampleScore, score_against_truth
 from ..models.mlp import ScoreFromNoise, TimeMLP
@@ -34,6 +34,7 @@ from ..plotting import image_grid, loss_curve, plot_trajectories_2d, scatter_pan
 from ..sde import FlowScoreSDE
 from ..solvers import Solution, euler, euler_maruyama, heun, sample_from_noise, time_grid
 from ..training import TrainConfig, TrainResult, checkpoint_path, train
+from .flow_2d import FlowModelSpec
 
 __all__ = ["reverse_sample", "TruthJudge", "samples_figure", "loss_floor_figure", "trajectories_figure",
            "snapshots_figure", "VP_METHODS", "vp_sample", "vp_nfe_study", "vp_nfe_figure", "vp_nfe_summary",
@@ -47,6 +48,7 @@ __all__ = ["reverse_sample", "TruthJudge", "samples_figure", "loss_floor_figure"
 Step = Callable[..., Tensor]
 
 
+@sampler
 def reverse_sample(step: Step, sde: Any, score_fn: Callable[[Tensor, Tensor], Tensor], x1: Tensor, t_min: float,
                    n_steps: int, generator: torch.Generator | None = None,
                    return_trajectory: bool = False) -> Solution:
@@ -66,7 +68,7 @@ def reverse_sample(step: Step, sde: Any, score_fn: Callable[[Tensor, Tensor], Te
     if not 0.0 <= float(t_min) < 1.0:
         raise ValueError(f"t_min must lie in [0, 1), got {t_min!r}")
     ts = time_grid(1.0, t_min, n_steps, x1)
-    score = budget(score_fn)
+    score = capped(score_fn)  # the step evaluates it: a dry run caps the network behind it
     x, traj = x1, [x1] if return_trajectory else None
     with torch.no_grad():
         for i in range(len(ts) - 1):
@@ -277,11 +279,10 @@ def train_flow_and_score(truth: Any, batch: int, config: TrainConfig, device: to
     path = GaussianPath("linear")
     data = lambda g: truth.sample(batch, generator=g)  # noqa: E731
     torch.manual_seed(seed)
-    u_net = TimeMLP(dim=2, hidden=64, depth=4).to(device)
-    fm_key = {"data": "toy_gmm", "schedule": "linear", "model": "TimeMLP(2,64,4,raw t)", "loss": "flow_matching",
-              "batch": batch}
+    flow = FlowModelSpec(batch=batch)  # notebook 03's model and key
+    u_net = TimeMLP(dim=flow.dim, hidden=flow.hidden, depth=flow.depth).to(device)
     fm = train(u_net, lambda m, z, g: flow_matching_loss(m, z, path, g), data, config,
-               checkpoint=checkpoint_path("03_flow_mlp", fm_key, profile=profile), key=fm_key, retrain=retrain)
+               checkpoint=flow.checkpoint(profile), key=flow.key(), retrain=retrain)
     torch.manual_seed(seed + 1)
     s_net = ScoreFromNoise(TimeMLP(dim=2, hidden=64, depth=4), lambda t: path.schedule(t).beta).to(device)
     sm_key = {"data": "toy_gmm", "schedule": "linear", "model": "ScoreFromNoise(TimeMLP(2,64,4,raw t))",

@@ -15,7 +15,7 @@ Modules, each importing only those before it:
 
 * ``presets`` — the variants, :func:`preset` per profile, seed 003's :class:`PaperTimeEncoding`, :func:`build_model`;
 * ``training`` — :func:`cfg_loss` (the ε-loss with label dropout) and the cached :func:`train_cfg_model`;
-* ``sampling`` — class-ordered labels, :func:`generate` (over :func:`nbhelpers.ddpm.guided_sample`), seed 003's
+* ``sampling`` — class-ordered labels, :func:`generate` (over :func:`nbhelpers.ddpm_sampling.guided_sample`), seed 003's
   :func:`forward_process` and :func:`edit`, and the sample sets the notebook builds from them: the guidance
   sweep, the edit sweep, DDIM step counts against ancestral sampling;
 * ``settle`` — part by part or all at once: when each pixel of a digit settles (:func:`settle_summary`);

@@ -2,7 +2,7 @@
 partial-diffusion editing, and the sample sets the notebook scores (the guidance sweep, the edit sweep, DDIM
 step counts against ancestral sampling).
 
-Guided generation is :func:`nbhelpers.ddpm.guided_sample` (in chunks, ancestral or DDIM, w = 0 without the
+Guided generation is :func:`nbhelpers.ddpm_sampling.guided_sample` (in chunks, ancestral or DDIM, w = 0 without the
 unconditional pass) at the digits' shape ``(1, 28, 28)``; generated and edited digits come back on the CPU.
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from ..._checks import check_float, check_int, check_labels
-from ...ddpm import DDPM, SAMPLERS, SampleResult, guided_sample
+from ...ddpm import DDPM, SAMPLERS, SampleResult
+from ...ddpm_sampling import guided_sample
 from ...guidance import CFGModel
 from ...devices import autocast, randn
 from .presets import DIGIT_SHAPE, NUM_CLASSES
@@ -63,7 +64,7 @@ def generate(
     amp: bool = False,
     num_classes: int = NUM_CLASSES,
 ) -> SampleResult:
-    """Guided digits ``(B, 1, 28, 28)`` for ``labels`` with weight ``guidance_w``: :func:`nbhelpers.ddpm.guided_sample`
+    """Guided digits ``(B, 1, 28, 28)`` for ``labels`` with weight ``guidance_w``: :func:`nbhelpers.ddpm_sampling.guided_sample`
     (ancestral with all T steps, or DDIM with ``n_steps`` and ``eta``; ``chunk`` labels at a time; w = 0 skips the
     unconditional pass; states and x̂₀ at ``return_steps`` kept on the CPU). ``x_T`` fixes the starting noise;
     otherwise it is drawn with ``generator``. Returns a :class:`nb.ddpm.SampleResult` (``x`` on the CPU, float32).
