@@ -242,21 +242,28 @@ class NotebookRun:
         atomic_write_bytes(self.metrics_path, json.dumps(payload, indent=2, sort_keys=True).encode())
         return value
 
-    def report_all(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        """:meth:`report` every ``name → value`` of ``metrics`` (a study's numbers); returns them as recorded."""
+    def report_all(self, result: Any, prefix: str = "") -> dict[str, Any]:
+        """:meth:`report` every ``name → value`` of a study's result (anything with a ``metrics`` mapping, e.g. a
+        recipe's frozen dataclass) or of a plain dict, each name preceded by ``prefix``; returns them as recorded."""
+        if not isinstance(prefix, str):
+            raise ValueError(f"prefix must be a string, got {type(prefix).__name__}")
+        metrics = result if isinstance(result, dict) else getattr(result, "metrics", None)
         if not isinstance(metrics, dict):
-            raise ValueError(f"metrics must be a dict of name → value, got {type(metrics).__name__}")
-        return {key: self.report(key, value) for key, value in metrics.items()}
+            raise ValueError(f"report_all needs a dict of name → value or a result with a .metrics dict, got "
+                             f"{type(result).__name__}")
+        return {prefix + key: self.report(prefix + key, value) for key, value in metrics.items()}
 
     def record(self, study: Any, figure: str | None = None) -> dict[str, Any]:
-        """Record a study (anything with ``metrics``, ``summary`` and ``figure``, e.g. a recipe's
-        ``Study``): :meth:`report_all` its metrics, print its summary when it has one, and save its
+        """Record a study (anything with ``metrics``, ``summary`` (text, or a method giving it) and ``figure``, e.g. a
+        recipe's ``Study``): :meth:`report_all` its metrics, print its summary when it has one, and save its
         figure as ``<figure>.png`` when ``figure`` names it. Returns the metrics as recorded."""
         if figure is not None and getattr(study, "figure", None) is None:
             raise ValueError(f"figure={figure!r} was given but the study has no figure")
         recorded = self.report_all(study.metrics)
-        if getattr(study, "summary", ""):
-            print(study.summary)
+        summary = getattr(study, "summary", "")
+        summary = summary() if callable(summary) else summary  # a frozen result's .summary() or a Study's text
+        if summary:
+            print(summary)
         if figure is not None:
             self.savefig(study.figure, figure)
         return recorded
