@@ -212,7 +212,7 @@ def test_notebook_05_losses_reverse_sde_and_judge_under_the_strict_mode():
         losses.score_matching_loss(s_net, z, path, _gen(2), weighting="beta2", t_max=0.999).backward()
         x1 = vp.prior_sample((100, 2), generator=_gen(3))
         traj = r05.reverse_sample(step, vp, u_net, x1, 1e-3, 5, _gen(4), return_trajectory=True)
-        for method in r05.VP_METHODS:
+        for method in r05.VPMethod:
             r05.vp_sample(method, vp, step, u_net, x1, 1e-3, 4, lambda: _gen(5))
         solvers.euler_maruyama(sde_module.FlowScoreSDE(u_net, s_net, sigma=0.5), None, x1, 0.0, 1.0, 4,
                                generator=_gen(6))
