@@ -148,6 +148,7 @@ class NotebookRun:
     machine: dict[str, Any] = field(default_factory=machine_info)
     commit: str = field(default_factory=source_commit)
     notes: set[str] = field(default_factory=set, repr=False)
+    claim_texts: dict[str, str] = field(default_factory=dict, repr=False)  # claims/<key> → the claim's text
 
     # -- sizes ------------------------------------------------------------------
     def pick(self, smoke: T, cpu: T, gpu: T) -> T:
@@ -280,9 +281,11 @@ class NotebookRun:
     def answer(self, template: str, claims: Any = (), **values: Any) -> None:
         """Show a written answer whose numbers come from this run (:mod:`nbhelpers.answers`).
 
-        ``template`` cites recorded metrics as ``{name:format}`` (``values`` adds more); each
-        claim is recorded as ``claims/<text>`` and, when this run does not support it, shown
-        as a visible warning under the answer.
+        ``template`` cites recorded metrics as ``{name:format}`` (``values`` adds more); a name it cites that is
+        neither passed nor recorded is an error naming it, and so is a passed value that differs from the metric
+        recorded under the same name (it would silently shadow it). Each claim is recorded as
+        ``claims/<text>`` (:func:`nbhelpers.answers.claim_key`; two different claims whose keys coincide are an
+        error) and, when this run does not support it, shown as a visible warning under the answer.
         """
         claims = list(claims)
         for c in claims:
@@ -292,9 +295,19 @@ class NotebookRun:
             if k in self.metrics and _jsonable(v) != self.metrics[k]:
                 raise ValueError(f"the answer passes {k}={v!r}, but this run recorded {k} = {self.metrics[k]!r}; "
                                  f"cite the recorded value or give this one another name")
+        keys = {}
+        for c in claims:  # checked before anything is recorded: a clash leaves the metrics as they were
+            key = answers.claim_key(c.text)
+            other = keys.get(key, self.claim_texts.get(key, c.text))
+            if other != c.text:
+                raise ValueError(f"the claims “{c.text}” and “{other}” would both be recorded as {key}; "
+                                 f"word one of them differently")
+            keys[key] = c.text
         text = answers.render(template, {**self.metrics, **values}, claims)
         for c in claims:
-            self.report(answers.claim_key(c.text), c.holds)
+            key = answers.claim_key(c.text)
+            self.claim_texts[key] = c.text
+            self.report(key, c.holds)
         try:
             from IPython.display import Markdown, display
         except ImportError:  # pragma: no cover - plain Python
