@@ -244,10 +244,12 @@ def test_q3_study_and_findings_with_the_exact_eps_as_the_learned_model():
         assert got[f"q3/T{T}/learned/mode_std"] == got[f"q3/T{T}/exact_eps/mode_std"]
     assert q3.table().count("\n") == 16 and "± 1 s.e. over 2 sets" in q3.table()
     f = tp.q3_findings(q3, n_total=300)
-    assert f["r50"] == f["e50"] and f["wse"] == pytest.approx(math.sqrt(0.35 * 0.65 / 300))
-    assert f["clip"] == pytest.approx(0.00621, abs=1e-5)  # P(x > 1) for N(0.75, 0.1²): 1 − Φ(2.5)
-    assert f["w50"] == got["q3/T50/learned/mode_weights"][0]
-    assert f["zp50"] == pytest.approx(nb.metrics.ratio_separation(q3.scores[50, "learned_posterior_var"],
+    assert f["ratio_T50"] == f["exact_ratio_T50"] and f["weight_se"] == pytest.approx(math.sqrt(0.35 * 0.65 / 300))
+    assert f["clipped_share"] == pytest.approx(0.00621, abs=1e-5)  # P(x > 1) for N(0.75, 0.1²): 1 − Φ(2.5)
+    assert f["weight_y0_T50"] == got["q3/T50/learned/mode_weights"][0]
+    assert f["width_T5"] == got["q3/T5/learned/mode_std"] and f["between_T10"] == got["q3/T10/learned/between_modes"]
+    assert f["width_exact_posterior_T50"] == got["q3/T50/exact_eps_posterior_var/mode_std"]
+    assert f["z_posterior_T50"] == pytest.approx(nb.metrics.ratio_separation(q3.scores[50, "learned_posterior_var"],
                                                                   q3.scores[50, "learned"]))
     oracle = nb.ddpm.GMMEpsOracle(DDPM.from_schedule("cosine", 50), gmm)
     ddim = tp.ddim_study(DDPM.from_schedule("cosine", 50), {tp.EpsSource.LEARNED: oracle, tp.EpsSource.EXACT: oracle},

@@ -29,14 +29,17 @@ def q2_findings(ends: torch.Tensor, steps: StepScores | dict[int, SampleScore], 
 
 
 def q3_findings(q3: Q3Study, n_total: int, T_list: tuple[int, ...] = (5, 10, 25, 50)) -> dict[str, Any]:
-    """The numbers the Q3 answer cites and checks, by name: energy ratios ``r<T>`` (learned) and ``e<T>`` (exact ε),
-    their s.e. ``s<T>``; weights ``w<T>``/``w<T>b`` (as recorded: 4 decimals), widths ``sd<T>`` and share between
-    the modes ``b<T>`` of the learned samplers; the binomial s.e. ``wse`` of a weight over ``n_total`` samples;
-    separations in s.e. (``z25``: T = 25 against 50; ``z_fewer``: the smaller of 10 vs 50 and 5 vs 10;
-    ``z_exact``: exact ε at T = 10, 5 against the floor; ``zmin``: σ² = β̃ against β at T ≤ 25; ``zp50`` at T = 50);
-    ``v25``/``v50`` the verdicts in words; ``sdp``/``sde`` the exact-ε widths with β̃ and β at T = 50, ``p50``/
-    ``sp50`` the learned β̃ score at T = 50, ``narrower_posterior`` whether β̃ narrows every mode (exact ε), and
-    ``clip`` the share of the lower-right mode beyond the pixel range, P(x > 1) for N(0.75, 0.1²)."""
+    """The numbers the Q3 answer cites and checks, by name. Per T: the learned σ² = β sampler's energy ratio
+    ``ratio_T<T>`` ± ``ratio_se_T<T>``, its mode weights ``weight_y0_T<T>`` / ``weight_y1_T<T>`` (as recorded: 4
+    decimals), width ``width_T<T>`` and share between the modes ``between_T<T>``, and the exact-ε ratio
+    ``exact_ratio_T<T>``. Then the binomial s.e. ``weight_se`` of a weight over ``n_total`` samples; separations in
+    s.e.: ``z_T25_vs_T50``, ``z_fewer_steps`` (the smaller of T = 10 vs 50 and 5 vs 10), ``z_exact_vs_floor``
+    (exact ε at T = 10, 5 against the floor), ``z_posterior_min`` (σ² = β̃ against β at T ≤ 25, both ε) and
+    ``z_posterior_T50``, with the verdicts in words ``verdict_T25``, ``verdict_posterior_T50``; the exact-ε widths
+    with β̃ and β at T = 50 (``width_exact_posterior_T50``, ``width_exact_beta_T50``), the learned β̃ score at
+    T = 50 (``posterior_ratio_T50`` ± ``posterior_ratio_se_T50``), ``narrower_posterior`` (β̃ narrows every mode,
+    exact ε) and ``clipped_share``, the share of the lower-right mode beyond the pixel range, P(x > 1) for
+    N(0.75, 0.1²)."""
     L, E, LP, EP = "learned", "exact_eps", "learned_posterior_var", "exact_eps_posterior_var"
     scores = q3.scores
 
@@ -45,22 +48,23 @@ def q3_findings(q3: Q3Study, n_total: int, T_list: tuple[int, ...] = (5, 10, 25,
 
     f: dict[str, Any] = {}
     for T in T_list:
-        f[f"r{T}"], f[f"s{T}"] = scores[T, L].energy_ratio, scores[T, L].energy_ratio_se
-        f[f"e{T}"] = scores[T, E].energy_ratio
+        f[f"ratio_T{T}"], f[f"ratio_se_T{T}"] = scores[T, L].energy_ratio, scores[T, L].energy_ratio_se
+        f[f"exact_ratio_T{T}"] = scores[T, E].energy_ratio
         w = scores[T, L].as_dict()["mode_weights"]
-        f[f"w{T}"], f[f"w{T}b"], f[f"sd{T}"], f[f"b{T}"] = w[0], w[1], q3.mode_std[T, L], q3.between_modes[T, L]
-    f["wse"] = binomial_se(0.35, n_total)
-    f["z25"], f["zp50"] = sep((25, L), (50, L)), sep((50, LP), (50, L))
-    f["v25"] = ("within 2 s.e. of $T = 50$: this score cannot tell the two apart" if abs(f["z25"]) < 2
-                else f"{f['z25']:+.1f} s.e. from $T = 50$")
-    f["v50"] = "within 2 s.e. of it" if abs(f["zp50"]) < 2 else f"{f['zp50']:+.1f} s.e. from it"
-    f["zmin"] = min(sep((T, tag + "_posterior_var"), (T, tag)) for T in (5, 10, 25) for tag in (L, E))
-    f["z_fewer"] = min(sep((10, L), (50, L)), sep((5, L), (10, L)))
-    f["z_exact"] = min(ratio_separation(scores[T, E], 1.0) for T in (5, 10))
-    f["sdp"], f["sde"] = q3.mode_std[50, EP], q3.mode_std[50, E]
-    f["p50"], f["sp50"] = scores[50, LP].energy_ratio, scores[50, LP].energy_ratio_se
+        f[f"weight_y0_T{T}"], f[f"weight_y1_T{T}"] = w[0], w[1]
+        f[f"width_T{T}"], f[f"between_T{T}"] = q3.mode_std[T, L], q3.between_modes[T, L]
+    f["weight_se"] = binomial_se(0.35, n_total)
+    z25, zp50 = f["z_T25_vs_T50"], f["z_posterior_T50"] = sep((25, L), (50, L)), sep((50, LP), (50, L))
+    f["verdict_T25"] = ("within 2 s.e. of $T = 50$: this score cannot tell the two apart" if abs(z25) < 2
+                        else f"{z25:+.1f} s.e. from $T = 50$")
+    f["verdict_posterior_T50"] = "within 2 s.e. of it" if abs(zp50) < 2 else f"{zp50:+.1f} s.e. from it"
+    f["z_posterior_min"] = min(sep((T, tag + "_posterior_var"), (T, tag)) for T in (5, 10, 25) for tag in (L, E))
+    f["z_fewer_steps"] = min(sep((10, L), (50, L)), sep((5, L), (10, L)))
+    f["z_exact_vs_floor"] = min(ratio_separation(scores[T, E], 1.0) for T in (5, 10))
+    f["width_exact_posterior_T50"], f["width_exact_beta_T50"] = q3.mode_std[50, EP], q3.mode_std[50, E]
+    f["posterior_ratio_T50"], f["posterior_ratio_se_T50"] = scores[50, LP].energy_ratio, scores[50, LP].energy_ratio_se
     f["narrower_posterior"] = all(q3.mode_std[T, EP] < q3.mode_std[T, E] for T in T_list)
-    f["clip"] = 0.5 * math.erfc((1 - 0.75) / (TWO_PIXEL_STD * math.sqrt(2)))
+    f["clipped_share"] = 0.5 * math.erfc((1 - 0.75) / (TWO_PIXEL_STD * math.sqrt(2)))
     return f
 
 
