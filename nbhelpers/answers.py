@@ -18,7 +18,7 @@ import string
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-__all__ = ["Claim", "claim", "render", "failed_claims", "measured_numbers"]
+__all__ = ["Claim", "claim", "render", "template_keys", "failed_claims", "claim_key", "measured_numbers"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def render(template: str, values: Mapping[str, Any] | None = None, claims: Itera
     for c in warnings:
         ev = f" Measured: {c.evidence}." if c.evidence else ""
         text += (f"\n\n> ⚠️ **This run does not support the claim** “{c.text}”.{ev} The sentence above was "
-                 f"written for the cpu profile's run; read it against this run's numbers.")
+                 f"written from a run that did; read it against this run's numbers.")
     return text
 
 
@@ -121,7 +121,9 @@ def failed_claims(metrics: Mapping[str, Any]) -> list[str]:
 
 def claim_key(text: str) -> str:
     """A stable metric name for a claim: ``claims/<lower-case words joined by _>`` (≤ 60 chars; a longer
-    text is cut and ends in 8 hex digits of its SHA-1, so different claims never share a name)."""
+    text is cut and ends in 8 hex digits of its SHA-1, so two long claims that differ only past the cut get
+    different names). Texts that differ only in case or punctuation share a name; ``run.answer`` refuses a
+    second such claim in one run rather than let one overwrite the other."""
     slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
     if len(slug) > 60:  # cut, with a digest of the whole text, so two long claims never share a key
         import hashlib

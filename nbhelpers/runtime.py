@@ -148,6 +148,7 @@ class NotebookRun:
     machine: dict[str, Any] = field(default_factory=machine_info)
     commit: str = field(default_factory=source_commit)
     notes: set[str] = field(default_factory=set, repr=False)
+    claim_texts: dict[str, str] = field(default_factory=dict, repr=False)  # claims/<key> → the claim's text
 
     # -- sizes ------------------------------------------------------------------
     def pick(self, smoke: T, cpu: T, gpu: T) -> T:
@@ -242,21 +243,28 @@ class NotebookRun:
         atomic_write_bytes(self.metrics_path, json.dumps(payload, indent=2, sort_keys=True).encode())
         return value
 
-    def report_all(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        """:meth:`report` every ``name → value`` of ``metrics`` (a study's numbers); returns them as recorded."""
+    def report_all(self, result: Any, prefix: str = "") -> dict[str, Any]:
+        """:meth:`report` every ``name → value`` of a study's result (anything with a ``metrics`` mapping, e.g. a
+        recipe's frozen dataclass) or of a plain dict, each name preceded by ``prefix``; returns them as recorded."""
+        if not isinstance(prefix, str):
+            raise ValueError(f"prefix must be a string, got {type(prefix).__name__}")
+        metrics = result if isinstance(result, dict) else getattr(result, "metrics", None)
         if not isinstance(metrics, dict):
-            raise ValueError(f"metrics must be a dict of name → value, got {type(metrics).__name__}")
-        return {key: self.report(key, value) for key, value in metrics.items()}
+            raise ValueError(f"report_all needs a dict of name → value or a result with a .metrics dict, got "
+                             f"{type(result).__name__}")
+        return {prefix + key: self.report(prefix + key, value) for key, value in metrics.items()}
 
     def record(self, study: Any, figure: str | None = None) -> dict[str, Any]:
-        """Record a study (anything with ``metrics``, ``summary`` and ``figure``, e.g. a recipe's
-        ``Study``): :meth:`report_all` its metrics, print its summary when it has one, and save its
+        """Record a study (anything with ``metrics``, ``summary`` (text, or a method giving it) and ``figure``, e.g. a
+        recipe's ``Study``): :meth:`report_all` its metrics, print its summary when it has one, and save its
         figure as ``<figure>.png`` when ``figure`` names it. Returns the metrics as recorded."""
         if figure is not None and getattr(study, "figure", None) is None:
             raise ValueError(f"figure={figure!r} was given but the study has no figure")
         recorded = self.report_all(study.metrics)
-        if getattr(study, "summary", ""):
-            print(study.summary)
+        summary = getattr(study, "summary", "")
+        summary = summary() if callable(summary) else summary  # a frozen result's .summary() or a Study's text
+        if summary:
+            print(summary)
         if figure is not None:
             self.savefig(study.figure, figure)
         return recorded
@@ -273,9 +281,11 @@ class NotebookRun:
     def answer(self, template: str, claims: Any = (), **values: Any) -> None:
         """Show a written answer whose numbers come from this run (:mod:`nbhelpers.answers`).
 
-        ``template`` cites recorded metrics as ``{name:format}`` (``values`` adds more); each
-        claim is recorded as ``claims/<text>`` and, when this run does not support it, shown
-        as a visible warning under the answer.
+        ``template`` cites recorded metrics as ``{name:format}`` (``values`` adds more); a name it cites that is
+        neither passed nor recorded is an error naming it, and so is a passed value that differs from the metric
+        recorded under the same name (it would silently shadow it). Each claim is recorded as
+        ``claims/<text>`` (:func:`nbhelpers.answers.claim_key`; two different claims whose keys coincide are an
+        error) and, when this run does not support it, shown as a visible warning under the answer.
         """
         claims = list(claims)
         for c in claims:
@@ -285,9 +295,19 @@ class NotebookRun:
             if k in self.metrics and _jsonable(v) != self.metrics[k]:
                 raise ValueError(f"the answer passes {k}={v!r}, but this run recorded {k} = {self.metrics[k]!r}; "
                                  f"cite the recorded value or give this one another name")
+        keys = {}
+        for c in claims:  # checked before anything is recorded: a clash leaves the metrics as they were
+            key = answers.claim_key(c.text)
+            other = keys.get(key, self.claim_texts.get(key, c.text))
+            if other != c.text:
+                raise ValueError(f"the claims “{c.text}” and “{other}” would both be recorded as {key}; "
+                                 f"word one of them differently")
+            keys[key] = c.text
         text = answers.render(template, {**self.metrics, **values}, claims)
         for c in claims:
-            self.report(answers.claim_key(c.text), c.holds)
+            key = answers.claim_key(c.text)
+            self.claim_texts[key] = c.text
+            self.report(key, c.holds)
         try:
             from IPython.display import Markdown, display
         except ImportError:  # pragma: no cover - plain Python

@@ -52,6 +52,44 @@ def test_run_answer_records_claims_and_shows_the_filled_text(monkeypatch, tmp_pa
         run.answer("x", claims=[True])
 
 
+def test_run_answer_refuses_a_keyword_that_shadows_a_metric_and_a_name_it_cannot_fill(monkeypatch, tmp_path):
+    monkeypatch.setenv(runtime.PROFILE_ENV, "smoke")
+    monkeypatch.setattr(layout, "build_dir", lambda: tmp_path)
+    run = nb.setup("99_test", device="cpu", seed=0)
+    run.report("acc", 0.5)
+    with pytest.raises(ValueError, match=r"passes acc=0\.75, but this run recorded acc = 0\.5"):
+        run.answer("accuracy {acc:.0%}", acc=0.75)
+    run.answer("accuracy {acc:.0%}", acc=torch.tensor(0.5))  # the recorded value itself is fine
+    with pytest.raises(ValueError, match=r"cites \{fd\}, which this run did not record; recorded: acc"):
+        run.answer("FD {fd:.2f}")
+
+
+def test_claim_keys_stay_short_and_distinct():
+    base = "the learned sampler scores within two standard errors of the floor at every"
+    a, b = answers.claim_key(base + " step count"), answers.claim_key(base + " step size")
+    assert a != b and len(a) == len("claims/") + 60 and len(b) == len(a)
+    assert answers.claim_key("Guidance raises accuracy!") == "claims/guidance_raises_accuracy"
+
+
+def test_run_answer_refuses_two_claims_that_would_share_a_key(monkeypatch, tmp_path):
+    monkeypatch.setenv(runtime.PROFILE_ENV, "smoke")
+    monkeypatch.setattr(layout, "build_dir", lambda: tmp_path)
+    run = nb.setup("99_test", device="cpu", seed=0)
+    run.answer("a", claims=[answers.claim("w > 1 helps", True)])
+    run.answer("b", claims=[answers.claim("w > 1 helps", False)])  # the same claim again: its latest value
+    assert run.metrics["claims/w_1_helps"] is False
+    with pytest.raises(ValueError, match=r"“w < 1 helps” and “w > 1 helps” would both be recorded as claims/w_1_helps"):
+        run.answer("c", claims=[answers.claim("w < 1 helps", True)])
+    with pytest.raises(ValueError, match="would both be recorded as claims/x_y"):
+        run.answer("d", claims=[answers.claim("x-y", True), answers.claim("x y", False)])
+    assert "claims/x_y" not in run.metrics
+
+
+def test_the_warning_names_no_profile():
+    text = answers.render("Answer.", {}, [answers.claim("it holds", False)])
+    assert "profile" not in text and "read it against this run's numbers" in text
+
+
 @pytest.mark.parametrize("markdown, found", [
     ("73 % of the samples", ["73 %"]),
     ("a ratio of 1.39 against 0.83", ["1.39", "0.83"]),

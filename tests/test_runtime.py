@@ -124,6 +124,17 @@ def test_setup_report_and_savefig(monkeypatch, tmp_path, capsys):
     assert data["metrics"] == {"err": 0.25, "hist": [1, 2], "a": 1.5, "b": 2}
     with pytest.raises(ValueError, match="dict"):
         run.report_all([("a", 1)])
+
+    class Result:  # a study's frozen dataclass: report_all reads its .metrics
+        metrics = {"ratio": 2.0, "n": 3}
+
+    assert run.report_all(Result(), prefix="q/") == {"q/ratio": 2.0, "q/n": 3}
+    data = json.loads((tmp_path / "metrics" / "99_test.json").read_text())
+    assert data["metrics"]["q/ratio"] == 2.0 and "ratio" not in data["metrics"]
+    with pytest.raises(ValueError, match="a result with a .metrics dict, got object"):
+        run.report_all(object())
+    with pytest.raises(ValueError, match="prefix must be a string"):
+        run.report_all({"a": 1}, prefix=None)
     import types
 
     import matplotlib
@@ -136,6 +147,8 @@ def test_setup_report_and_savefig(monkeypatch, tmp_path, capsys):
     assert capsys.readouterr().out == "three\n"
     assert (tmp_path / "smoke" / "figures" / "99_test" / "study_fig.png").exists()
     assert json.loads((tmp_path / "metrics" / "99_test.json").read_text())["metrics"]["c"] == 3.0
+    done = types.SimpleNamespace(metrics={"d": 4.0}, summary=lambda: "four")  # a frozen result's .summary()
+    assert run.record(done) == {"d": 4.0} and capsys.readouterr().out == "four\n"
     with pytest.raises(ValueError, match="no figure"):
         run.record(types.SimpleNamespace(figure=None, metrics={}, summary=""), "missing")
     import matplotlib

@@ -6,6 +6,7 @@ import torch
 
 import nbhelpers as nb
 from nbhelpers.recipes import score_sde as R
+from nbhelpers.recipes import score_sde_figures as F
 
 VP = nb.sde.VPSDE(0.1, 20.0)
 
@@ -66,19 +67,6 @@ def test_reverse_sample_rejects_bad_arguments():
 
 
 # --------------------------------------------------------------------------- scoring and the 2D studies
-class FakeRun:
-    """Records what a notebook's run would: reported metrics and saved sample arrays."""
-
-    def __init__(self):
-        self.metrics, self.samples = {}, {}
-
-    def report(self, key, value):
-        self.metrics[key] = value
-
-    def save_samples(self, name, **arrays):
-        self.samples[name] = arrays
-
-
 GMM = nb.distributions.toy_gmm()
 PATH = nb.paths.GaussianPath("linear")
 
@@ -89,49 +77,54 @@ def _judge(n_set=100):
     return R.TruthJudge(GMM, floor, n_set, ref_seed=5)
 
 
-def test_truth_judge_scores_against_one_reference_draw_and_records_everything():
+def test_truth_judge_scores_against_one_reference_draw_and_returns_every_number():
     judge = _judge()
     x = GMM.sample(300, generator=torch.Generator().manual_seed(1))
     want = nb.metrics.score_against_truth(x, GMM, generator=torch.Generator().manual_seed(5), n=100, floor=judge.floor)
     assert judge.score(x).energy == want.energy == judge.score(x).energy
     assert judge.ratio_se(300) == pytest.approx(judge.floor.std / judge.floor.mean / math.sqrt(3))
-    run = FakeRun()
-    got = judge.record(run, "set", x)
-    assert {k.split("/", 1)[1] for k in run.metrics} == set(want.as_dict()) | {"energy_ratio_se_perfect"}
-    assert run.metrics["set/energy_ratio"] == got.energy_ratio == want.energy_ratio
-    assert torch.equal(run.samples["set"]["samples"], x)
-    assert torch.equal(run.samples["set"]["reference"], want.reference)
-    judge.record(run2 := FakeRun(), "set", x, perfect_se=False)
-    assert "set/energy_ratio_se_perfect" not in run2.metrics
+    got = judge.judge("set", x)
+    assert {k.split("/", 1)[1] for k in got.metrics} == set(want.as_dict()) | {"energy_ratio_se_perfect"}
+    assert got.metrics["set/energy_ratio"] == got.score.energy_ratio == want.energy_ratio
+    assert got.metrics["set/energy_ratio_se_perfect"] == judge.ratio_se(300)
+    assert torch.equal(got.to_save["samples"], x) and torch.equal(got.to_save["reference"], want.reference)
+    assert got.summary().startswith("set ") and want.summary() in got.summary()
+    assert "set/energy_ratio_se_perfect" not in judge.judge("set", x, perfect_se=False).metrics
 
 
 def test_vp_sample_is_the_library_sampler_of_each_method():
     x1 = torch.randn(50, 2, generator=torch.Generator().manual_seed(2))
     noise = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     pf = VP.probability_flow(_gmm_score)
-    want = {"reverse SDE (EM)": nb.solvers.euler_maruyama(VP.reverse(_gmm_score), None, x1, 1.0, 1e-3, 20,
-                                                          generator=noise()).x,
-            "PF-ODE (Euler)": nb.solvers.euler(pf, x1, 1.0, 1e-3, 20).x,
-            "PF-ODE (Heun)": nb.solvers.heun(pf, x1, 1.0, 1e-3, 10).x}
-    for m in R.VP_METHODS:
+    M = R.VPMethod
+    want = {M.REVERSE_SDE: nb.solvers.euler_maruyama(VP.reverse(_gmm_score), None, x1, 1.0, 1e-3, 20,
+                                                     generator=noise()).x,
+            M.PF_ODE_EULER: nb.solvers.euler(pf, x1, 1.0, 1e-3, 20).x,
+            M.PF_ODE_HEUN: nb.solvers.heun(pf, x1, 1.0, 1e-3, 10).x}
+    for m in M:
         assert torch.equal(R.vp_sample(m, VP, _library_step, _gmm_score, x1, 1e-3, 20, noise), want[m]), m
-    with pytest.raises(ValueError, match="unknown method 'RK4'; valid choices: reverse SDE"):
-        R.vp_sample("RK4", VP, _library_step, _gmm_score, x1, 1e-3, 20, noise)
+    assert [m.label for m in M] == ["reverse SDE (EM)", "PF-ODE (Euler)", "PF-ODE (Heun)"]  # the metric names
+    with pytest.raises(ValueError, match="unknown method 'PF-ODE \\(Heun\\)'; valid choices: VPMethod.REVERSE_SDE"):
+        R.vp_sample("PF-ODE (Heun)", VP, _library_step, _gmm_score, x1, 1e-3, 20, noise)  # a label is not a method
 
 
 def test_vp_nfe_study_scores_every_method_score_and_budget():
     judge, x1 = _judge(), torch.randn(200, 2, generator=torch.Generator().manual_seed(4))
     noise = lambda: torch.Generator().manual_seed(6)  # noqa: E731
     study = R.vp_nfe_study(VP, _library_step, {"exact": _gmm_score}, x1, 1e-3, [4, 8], judge, noise)
-    assert set(study) == {(m, "exact", n) for m in R.VP_METHODS for n in (4, 8)}
-    sc = judge.score(R.vp_sample("PF-ODE (Heun)", VP, _library_step, _gmm_score, x1, 1e-3, 8, noise))
-    assert study["PF-ODE (Heun)", "exact", 8] == {"ratio": sc.energy_ratio, "weight_error": sc.max_weight_error,
-                                                  "loglik": sc.log_likelihood}
+    assert set(study.rows) == {(m, "exact", n) for m in R.VPMethod for n in (4, 8)}
+    sc = judge.score(R.vp_sample(R.VPMethod.PF_ODE_HEUN, VP, _library_step, _gmm_score, x1, 1e-3, 8, noise))
+    row = {"ratio": sc.energy_ratio, "weight_error": sc.max_weight_error, "loglik": sc.log_likelihood}
+    assert study.rows[R.VPMethod.PF_ODE_HEUN, "exact", 8] == row
+    assert study.metrics["vp_nfe_study"]["PF-ODE (Heun)|exact|8"] == row and len(study.metrics["vp_nfe_study"]) == 6
+    assert study.summary("exact").splitlines()[2] == ("PF-ODE (Heun)      4: "
+                                                      f"{study.rows[R.VPMethod.PF_ODE_HEUN, 'exact', 4]['ratio']:.2f}×"
+                                                      f"  8: {sc.energy_ratio:.2f}×")
 
 
 def _vp_study(sde_ratios, euler_ratios, heun_ratios, grid):
     out = {}
-    for m, rs in zip(R.VP_METHODS, (sde_ratios, euler_ratios, heun_ratios)):
+    for m, rs in zip(R.VPMethod, (sde_ratios, euler_ratios, heun_ratios)):
         for n, r in zip(grid, rs):
             out[m, "learned", n] = {"ratio": r, "weight_error": 0.0, "loglik": -r}
     return out
@@ -180,8 +173,8 @@ def test_sigma_sweep_summary_and_flowscore_nfe_summary_cite_the_right_entries():
     assert (v["ex_lo"], v["ex_hi"], v["van_lo"], v["van_hi"]) == (0.9, 1.2, 1.1, 1.3)
     assert (v["con_max"], v["ll_max"], v["true_ll"], v["big_ll"]) == (4.0, -2.5, -3.0, {2.0: -2.5})
     grid = [20, 50, 200]
-    study = {(m, n): {"ratio": r + i, "loglik": -i} for i, m in enumerate(
-        ["SDE, σ_t = 1 − t (EM)", "SDE, σ_t = 1 (EM)", "ODE (Euler)", "ODE (Heun)"]) for n, r in zip(grid, [3, 2, 1])}
+    study = {(m, n): {"ratio": r + i, "loglik": -i} for i, m in enumerate(R.FlowScoreMethod)
+             for n, r in zip(grid, [3, 2, 1])}
     v = R.flowscore_nfe_summary(study, grid, ode0=3.0, se=0.1, true_ll=-2.0)
     assert (v["n_lo"], v["n_hi"], v["h_lo"], v["h_hi"], v["ode_end"], v["van_end"], v["ll"]) == (50, 200, 5, 4, 3,
                                                                                               1, -1)
@@ -195,10 +188,13 @@ def test_flowscore_nfe_study_matches_the_solvers():
     s = lambda x, t: GMM.marginal_score(x, t, PATH.schedule)  # noqa: E731
     noise = lambda: torch.Generator().manual_seed(10)  # noqa: E731
     study = R.flowscore_nfe_study(u, s, x0, [4, 8], noise, judge)
-    assert len(study) == 8
-    assert study["ODE (Heun)", 8]["ratio"] == judge.score(nb.solvers.heun(u, x0, 0.0, 1.0, 4).x).energy_ratio
+    M = R.FlowScoreMethod
+    assert len(study.rows) == 8
+    assert study.rows[M.ODE_HEUN, 8]["ratio"] == judge.score(nb.solvers.heun(u, x0, 0.0, 1.0, 4).x).energy_ratio
     em = nb.solvers.euler_maruyama(nb.sde.FlowScoreSDE(u, s, sigma=1.0), x0, 0.0, 1.0, 2, generator=noise()).x
-    assert study["SDE, σ_t = 1 (EM)", 4]["loglik"] == judge.score(em).log_likelihood
+    assert study.rows[M.SDE_CONSTANT, 4]["loglik"] == judge.score(em).log_likelihood
+    assert study.metrics["flowscore_nfe_study"]["SDE, σ_t = 1 (EM)|4"] == study.rows[M.SDE_CONSTANT, 4]
+    assert [m.label for m in M] == ["SDE, σ_t = 1 − t (EM)", "SDE, σ_t = 1 (EM)", "ODE (Euler)", "ODE (Heun)"]
 
 
 # --------------------------------------------------------------------------- Part II
@@ -224,8 +220,8 @@ class FakeEvaluation:
         self.class_min, self.class_max, self.mean_confidence = 0.05, 0.15, 0.8
         self.fd_ratio_se, self.recognised_se = 0.1, 0.01
 
-    def report(self, run, name, bars):
-        run.report(f"{name}/fd_ratio", self.fd_ratio)
+    def as_dict(self):
+        return {"fd_ratio": self.fd_ratio}
 
     def passes(self, bars):
         return True
@@ -236,15 +232,23 @@ class FakeEvaluation:
 
 def test_image_sigma_sweep_runs_each_setting_once_from_the_same_noise():
     evaluator = type("E", (), {"evaluate": staticmethod(FakeEvaluation)})()
-    run = FakeRun()
     u = lambda x, t: -x  # noqa: E731
     s = lambda x, t: -x  # noqa: E731
-    results, samples = R.image_sigma_sweep(u, s, [0.0, 1.0], 6, 3, evaluator, None, "cpu", 13, run, "smoke")
+    sweep = R.image_sigma_sweep(u, s, [0.0, 1.0], 6, 3, evaluator, "bars", "cpu", 13)
+    results, samples = sweep.results, sweep.samples
     assert results["vanishing", 0.0] is results["constant", 0.0]
-    assert sorted(run.samples) == ["image_constant_sigma0", "image_constant_sigma1", "image_vanishing_sigma1"]
+    assert sorted(sweep.to_save) == ["image_constant_sigma0", "image_constant_sigma1", "image_vanishing_sigma1"]
+    assert torch.equal(sweep.to_save["image_vanishing_sigma1"]["images"], samples["vanishing", 1.0])
+    assert sweep.metrics == {f"image/{k}/{m}": v for k, r in (("constant_sigma0", results["constant", 0.0]),
+                                                              ("constant_sigma1", results["constant", 1.0]),
+                                                              ("vanishing_sigma1", results["vanishing", 1.0]))
+                             for m, v in (("fd_ratio", r.fd_ratio), ("passes", True))}
+    assert len(sweep.summary().splitlines()) == 3 and "passes the bars" in sweep.summary()
     ode = nb.solvers.sample_from_noise(u, 6, (1, 28, 28), 3, method="euler", seed=13).x.clamp(-1, 1)
     torch.testing.assert_close(samples["constant", 0.0], ode)
-    assert samples["constant", 1.0].abs().max() <= 1.0 and run.metrics["image/constant_sigma1/fd_ratio"] > 0
+    assert samples["constant", 1.0].abs().max() <= 1.0 and sweep.metrics["image/constant_sigma1/fd_ratio"] > 0
+    assert "image/constant_sigma1/passes" not in R.image_sigma_sweep(u, s, [1.0], 6, 3, evaluator, None, "cpu",
+                                                                     13).metrics
     v = R.image_sweep_summary(results, [0.0, 1.0])
     assert v["s1"] == 1.0 and v["noisy"] == "none" and math.isnan(v["conf"])
     assert v["se_fd"] == pytest.approx(2 * math.sqrt(2) * 0.1)
@@ -257,12 +261,12 @@ def test_every_figure_draws_its_panels():
     traj = torch.randn(11, 20, 2, generator=torch.Generator().manual_seed(14))
     x = traj[-1]
     figs = {
-        "samples": (R.samples_figure(x, x, torch.zeros(20, dtype=torch.long)), 2),
-        "loss": (R.loss_floor_figure([1.0, 0.5, 0.4] * 50, 0.3, "loss"), 1),
-        "trajectories": (R.trajectories_figure(traj, x, 1e-3, n_show=3), 4),  # three panels and a colour bar
-        "snapshots": (R.snapshots_figure(traj, 1e-3, [1.0, 0.5, 1e-3]), 3),
-        "losses": (R.flow_score_losses_figure([1.0] * 200, [0.5] * 200), 2),
-        "agreement": (R.agreement_figure(torch.linspace(0.1, 0.9, 3), [0.1, 0.2, 0.3]), 1),
+        "samples": (F.samples_figure(x, x, torch.zeros(20, dtype=torch.long)), 2),
+        "loss": (F.loss_floor_figure([1.0, 0.5, 0.4] * 50, 0.3, "loss"), 1),
+        "trajectories": (F.trajectories_figure(traj, x, 1e-3, n_show=3), 4),  # three panels and a colour bar
+        "snapshots": (F.snapshots_figure(traj, 1e-3, [1.0, 0.5, 1e-3]), 3),
+        "losses": (F.flow_score_losses_figure([1.0] * 200, [0.5] * 200), 2),
+        "agreement": (F.agreement_figure(torch.linspace(0.1, 0.9, 3), [0.1, 0.2, 0.3]), 1),
     }
     for name, (fig, n_axes) in figs.items():
         assert len([ax for ax in fig.axes if ax.get_visible()]) == n_axes, name
@@ -275,24 +279,28 @@ def test_every_study_figure_draws_its_panels():
     import matplotlib.pyplot as plt
     from types import SimpleNamespace as NS
     grid, sigmas = [10, 100], [0.0, 1.0]
-    vp = {(m, w, n): {"ratio": 1.0 + 1 / n, "loglik": -3.0} for m in R.VP_METHODS for w in ("learned", "exact")
+    vp = {(m, w, n): {"ratio": 1.0 + 1 / n, "loglik": -3.0} for m in R.VPMethod for w in ("learned", "exact")
           for n in grid}
     sc = NS(energy_ratio=1.1, max_weight_error=0.01, log_likelihood=-3.0, true_log_likelihood=-3.1)
     sweep = {(w, sh, s): sc for w in ("learned", "exact") for sh in R.SIGMA_SHAPES for s in sigmas}
     samples = {k: torch.zeros(5, 2) for k in sweep}
-    fs = {(m, n): {"ratio": 1.0, "loglik": -3.0} for m in ("ODE (Euler)", "ODE (Heun)") for n in grid}
+    fs = {(m, n): {"ratio": 1.0, "loglik": -3.0} for m in (R.FlowScoreMethod.ODE_EULER, R.FlowScoreMethod.ODE_HEUN)
+          for n in grid}
     res = NS(recognised_fraction=0.9, fd_ratio=2.0, class_max=0.15, class_min=0.05)
     images = {(sh, s): res for sh in R.SIGMA_SHAPES for s in sigmas}
     bars = nb.metrics.bars_for("smoke")
     settings = R.sigma_settings(sigmas)
     figs = {
-        "vp_nfe": (R.vp_nfe_figure(vp, grid, 0.1, -3.0), 2),
-        "sigma_samples": (R.sigma_samples_figure(samples, sigmas), 4),
-        "sigma_sweep": (R.sigma_sweep_figure(sweep, sigmas, 0.1, 10), 3),
-        "flowscore_nfe": (R.flowscore_nfe_figure(fs, grid, 0.1, -3.0), 2),
-        "image_samples": (R.image_sigma_samples_figure({k: torch.zeros(12, 1, 28, 28) for k in images}, settings), 1),
-        "image_sweep": (R.image_sigma_sweep_figure(images, sigmas, bars), 3),
+        "vp_nfe": (F.vp_nfe_figure(vp, grid, 0.1, -3.0), 2),
+        "sigma_samples": (F.sigma_samples_figure(samples, sigmas), 4),
+        "sigma_sweep": (F.sigma_sweep_figure(sweep, sigmas, 0.1, 10), 3),
+        "flowscore_nfe": (F.flowscore_nfe_figure(fs, grid, 0.1, -3.0), 2),
+        "image_samples": (F.image_sigma_samples_figure({k: torch.zeros(12, 1, 28, 28) for k in images}, settings), 1),
+        "image_sweep": (F.image_sigma_sweep_figure(images, sigmas, bars), 3),
     }
+    legend = lambda fig: [t.get_text() for t in fig.axes[0].get_legend().get_texts()]  # noqa: E731
+    assert legend(figs["flowscore_nfe"][0])[:2] == ["ODE (Euler)", "ODE (Heun)"]  # the methods' labels
+    assert legend(figs["vp_nfe"][0])[:2] == ["reverse SDE (EM), learned", "reverse SDE (EM), exact"]
     for name, (fig, n_axes) in figs.items():
         assert len([ax for ax in fig.axes if ax.get_visible()]) == n_axes, name
         plt.close(fig)

@@ -212,7 +212,7 @@ def test_notebook_05_losses_reverse_sde_and_judge_under_the_strict_mode():
         losses.score_matching_loss(s_net, z, path, _gen(2), weighting="beta2", t_max=0.999).backward()
         x1 = vp.prior_sample((100, 2), generator=_gen(3))
         traj = r05.reverse_sample(step, vp, u_net, x1, 1e-3, 5, _gen(4), return_trajectory=True)
-        for method in r05.VP_METHODS:
+        for method in r05.VPMethod:
             r05.vp_sample(method, vp, step, u_net, x1, 1e-3, 4, lambda: _gen(5))
         solvers.euler_maruyama(sde_module.FlowScoreSDE(u_net, s_net, sigma=0.5), None, x1, 0.0, 1.0, 4,
                                generator=_gen(6))
@@ -246,7 +246,7 @@ def test_notebook_06_ddpm_oracle_and_guidance_under_the_strict_mode():
         d.predict_x0(x[:8], k, oracle(x[:8], d.time(k, x[:8])))
         truth = tp.noised_two_pixel(gmm, d, 5)
         floor = toy.energy_noise_floor(truth, 16, generator=_gen(8), repeats=2, n_pairs=1000)
-        tp.TruthScorer(gmm, floor, 16, seed=0)("x", out.x)
+        tp.TruthScorer(gmm, floor, 16, seed=0)(out.x)
         x_T = torch.randn(8, 2, generator=_gen(9)).to(DEVICE)
         tp.same_noise_two_labels(d, CFGModel(oracle, 1.0, 2), x_T, gmm.means, seed=1)
         tp.guidance_sweep(d, lambda w: CFGModel(oracle, w, 2), x_T, torch.arange(8, device=DEVICE) % 2, (0.0, 1.0),

@@ -227,6 +227,6 @@ def test_the_fallback_note_runs_in_a_comparison_cell(capsys):
     scope = {"nb": nb, "torch": torch, "p_step": p_step, "ddpm50": ddpm50, "model50": model50, "gen": gen,
              "run": type("R", (), {"device": torch.device("cpu")})()}
     cells = {c["id"]: _src(c) for c in _cells(ROOT / "exercises" / "06_two_pixel_ddpm_cfg.ipynb")}
-    exec(cells["cell-013"].replace("trained[50][1].sampling_model", "model50"), scope)
+    exec(cells["cell-013"].replace("trained[50].result.sampling_model", "model50"), scope)
     out = capsys.readouterr().out
     assert "max |p_step − DDPM.p_step| = 0.0" in out and "comparing the library with itself" in out

@@ -153,15 +153,6 @@ def _oracle_trained(gmm, Ts):
     return {T: tp.TrainedDDPM(d, _Trained(nb.ddpm.GMMEpsOracle(d, gmm))) for T, d in ddpms.items()}
 
 
-def _recorder():
-    got = {}
-
-    def report(key, value):
-        got[key] = value
-        return value
-    return got, report
-
-
 def test_data_schedule_and_loss_figures_draw():
     import matplotlib
 
@@ -208,30 +199,30 @@ def test_typical_run_is_the_first_end_near_a_peak():
     assert tp.typical_run(torch.tensor([[0.5, 0.5]]), means) == 0  # none is near: the first
 
 
-def test_truth_scorer_reports_every_number_and_true_samples_score_near_the_floor():
+def test_truth_scorer_scores_against_one_reference_and_true_samples_score_near_the_floor():
     gmm = nb.distributions.two_pixel()
     g = torch.Generator().manual_seed(0)
     floor = nb.metrics.energy_noise_floor(gmm, 200, generator=g, repeats=4, n_pairs=20_000)
-    got, report = _recorder()
-    score = tp.TruthScorer(gmm, floor, n=200, seed=0, report=report)
-    good, bad = score("good", gmm.sample(800, g)), score("bad", gmm.sample(800, g) + 0.3)
-    assert set(got) == {f"{name}/{k}" for name in ("good", "bad") for k in good.as_dict()}
+    score = tp.TruthScorer(gmm, floor, n=200, seed=0)
+    good, bad = score(gmm.sample(800, g)), score(gmm.sample(800, g) + 0.3)
     assert good.energy_ratio < 3 < bad.energy_ratio
+    assert torch.equal(good.reference, bad.reference)  # the same reference draw (seed + 1) for every set
 
 
 def test_score_steps_scores_each_step_against_its_own_truth():
     gmm, d = nb.distributions.two_pixel(), DDPM.from_schedule("cosine", 10)
     g = torch.Generator().manual_seed(0)
     samples = {k: tp.noised_two_pixel(gmm, d, k).sample(600, g) for k in (10, 2)}
-    got, report = _recorder()
     out = tp.score_steps(samples, (10, 2), lambda k: tp.noised_two_pixel(gmm, d, k), n=200, generator=g, seed=0,
-                         floor_repeats=3, n_pairs=20_000, report=report)
-    assert sorted(got) == sorted(f"q2/k{k}/{m}" for k in (10, 2) for m in
-                                 ("energy_ratio", "energy_ratio_se", "log_likelihood", "true_log_likelihood"))
-    assert all(out[k].energy_ratio < 4 for k in (10, 2))
+                         floor_repeats=3, n_pairs=20_000)
+    assert sorted(out.metrics) == sorted(f"q2/k{k}/{m}" for k in (10, 2) for m in
+                                         ("energy_ratio", "energy_ratio_se", "log_likelihood", "true_log_likelihood"))
+    assert out.metrics["q2/k2/energy_ratio"] == out.scores[2].energy_ratio
+    assert all(out.scores[k].energy_ratio < 4 for k in (10, 2))
+    assert out.summary().splitlines()[1].startswith("k =  2: samples vs the exact density of x_k: ")
     wrong = tp.score_steps({10: samples[2]}, (10,), lambda k: tp.noised_two_pixel(gmm, d, k), n=200, generator=g,
                            seed=0, floor_repeats=3, n_pairs=20_000)
-    assert wrong[10].energy_ratio > 10  # the samples of step 2 are not those of step 10
+    assert wrong.scores[10].energy_ratio > 10  # the samples of step 2 are not those of step 10
 
 
 def test_q3_study_and_findings_with_the_exact_eps_as_the_learned_model():
@@ -240,30 +231,36 @@ def test_q3_study_and_findings_with_the_exact_eps_as_the_learned_model():
     gmm = nb.distributions.two_pixel()
     g = torch.Generator().manual_seed(0)
     floor = nb.metrics.energy_noise_floor(gmm, 150, generator=g, repeats=3, n_pairs=20_000)
-    got, report = _recorder()
-    saved = []
-    score = tp.TruthScorer(gmm, floor, n=150, seed=0, report=report)
-    q3 = tp.q3_study(_oracle_trained(gmm, (5, 10, 25, 50)), gmm, 150, 2, g, 0, "cpu", score, report=report,
-                     save_samples=lambda name, **arrays: saved.append((name, arrays["samples"].shape)))
-    assert len(q3.rows) == 16 and saved == [(f"q3_T{T}", (300, 2)) for T in (5, 10, 25, 50)]
+    score = tp.TruthScorer(gmm, floor, n=150, seed=0)
+    q3 = tp.q3_study(_oracle_trained(gmm, (5, 10, 25, 50)), gmm, 150, 2, g, 0, "cpu", score)
+    got = q3.metrics
+    assert len(q3.rows) == 16 and [(name, a["samples"].shape) for name, a in q3.to_save.items()] == [
+        (f"q3_T{T}", (300, 2)) for T in (5, 10, 25, 50)]
+    assert sorted({row[1] for row in q3.rows}) == sorted(s.label for s in tp.Q3Sampler)
+    assert len(got) == 16 * (len(q3.scores[5, "learned"].as_dict()) + 2)
     assert list(q3.samples) == ["T = 5", "T = 10", "T = 25", "T = 50"] and q3.samples["T = 5"].shape == (150, 2)
     for T in (5, 10, 25, 50):
         assert q3.scores[T, "learned"].energy == q3.scores[T, "exact_eps"].energy
         assert got[f"q3/T{T}/learned/mode_std"] == got[f"q3/T{T}/exact_eps/mode_std"]
     assert q3.table().count("\n") == 16 and "± 1 s.e. over 2 sets" in q3.table()
-    f = tp.q3_findings(q3.scores, got, n_total=300)
-    assert f["r50"] == f["e50"] and f["wse"] == pytest.approx(math.sqrt(0.35 * 0.65 / 300))
-    assert f["clip"] == pytest.approx(0.00621, abs=1e-5)  # P(x > 1) for N(0.75, 0.1²): 1 − Φ(2.5)
-    assert f["w50"] == got["q3/T50/learned/mode_weights"][0]
-    assert f["zp50"] == pytest.approx(nb.metrics.ratio_separation(q3.scores[50, "learned_posterior_var"],
+    f = tp.q3_findings(q3, n_total=300)
+    assert f["ratio_T50"] == f["exact_ratio_T50"] and f["weight_se"] == pytest.approx(math.sqrt(0.35 * 0.65 / 300))
+    assert f["clipped_share"] == pytest.approx(0.00621, abs=1e-5)  # P(x > 1) for N(0.75, 0.1²): 1 − Φ(2.5)
+    assert f["weight_y0_T50"] == got["q3/T50/learned/mode_weights"][0]
+    assert f["width_T5"] == got["q3/T5/learned/mode_std"] and f["between_T10"] == got["q3/T10/learned/between_modes"]
+    assert f["width_exact_posterior_T50"] == got["q3/T50/exact_eps_posterior_var/mode_std"]
+    assert f["z_posterior_T50"] == pytest.approx(nb.metrics.ratio_separation(q3.scores[50, "learned_posterior_var"],
                                                                   q3.scores[50, "learned"]))
     oracle = nb.ddpm.GMMEpsOracle(DDPM.from_schedule("cosine", 50), gmm)
-    rows = tp.ddim_study(DDPM.from_schedule("cosine", 50), {"learned": oracle, "exact ε": oracle},
+    ddim = tp.ddim_study(DDPM.from_schedule("cosine", 50), {tp.EpsSource.LEARNED: oracle, tp.EpsSource.EXACT: oracle},
                          torch.randn(300, 2, generator=g), (10, 25, 50), score)
-    fd = tp.ddim_findings(rows, q3.scores)
-    assert fd["d10"] == fd["x10"] == rows[10, "learned"].energy_ratio
+    fd = tp.ddim_findings(ddim, q3)
+    assert fd["d10"] == fd["x10"] == ddim.scores[10, tp.EpsSource.LEARNED].energy_ratio
     assert fd["a25"] == q3.scores[25, "learned"].energy_ratio
-    assert "ddim/25_of_50/exact_eps/energy_ratio" in got and isinstance(fd["v50"], str)
+    assert ddim.metrics["ddim/25_of_50/exact_eps/energy_ratio"] == ddim.scores[25, tp.EpsSource.EXACT].energy_ratio
+    assert isinstance(fd["v50"], str) and "exact ε" in ddim.summary()
+    with pytest.raises(ValueError, match="keyed by EpsSource"):
+        tp.ddim_study(DDPM.from_schedule("cosine", 50), {"learned": oracle}, torch.randn(8, 2), (10,), score)
 
 
 def test_same_noise_two_labels_and_the_guidance_sweep_with_the_exact_conditional_eps():
@@ -279,16 +276,19 @@ def test_same_noise_two_labels_and_the_guidance_sweep_with_the_exact_conditional
     assert q4.paths[0].shape == (21, 64, 2) and torch.equal(q4.paths[1][0], x_T)
     assert torch.equal(q4.paths[0][-1], q4.ends[0])
     assert q4.both > 0.9  # the exact conditional ε sends each run to its own mode
+    assert q4.metrics == {"q4/both_labels_reach_their_mode": q4.both}
     assert len(tp.same_noise_figure(q4, x_T, gmm.log_prob).axes) == 3
     plt.close("all")
 
     def guided(w):
         return lambda x, t, y: nb.guidance.guided_eps(oracle, x, t, y, w, 2)
 
-    got, report = _recorder()
     y = torch.arange(64) % 2
-    sweep, metrics = tp.guidance_sweep(d, guided, x_T, y, (0.0, 2.0), gmm.means, seed=5, report=report)
-    assert sorted(got) == sorted(f"guidance/w{w}/{k}" for w in ("0", "2") for k in ("accuracy", "spread", "spread_se"))
+    result = tp.guidance_sweep(d, guided, x_T, y, (0.0, 2.0), gmm.means, seed=5)
+    sweep, metrics = result.samples, result.per_w
+    assert sorted(result.metrics) == sorted(f"guidance/w{w}/{k}" for w in ("0", "2")
+                                            for k in ("accuracy", "spread", "spread_se"))
+    assert result.metrics["guidance/w2/spread"] == metrics[2.0]["spread"]
     x0, _ = sweep[0.0]
     inside = torch.cdist(x0, gmm.means).argmin(1) == y
     assert metrics[0.0]["accuracy"] == float(inside.double().mean()) > 0.9
@@ -327,7 +327,7 @@ def test_q2_findings_name_the_worst_step_and_the_end_weights():
     assert (f["worst_k"], f["worst"], f["worst_se"]) == (30, 1.7, pytest.approx(0.17))
 
 
-def test_train_two_pixel_uses_the_given_label_dropout_and_reports_its_time(tmp_path, monkeypatch):
+def test_train_two_pixel_uses_the_given_label_dropout_and_states_its_time(tmp_path, monkeypatch):
     monkeypatch.setenv("NBHELPERS_CHECKPOINT_DIR", str(tmp_path))
     calls = []
 
@@ -335,12 +335,13 @@ def test_train_two_pixel_uses_the_given_label_dropout_and_reports_its_time(tmp_p
         calls.append((p, num_classes))
         return drop_labels(y, p, num_classes, generator)
 
-    got, report = _recorder()
     setting = dict(data=nb.distributions.two_pixel(), net=dict(channels=(32, 64), embed_dim=32), steps=4, batch=16,
-                   lr=1e-3, seed=0, device="cpu", profile="smoke", report=report)
-    ddpm, res = tp.train_two_pixel(5, p_uncond=0.2, label_dropout=dropout, **setting)
+                   lr=1e-3, seed=0, device="cpu", profile="smoke")
+    trained = tp.train_two_pixel(5, p_uncond=0.2, label_dropout=dropout, **setting)
+    ddpm, res = trained
     assert ddpm.T == 5 and len(res.losses) == 4 and calls == [(0.2, 2)] * 4
-    assert list(got) == ["train_seconds/06_two_pixel_T5_cfg"]
+    assert trained.metrics == {"train_seconds/06_two_pixel_T5_cfg": res.seconds}
+    assert trained.summary().startswith("06_two_pixel_T5_cfg: 4 steps in ") and "trained now" in trained.summary()
     again = tp.train_two_pixel(5, p_uncond=0.2, label_dropout=dropout, **setting)
     assert again.result.loaded_from_cache and len(calls) == 4  # the cache answers; nothing is trained
     unc = tp.train_two_pixel(5, **setting)

@@ -12,9 +12,10 @@ A recipe holds one notebook's presets, trainer, sweeps and figures; it imports t
   04, 05 and 07 use it);
 * ``unet_images`` — notebook 04's own studies and figures over ``mnist``: corrupted grids, references,
   the Euler-step sweep, the schedule comparison;
-* ``score_sde`` — notebook 05: the VP-SDE's reverse sampler built from one step, the 2D and image studies,
-  their figures and the numbers its answers cite;
-* ``two_pixel`` — notebook 06: the two-pixel density figures and the guidance explorer;
+* ``score_sde`` — notebook 05: the VP-SDE's reverse sampler built from one step, the 2D and image studies and
+  the numbers its answers cite; ``score_sde_figures`` — its figures;
+* ``two_pixel`` — notebook 06 (a package): training, the studies scored against the known mixture, the numbers
+  its answers cite, the figures and the guidance explorer;
 * ``cfg_mnist`` — notebook 07: class-conditional DDPM with classifier-free guidance on MNIST: presets,
   training, sampling, the settle measurement, scores, the answers' evidence, figures;
 * ``afhq`` — notebook 08 and the ``python -m nbhelpers.afhq`` trainer: data, the seed's
@@ -27,8 +28,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("sdes", "paths_schedules", "flow_2d", "mnist", "unet_images", "score_sde", "two_pixel", "cfg_mnist",
-               "afhq")
+_SUBMODULES = ("sdes", "paths_schedules", "flow_2d", "mnist", "unet_images", "score_sde", "score_sde_figures",
+               "two_pixel", "cfg_mnist", "afhq")
 
 __all__ = list(_SUBMODULES)
 

@@ -4,12 +4,16 @@
   function ``step(sde, score_fn, x, t, dt, generator)`` (the notebook's exercise, or the library's step);
   with the library's step it is exactly ``nb.solvers.euler_maruyama(sde.reverse(score_fn), …)``.
 * :class:`TruthJudge` — 2D samples scored against the true mixture (energy distance over its noise floor,
-  mode weights, log-likelihood), one reference draw for every table, recorded in the run.
-* Part I: the Q1/Q4/Q5 figures; the VP-SDE's SDE-vs-ODE study (:func:`vp_nfe_study`); task 5b in 2D — the flow
-  and score MLPs (:func:`train_flow_and_score`), the σ sweep's figures and summaries (the sweep itself is a loop in notebook 05) and the equal-NFE study
-  (:func:`flowscore_nfe_study`), each with its figure.
+  mode weights, log-likelihood), one reference draw for every table (:meth:`TruthJudge.judge` → :class:`Judged`).
+* Part I: the VP-SDE's SDE-vs-ODE study (:func:`vp_nfe_study`, the samplers a :class:`VPMethod`); task 5b in 2D —
+  the flow and score MLPs (:func:`train_flow_and_score`), the σ sweep's summaries (the sweep itself is a loop in
+  notebook 05) and the equal-NFE study (:func:`flowscore_nfe_study`, the samplers a :class:`FlowScoreMethod`).
 * Part II (MNIST): the agreement of the score UNet with the score read from the flow UNet
-  (:func:`score_flow_agreement`) and the σ sweep on images (:func:`image_sigma_sweep`), with their figures.
+  (:func:`score_flow_agreement`) and the σ sweep on images (:func:`image_sigma_sweep`).
+
+Every study returns a frozen dataclass with ``.metrics`` (for ``run.report_all``) and ``.summary()``; samples
+worth keeping come back in ``to_save`` for ``run.save_samples``. Nothing here reports, saves or prints. The
+figures are in :mod:`nbhelpers.recipes.score_sde_figures`.
 
 Time: the VP-SDE keeps Song's direction (**t = 0 data, t = 1 noise**, :class:`nbhelpers.sde.VPSDE`); task 5b and
 Part II use the flow convention of :mod:`nbhelpers.paths` (**t = 0 noise, t = 1 data**, linear path).
@@ -17,12 +21,11 @@ Part II use the flow convention of :mod:`nbhelpers.paths` (**t = 0 noise, t = 1 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Callable, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..dryrun import capped, sampler
@@ -30,20 +33,16 @@ from ..losses import flow_matching_loss, score_matching_loss
 from ..metrics.toy import NoiseFloor, SampleScore, score_against_truth
 from ..models.mlp import ScoreFromNoise, TimeMLP
 from ..paths import GaussianPath
-from ..plotting import image_grid, loss_curve, plot_trajectories_2d, scatter_panels
 from ..sde import FlowScoreSDE
 from ..solvers import Solution, euler, euler_maruyama, heun, sample_from_noise, time_grid
 from ..training import TrainConfig, TrainResult, checkpoint_path, train
 from .flow_2d import FlowModelSpec
 
-__all__ = ["reverse_sample", "TruthJudge", "samples_figure", "loss_floor_figure", "trajectories_figure",
-           "snapshots_figure", "VP_METHODS", "vp_sample", "vp_nfe_study", "vp_nfe_figure", "vp_nfe_summary",
-           "FlowAndScore",
-           "train_flow_and_score", "flow_score_losses_figure", "SIGMA_SHAPES", "sigma_settings",
-           "sigma_samples_figure", "sigma_sweep_figure", "sigma_sweep_summary", "sweep_table", "flowscore_nfe_study",
-           "flowscore_nfe_figure", "flowscore_nfe_summary",
-           "score_flow_agreement", "agreement_figure", "image_sigma_sweep", "image_sigma_samples_figure",
-           "image_sigma_sweep_figure", "image_sweep_summary"]
+__all__ = ["reverse_sample", "TruthJudge", "Judged", "VPMethod", "vp_sample", "VPNfeStudy", "vp_nfe_study",
+           "vp_nfe_summary", "FlowAndScore", "train_flow_and_score", "SIGMA_SHAPES", "sigma_settings",
+           "sigma_sweep_summary", "sweep_table", "FlowScoreMethod", "FlowScoreNfeStudy", "flowscore_nfe_study",
+           "flowscore_nfe_summary", "score_flow_agreement", "ImageSigmaSweep", "image_sigma_sweep",
+           "image_sweep_summary"]
 
 Step = Callable[..., Tensor]
 
@@ -101,148 +100,107 @@ class TruthJudge:
         return score_against_truth(x.cpu(), self.truth, generator=torch.Generator().manual_seed(self.ref_seed),
                                    n=self.n_set, floor=self.floor)
 
-    def record(self, run: Any, name: str, x: Tensor, perfect_se: bool = True) -> SampleScore:
-        """Score ``x``, report every number as ``<name>/<key>`` (and the perfect sampler's s.e. when
-        ``perfect_se``), save the samples with their reference draw, and return the score."""
-        score = self.score(x)
-        for k, v in score.as_dict().items():
-            run.report(f"{name}/{k}", v)
-        run.save_samples(name, samples=x.cpu(), reference=score.reference)
-        if perfect_se:
-            run.report(f"{name}/energy_ratio_se_perfect", self.ratio_se(len(x)))
-        return score
+    def judge(self, name: str, x: Tensor, perfect_se: bool = True) -> "Judged":
+        """``x`` scored under ``name``, with the perfect sampler's s.e. at its size when ``perfect_se``."""
+        return Judged(name, x.cpu(), self.score(x), self.ratio_se(len(x)) if perfect_se else None)
 
 
-def _square_axes(axes: Any, lim: tuple[float, float] = (-4, 4)) -> None:
-    for ax in axes:
-        ax.set_xlim(*lim)
-        ax.set_ylim(*lim)
-        ax.set_aspect("equal")
+@dataclass(frozen=True)
+class Judged:
+    """A named sample set ``x`` and its :class:`~nbhelpers.metrics.toy.SampleScore`; ``perfect_se``: the s.e. of a
+    perfect sampler's energy ratio at its size (None when not wanted)."""
 
+    name: str
+    x: Tensor
+    score: SampleScore
+    perfect_se: float | None = None
 
-# --------------------------------------------------------------------------- Q1, Q4, Q5 figures
-def samples_figure(x_gauss: Tensor, x_gmm: Tensor, labels: Tensor) -> Figure:
-    """Q1: samples of N(0, I) beside samples of the mixture, coloured by their mode."""
-    fig, axes = plt.subplots(1, 2, figsize=(8.5, 4.2))
-    axes[0].scatter(*x_gauss.T, s=1, alpha=0.3)
-    axes[0].set_title(f"{len(x_gauss):,} samples of N(0, I)")
-    axes[1].scatter(*x_gmm.T, s=1, alpha=0.3, c=labels, cmap="tab10", vmin=0, vmax=9)
-    axes[1].set_title(f"{len(x_gmm):,} samples of the mixture")
-    _square_axes(axes)
-    fig.tight_layout()
-    return fig
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Every number of the score as ``<name>/<key>`` (and ``<name>/energy_ratio_se_perfect``)."""
+        out = {f"{self.name}/{k}": v for k, v in self.score.as_dict().items()}
+        if self.perfect_se is not None:
+            out[f"{self.name}/energy_ratio_se_perfect"] = self.perfect_se
+        return out
 
+    @property
+    def to_save(self) -> dict[str, Tensor]:
+        """The samples with their reference draw, for ``run.save_samples(name, **to_save)``."""
+        return {"samples": self.x, "reference": self.score.reference}
 
-def loss_floor_figure(losses: Any, floor: float, title: str) -> Figure:
-    """A training loss (smoothed over 100 steps) with the dashed loss of the exact score, the lowest reachable."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    loss_curve(losses, smooth=100, ax=ax, logy=False, title=title)
-    ax.axhline(floor, color="k", ls="--", lw=1, label=f"exact score: {floor:.3f}")
-    ax.set_ylim(floor - 0.1, max(1.05, floor + 0.4))
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def trajectories_figure(traj: Tensor, data: Tensor, t_min: float, n_show: int = 12) -> Figure:
-    """Q5: the endpoints over the data, every trajectory, and ``n_show`` of them coloured by t.
-
-    ``traj`` is ``(n_steps + 1, B, 2)`` from t = 1 down to ``t_min`` (VP-SDE time)."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.7))
-    axes[0].scatter(*data.T, s=2, color="grey", alpha=0.3, label="data")
-    axes[0].scatter(*traj[-1].T, s=3, color="C3", label="sampled endpoints")
-    axes[0].set_title(f"endpoints of the {traj.shape[1]} trajectories over the data")
-    axes[0].legend(loc="lower right", fontsize=8, markerscale=3)
-    plot_trajectories_2d(traj, ax=axes[1], max_paths=traj.shape[1], lw=0.1, alpha=0.04, mark_ends=False)
-    axes[1].scatter(*traj[-1].T, s=1, color="C3", label="t ≈ 0 (data)")
-    axes[1].set_title(f"all {traj.shape[1]} full trajectories")
-    axes[1].legend(loc="lower right", fontsize=8, markerscale=4)
-    tcol = np.broadcast_to(np.linspace(1.0, t_min, traj.shape[0])[:, None], traj.shape[:2])[:, :n_show]
-    sc = axes[2].scatter(traj[:, :n_show, 0], traj[:, :n_show, 1], c=tcol, cmap="viridis", s=0.6)
-    axes[2].scatter(*traj[-1, :n_show].T, s=25, color="C3", zorder=3, label="endpoint")
-    fig.colorbar(sc, ax=axes[2], fraction=0.046, label="t")
-    axes[2].set_title(f"{n_show} trajectories, coloured by t")
-    axes[2].legend(loc="lower right", fontsize=8)
-    _square_axes(axes)
-    fig.tight_layout()
-    return fig
-
-
-def snapshots_figure(traj: Tensor, t_min: float, times: Sequence[float]) -> Figure:
-    """The reverse trajectories' states nearest to each of ``times`` (grid from t = 1 down to ``t_min``)."""
-    ts = torch.linspace(1.0, t_min, traj.shape[0])
-    return scatter_panels([traj[int((ts - s).abs().argmin())] for s in times], [f"reverse, t = {s:g}" for s in times],
-                          s=2, alpha=0.5, size=2.6, lim=(-4, 4), colors=["C3"] * len(times))
+    def summary(self) -> str:
+        return f"{self.name:<24} {self.score.summary()}"
 
 
 # --------------------------------------------------------------------------- the VP-SDE: SDE vs ODE at equal NFE
-VP_METHODS = ("reverse SDE (EM)", "PF-ODE (Euler)", "PF-ODE (Heun)")
+class VPMethod(Enum):
+    """The VP-SDE's samplers at equal network evaluations (NFE); ``label`` names them in tables and metrics."""
+
+    REVERSE_SDE = "reverse SDE (EM)"
+    PF_ODE_EULER = "PF-ODE (Euler)"
+    PF_ODE_HEUN = "PF-ODE (Heun)"
+
+    @property
+    def label(self) -> str:
+        return self.value
 
 
-def vp_sample(method: str, sde: Any, step: Step, score_fn: Callable, x1: Tensor, t_min: float, nfe: int,
+def vp_sample(method: VPMethod, sde: Any, step: Step, score_fn: Callable, x1: Tensor, t_min: float, nfe: int,
               noise: Callable[[], torch.Generator]) -> Tensor:
-    """Samples from ``x1`` at t = 1 to ``t_min`` with one of :data:`VP_METHODS` at ``nfe`` network evaluations:
+    """Samples from ``x1`` at t = 1 to ``t_min`` with a :class:`VPMethod` at ``nfe`` network evaluations:
     the reverse SDE by ``step`` (Euler–Maruyama, 1 per step, noise from ``noise()``), the probability-flow ODE
     by Euler (1 per step) or Heun (2 per step)."""
-    if method == VP_METHODS[0]:
+    if method is VPMethod.REVERSE_SDE:
         return reverse_sample(step, sde, score_fn, x1, t_min, nfe, noise()).x
-    if method == VP_METHODS[1]:
+    if method is VPMethod.PF_ODE_EULER:
         return euler(sde.probability_flow(score_fn), x1, 1.0, t_min, nfe).x
-    if method == VP_METHODS[2]:
+    if method is VPMethod.PF_ODE_HEUN:
         return heun(sde.probability_flow(score_fn), x1, 1.0, t_min, nfe // 2).x
-    raise ValueError(f"unknown method {method!r}; valid choices: {', '.join(VP_METHODS)}")
+    raise ValueError(f"unknown method {method!r}; valid choices: {', '.join(f'VPMethod.{m.name}' for m in VPMethod)}")
+
+
+@dataclass(frozen=True)
+class VPNfeStudy:
+    """:func:`vp_nfe_study`'s scores: ``rows[method, score name, nfe] = {"ratio", "weight_error", "loglik"}``."""
+
+    rows: dict[tuple[VPMethod, str, int], dict[str, float]]
+    nfe_grid: tuple[int, ...]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """``vp_nfe_study``: ``{"<method label>|<score name>|<nfe>": row}``."""
+        return {"vp_nfe_study": {f"{m.label}|{w}|{n}": v for (m, w, n), v in self.rows.items()}}
+
+    def summary(self, which: str = "learned") -> str:
+        """The energy ratio of each method at each budget, with the score ``which``."""
+        return "\n".join(f"{m.label:<18} " + "  ".join(f"{n}: {self.rows[m, which, n]['ratio']:.2f}×"
+                                                       for n in self.nfe_grid) for m in VPMethod)
 
 
 def vp_nfe_study(sde: Any, step: Step, scores: dict[str, Callable], x1: Tensor, t_min: float,
-                 nfe_grid: Sequence[int], judge: TruthJudge,
-                 noise: Callable[[], torch.Generator]) -> dict[tuple[str, str, int], dict[str, float]]:
-    """Every method of :data:`VP_METHODS` × every score of ``scores`` (name → field) × every NFE, scored by
-    ``judge``: ``{(method, score name, nfe): {"ratio", "weight_error", "loglik"}}``."""
+                 nfe_grid: Sequence[int], judge: TruthJudge, noise: Callable[[], torch.Generator]) -> VPNfeStudy:
+    """Every :class:`VPMethod` × every score of ``scores`` (name → field) × every NFE, scored by ``judge``."""
     out = {}
-    for m in VP_METHODS:
+    for m in VPMethod:
         for which, score in scores.items():
             for nfe in nfe_grid:
                 sc = judge.score(vp_sample(m, sde, step, score, x1, t_min, nfe, noise))
                 out[m, which, nfe] = {"ratio": sc.energy_ratio, "weight_error": sc.max_weight_error,
                                       "loglik": sc.log_likelihood}
-    return out
+    return VPNfeStudy(out, tuple(nfe_grid))
 
 
-def vp_nfe_figure(study: dict, nfe_grid: Sequence[int], band: float, true_loglik: float) -> Figure:
-    """Energy ratio (log-log) and log-likelihood against NFE for :func:`vp_nfe_study`'s results, learned score
-    solid and exact score dashed; the grey band is a perfect sampler's ± ``band``."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for m, color in zip(VP_METHODS, ["C3", "C0", "C2"]):
-        for which, ls in [("learned", "-"), ("exact", "--")]:
-            axes[0].loglog(nfe_grid, [study[m, which, n]["ratio"] for n in nfe_grid], ls, color=color, marker="o",
-                           ms=3, label=f"{m}, {which}")
-            axes[1].semilogx(nfe_grid, [study[m, which, n]["loglik"] for n in nfe_grid], ls, color=color,
-                             marker="o", ms=3)
-    axes[0].axhspan(max(1 - band, 0.3), 1 + band, color="grey", alpha=0.2, label="perfect sampler ±2 s.e.")
-    axes[0].axhline(1, color="k", lw=0.8, ls=":")
-    axes[0].set_ylabel("energy distance / floor")
-    axes[1].axhline(true_loglik, color="k", lw=0.8, ls=":", label="true samples")
-    axes[1].set_ylabel("mean log p_data(samples)")
-    axes[1].set_ylim(true_loglik - 1.5, true_loglik + 0.3)
-    axes[1].legend(fontsize=8)
-    for ax in axes:
-        ax.set_xlabel("network evaluations (NFE)")
-    axes[0].legend(fontsize=7, loc="upper right")
-    fig.suptitle("VP-SDE: reverse SDE vs probability-flow ODE at equal NFE")
-    fig.tight_layout()
-    return fig
-
-
-def vp_nfe_summary(study: dict, nfe_grid: Sequence[int], se: float) -> dict[str, Any]:
+def vp_nfe_summary(study: dict[tuple[VPMethod, str, int], dict[str, float]], nfe_grid: Sequence[int],
+                   se: float) -> dict[str, Any]:
     """The numbers the SDE-vs-ODE answer cites from :func:`vp_nfe_study` (learned score), ``se`` the s.e. of a
     perfect sampler's ratio: the smallest and largest budgets, the better ODE solver at the smallest one
     (``ode_m``), the end gap in words (``gap_text``) and the budgets ≥ 100 where the SDE leaves the ±2 s.e. band
-    (``zig``, in words; ``outside``)."""
-    sde_m, heun_m = VP_METHODS[0], VP_METHODS[2]
-    lr = {m: [study[m, "learned", n]["ratio"] for n in nfe_grid] for m in VP_METHODS}
+    (``zig``, in words; ``outside``). ``study``: :attr:`VPNfeStudy.rows`."""
+    sde_m, heun_m = VPMethod.REVERSE_SDE, VPMethod.PF_ODE_HEUN
+    lr = {m: [study[m, "learned", n]["ratio"] for n in nfe_grid] for m in VPMethod}
     gap = lr[heun_m][-1] - lr[sde_m][-1]
     outside = [n for n, r in zip(nfe_grid, lr[sde_m]) if abs(r - 1) > 2 * se and n >= 100]
-    ode_m = min(VP_METHODS[1:], key=lambda m: lr[m][0])  # the better ODE solver at the smallest budget
+    ode_m = min((VPMethod.PF_ODE_EULER, heun_m), key=lambda m: lr[m][0])  # the better ODE at the smallest budget
     if gap > 2 * se:
         gap_text = f"the SDE ends closer to the truth, {gap / se:.1f} s.e. lower"
     elif -gap > 2 * se:
@@ -252,7 +210,7 @@ def vp_nfe_summary(study: dict, nfe_grid: Sequence[int], se: float) -> dict[str,
                     "sample size cannot tell from chance")
     zig = ("and at " + ", ".join(map(str, outside)) + " evaluations the learned SDE's ratio leaves the band, more "
            "than the scatter of a perfect sampler explains" if outside else "within the scatter of a perfect sampler")
-    return {"lo": nfe_grid[0], "top": nfe_grid[-1], "se": se, "ode_m": ode_m, "sde_lo": lr[sde_m][0],
+    return {"lo": nfe_grid[0], "top": nfe_grid[-1], "se": se, "ode_m": ode_m.label, "sde_lo": lr[sde_m][0],
             "ode_lo": lr[ode_m][0], "ll_sde_lo": study[sde_m, "learned", nfe_grid[0]]["loglik"],
             "ll_ode_lo": study[ode_m, "learned", nfe_grid[0]]["loglik"], "sde": lr[sde_m][-1], "ode": lr[heun_m][-1],
             "gap_text": gap_text, "zig": zig, "outside": outside}
@@ -292,16 +250,6 @@ def train_flow_and_score(truth: Any, batch: int, config: TrainConfig, device: to
     return FlowAndScore(path, fm, sm)
 
 
-def flow_score_losses_figure(flow_losses: Any, score_losses: Any) -> Figure:
-    """The two training losses of :func:`train_flow_and_score`, side by side."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    loss_curve(flow_losses, smooth=100, ax=axes[0], logy=False, title="flow model (flow matching)")
-    loss_curve(score_losses, smooth=100, ax=axes[1], logy=False, title="score model (β²-weighted score matching)")
-    axes[0].set_ylim(1.7, 3.5)
-    axes[1].set_ylim(0.0, 1.2)
-    fig.tight_layout()
-    return fig
-
 
 SIGMA_SHAPES: dict[str, Callable[[float], Any]] = {
     "constant": lambda sig: sig,
@@ -315,78 +263,55 @@ def sigma_settings(sigmas: Sequence[float]) -> list[tuple[str, float]]:
     return [("constant", s) for s in sigmas] + [("vanishing", s) for s in sigmas if s > 0]
 
 
-def sigma_samples_figure(samples: dict, sigmas: Sequence[float], which: str = "learned", n: int = 2000) -> Figure:
-    """One panel per shape (rows) and σ (columns) of the σ sweep's samples (notebook 05) of the fields ``which``."""
-    panels = [samples[which, sh, s][:n] for sh in SIGMA_SHAPES for s in sigmas]
-    return scatter_panels(panels, [f"{sh}, σ = {s:g}" for sh in SIGMA_SHAPES for s in sigmas], ncols=len(sigmas),
-                          s=2, alpha=0.4, size=2.5, colors=["C3"] * len(panels),
-                          suptitle=f"{which} u and s: samples for each σ (top: constant σ_t, bottom: σ_t = σ(1 − t))")
 
 
-def sigma_sweep_figure(sweep: dict, sigmas: Sequence[float], band: float, n_steps: int) -> Figure:
-    """Energy ratio, largest mode-weight error and log-likelihood against σ for the σ sweep's scores (notebook 05)."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    styles = {("learned", "constant"): ("C3", "o-"), ("learned", "vanishing"): ("C1", "o-"),
-              ("exact", "constant"): ("C0", "s--"), ("exact", "vanishing"): ("C2", "s--")}
-    for (which, shape), (color, ls) in styles.items():
-        lab = f"{which}, {shape} σ_t"
-        axes[0].plot(sigmas, [sweep[which, shape, s].energy_ratio for s in sigmas], ls, color=color, label=lab)
-        axes[1].plot(sigmas, [sweep[which, shape, s].max_weight_error for s in sigmas], ls, color=color, label=lab)
-        axes[2].plot(sigmas, [sweep[which, shape, s].log_likelihood for s in sigmas], ls, color=color, label=lab)
-    axes[0].axhspan(max(1 - band, 0.0), 1 + band, color="grey", alpha=0.2, label="perfect sampler ±2 s.e.")
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("energy distance / floor")
-    axes[1].axhline(0.02, color="k", lw=0.8, ls=":")
-    axes[1].set_ylabel("max |mode weight error|")
-    axes[2].axhline(sweep["exact", "constant", sigmas[0]].true_log_likelihood, color="k", lw=0.8, ls=":",
-                    label="true samples")
-    axes[2].set_ylabel("mean log p_data(samples)")
-    for ax in axes:
-        ax.set_xlabel("σ")
-    axes[0].legend(fontsize=7)
-    axes[2].legend(fontsize=7)
-    fig.suptitle(f"dX = [u + σ_t²/2 · s] dt + σ_t dW, {n_steps} Euler–Maruyama steps")
-    fig.tight_layout()
-    return fig
+class FlowScoreMethod(Enum):
+    """The learned flow + score pair's samplers at equal NFE (task 5b); ``label`` names them in tables and metrics."""
+
+    SDE_VANISHING = "SDE, σ_t = 1 − t (EM)"
+    SDE_CONSTANT = "SDE, σ_t = 1 (EM)"
+    ODE_EULER = "ODE (Euler)"
+    ODE_HEUN = "ODE (Heun)"
+
+    @property
+    def label(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class FlowScoreNfeStudy:
+    """:func:`flowscore_nfe_study`'s scores: ``rows[method, nfe] = {"ratio", "loglik"}``."""
+
+    rows: dict[tuple[FlowScoreMethod, int], dict[str, float]]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """``flowscore_nfe_study``: ``{"<method label>|<nfe>": row}``."""
+        return {"flowscore_nfe_study": {f"{m.label}|{n}": v for (m, n), v in self.rows.items()}}
+
+    def summary(self) -> str:
+        return "\n".join(f"{m.label:<22} NFE {n:>5}: ratio {v['ratio']:.2f}, log-likelihood {v['loglik']:.2f}"
+                         for (m, n), v in self.rows.items())
 
 
 def flowscore_nfe_study(u_fn: Callable, s_fn: Callable, x0: Tensor, nfe_grid: Sequence[int],
-                        noise: Callable[[], torch.Generator], judge: TruthJudge) -> dict[tuple[str, int], dict]:
+                        noise: Callable[[], torch.Generator], judge: TruthJudge) -> FlowScoreNfeStudy:
     """The learned pair at equal NFE: the SDE with σ_t = 1 − t and σ_t = 1 (Euler–Maruyama, 2 NFE per step), the
-    ODE by Euler (1 per step) and Heun (2 per step), from ``x0`` at t = 0. Returns ``{(method, nfe): {"ratio",
-    "loglik"}}`` scored by ``judge``."""
+    ODE by Euler (1 per step) and Heun (2 per step), from ``x0`` at t = 0, scored by ``judge``."""
     out = {}
     for nfe in nfe_grid:
         runs = {
-            "SDE, σ_t = 1 − t (EM)": euler_maruyama(FlowScoreSDE(u_fn, s_fn, sigma=lambda t: 1 - t), x0, 0.0, 1.0,
-                                                   nfe // 2, generator=noise()).x,
-            "SDE, σ_t = 1 (EM)": euler_maruyama(FlowScoreSDE(u_fn, s_fn, sigma=1.0), x0, 0.0, 1.0, nfe // 2,
-                                               generator=noise()).x,
-            "ODE (Euler)": euler(u_fn, x0, 0.0, 1.0, nfe).x,
-            "ODE (Heun)": heun(u_fn, x0, 0.0, 1.0, nfe // 2).x,
+            FlowScoreMethod.SDE_VANISHING: euler_maruyama(FlowScoreSDE(u_fn, s_fn, sigma=lambda t: 1 - t), x0, 0.0,
+                                                          1.0, nfe // 2, generator=noise()).x,
+            FlowScoreMethod.SDE_CONSTANT: euler_maruyama(FlowScoreSDE(u_fn, s_fn, sigma=1.0), x0, 0.0, 1.0, nfe // 2,
+                                                         generator=noise()).x,
+            FlowScoreMethod.ODE_EULER: euler(u_fn, x0, 0.0, 1.0, nfe).x,
+            FlowScoreMethod.ODE_HEUN: heun(u_fn, x0, 0.0, 1.0, nfe // 2).x,
         }
         for m, x in runs.items():
             sc = judge.score(x)
             out[m, nfe] = {"ratio": sc.energy_ratio, "loglik": sc.log_likelihood}
-    return out
-
-
-def flowscore_nfe_figure(study: dict, nfe_grid: Sequence[int], band: float, true_loglik: float) -> Figure:
-    """Energy ratio and log-likelihood against NFE for :func:`flowscore_nfe_study`'s results."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for m in dict.fromkeys(k[0] for k in study):
-        axes[0].loglog(nfe_grid, [study[m, n]["ratio"] for n in nfe_grid], "o-", ms=3, label=m)
-        axes[1].semilogx(nfe_grid, [study[m, n]["loglik"] for n in nfe_grid], "o-", ms=3, label=m)
-    axes[0].axhspan(max(1 - band, 0.3), 1 + band, color="grey", alpha=0.2, label="perfect sampler ±2 s.e.")
-    axes[0].set_ylabel("energy distance / floor")
-    axes[1].axhline(true_loglik, color="k", lw=0.8, ls=":", label="true samples")
-    axes[1].set_ylabel("mean log p_data(samples)")
-    for ax in axes:
-        ax.set_xlabel("network evaluations (NFE)")
-        ax.legend(fontsize=7)
-    fig.suptitle("learned flow + score: SDE vs ODE at equal NFE")
-    fig.tight_layout()
-    return fig
+    return FlowScoreNfeStudy(out)
 
 
 def sigma_sweep_summary(sweep: dict, sigmas: Sequence[float], se: float) -> dict[str, Any]:
@@ -402,17 +327,18 @@ def sigma_sweep_summary(sweep: dict, sigmas: Sequence[float], se: float) -> dict
             "big_ll": {s: sweep["learned", "constant", s].log_likelihood for s in sigmas if s >= 1}}
 
 
-def flowscore_nfe_summary(study: dict, nfe_grid: Sequence[int], ode0: float, se: float,
+def flowscore_nfe_summary(study: dict[tuple[FlowScoreMethod, int], dict[str, float]], nfe_grid: Sequence[int], ode0: float, se: float,
                           true_ll: float) -> dict[str, Any]:
     """The numbers the equal-NFE answer of task 5b cites from :func:`flowscore_nfe_study`: Heun at 50 NFE (or the
     smallest budget) and at the largest, where the Euler ODE, the vanishing-σ SDE and the constant-σ SDE's
-    log-likelihood end; ``ode0`` is the σ = 0 entry of the σ sweep, ``se`` a perfect sampler's s.e."""
+    log-likelihood end; ``ode0`` is the σ = 0 entry of the σ sweep, ``se`` a perfect sampler's s.e.
+    ``study``: :attr:`FlowScoreNfeStudy.rows`."""
+    M = FlowScoreMethod
     n_lo, top = (50 if 50 in nfe_grid else nfe_grid[0]), nfe_grid[-1]
-    heun = [study["ODE (Heun)", n]["ratio"] for n in nfe_grid]
-    return {"n_lo": n_lo, "n_hi": top, "h_lo": study["ODE (Heun)", n_lo]["ratio"], "h_hi": heun[-1], "heun": heun,
-            "ode_end": study["ODE (Euler)", top]["ratio"], "ode0": ode0,
-            "van_end": study["SDE, σ_t = 1 − t (EM)", top]["ratio"],
-            "se": se, "ll": study["SDE, σ_t = 1 (EM)", top]["loglik"], "true_ll": true_ll}
+    heun = [study[M.ODE_HEUN, n]["ratio"] for n in nfe_grid]
+    return {"n_lo": n_lo, "n_hi": top, "h_lo": study[M.ODE_HEUN, n_lo]["ratio"], "h_hi": heun[-1], "heun": heun,
+            "ode_end": study[M.ODE_EULER, top]["ratio"], "ode0": ode0, "van_end": study[M.SDE_VANISHING, top]["ratio"],
+            "se": se, "ll": study[M.SDE_CONSTANT, top]["loglik"], "true_ll": true_ll}
 
 
 # --------------------------------------------------------------------------- Part II: images
@@ -433,21 +359,48 @@ def score_flow_agreement(score_net: Callable, flow_net: Callable, path: Gaussian
     return agreement
 
 
-def agreement_figure(t_grid: Tensor, agreement: Sequence[float]) -> Figure:
-    """:func:`score_flow_agreement` against t."""
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(t_grid, agreement, "o-")
-    ax.set(xlabel="t", ylabel="‖s_θ − s(u_θ)‖ / ‖s_θ‖", title="score network vs the score implied by the flow network")
-    return fig
+
+@dataclass(frozen=True)
+class ImageSigmaSweep:
+    """:func:`image_sigma_sweep`'s evaluations and digits keyed by ``(shape, σ)`` (σ = 0 shared by both shapes),
+    judged against ``bars`` (None: no pass/fail)."""
+
+    results: dict[tuple[str, float], Any]
+    samples: dict[tuple[str, float], Tensor]
+    bars: Any = None
+
+    def _runs(self) -> list[tuple[str, Any, Tensor]]:
+        """(name, evaluation, digits) for each setting run, σ = 0 once."""
+        return [(f"image/{shape}_sigma{sigma:g}", r, self.samples[shape, sigma])
+                for (shape, sigma), r in self.results.items() if sigma != 0 or shape == "constant"]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Every number of each evaluation as ``image/<shape>_sigma<σ>/<key>`` (and ``…/passes`` against the bars)."""
+        out: dict[str, Any] = {}
+        for name, r, _ in self._runs():
+            d = r.as_dict()
+            if self.bars is not None:
+                d["passes"] = r.passes(self.bars)
+            out |= {f"{name}/{k}": v for k, v in d.items()}
+        return out
+
+    @property
+    def to_save(self) -> dict[str, dict[str, Tensor]]:
+        """The digits of each setting as ``image_<shape>_sigma<σ>``, for ``run.save_samples(name, **arrays)``."""
+        return {name.replace("/", "_"): {"images": x} for name, _, x in self._runs()}
+
+    def summary(self) -> str:
+        return "\n".join(f"{name[6:].replace('_sigma', '  σ = '):<22} {r.summary()}"
+                         + ("" if self.bars is None else f"  {'passes' if r.passes(self.bars) else 'misses'} the bars")
+                         for name, r, _ in self._runs())
 
 
 def image_sigma_sweep(u_net: Callable, s_net: Callable, sigmas: Sequence[float], n: int, n_steps: int,
-                      evaluator: Any, bars: Any, device: torch.device | str, seed: int, run: Any,
-                      profile: str) -> tuple[dict, dict]:
+                      evaluator: Any, bars: Any, device: torch.device | str, seed: int) -> ImageSigmaSweep:
     """The flow + score SDE on MNIST for every shape of :data:`SIGMA_SHAPES` and σ: ``n`` digits from the same
     starting noise (``seed``), ``n_steps`` Euler–Maruyama steps from t = 0 to 1, clamped to [−1, 1], scored by the
-    MNIST ``evaluator`` and recorded in ``run`` as ``image/<shape>_sigma<σ>``. Returns ``(results, samples)`` keyed
-    by ``(shape, σ)``; σ = 0 is run once and shared by both shapes."""
+    MNIST ``evaluator``; σ = 0 is run once and shared by both shapes."""
     results, samples = {}, {}
     for shape, make in SIGMA_SHAPES.items():
         for sigma in sigmas:
@@ -457,41 +410,8 @@ def image_sigma_sweep(u_net: Callable, s_net: Callable, sigmas: Sequence[float],
             sde = FlowScoreSDE(u_net, s_net, sigma=make(sigma))
             x = sample_from_noise(sde, n, (1, 28, 28), n_steps, method="euler_maruyama", device=device,
                                   seed=seed).x.clamp(-1, 1)
-            r = evaluator.evaluate(x)
-            name = f"image/{shape}_sigma{sigma:g}"
-            r.report(run, name, bars)
-            run.save_samples(name.replace("/", "_"), images=x)
-            results[shape, sigma], samples[shape, sigma] = r, x
-            print(f"{shape:<9} σ = {sigma:<4g} {r.summary()}  {'passes' if r.passes(bars) else 'misses'} "
-                  f"the {profile} bars")
-    return results, samples
-
-
-def image_sigma_samples_figure(samples: dict, settings: Sequence[tuple[str, float]], n: int = 12) -> Figure:
-    """``n`` digits of each setting of :func:`image_sigma_sweep`, one row per (shape, σ)."""
-    return image_grid(torch.cat([samples[k][:n] for k in settings]), nrow=n, size=0.55,
-                      row_labels=[f"{sh}, σ = {s:g}" for sh, s in settings],
-                      title=f"the same starting noise under each σ (rows) — {n} samples each")
-
-
-def image_sigma_sweep_figure(results: dict, sigmas: Sequence[float], bars: Any) -> Figure:
-    """Recognised fraction, FD over its floor and class imbalance against σ for :func:`image_sigma_sweep`."""
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
-    for shape, style in (("constant", "o-"), ("vanishing", "s--")):
-        res = [results[shape, s] for s in sigmas]
-        axes[0].plot(sigmas, [100 * r.recognised_fraction for r in res], style, label=shape)
-        axes[1].plot(sigmas, [r.fd_ratio for r in res], style, label=shape)
-        axes[2].plot(sigmas, [100 * (r.class_max - r.class_min) for r in res], style, label=shape)
-    axes[0].axhline(100 * bars.min_recognised, color="k", ls=":", lw=1)
-    axes[1].axhline(bars.max_fd_ratio, color="k", ls=":", lw=1)
-    axes[1].set_yscale("log")
-    axes[0].set(xlabel="σ", title="recognised (%)")
-    axes[1].set(xlabel="σ", title="classifier FD / real-vs-real floor")
-    axes[2].set(xlabel="σ", title="class imbalance: max − min share (points)")
-    for ax in axes:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+            results[shape, sigma], samples[shape, sigma] = evaluator.evaluate(x), x
+    return ImageSigmaSweep(results, samples, bars)
 
 
 def image_sweep_summary(results: dict, sigmas: Sequence[float]) -> dict[str, Any]:
