@@ -47,7 +47,7 @@ SLOW: frozenset[str] = frozenset({
     "tests/test_training.py::test_kill_minus_nine_then_resume",
     "tests/test_training.py::test_loss_decreases_and_history_length",
     "tests/test_training.py::test_resume_matches_uninterrupted_run",
-    "tests/test_recipes_two_pixel.py::test_short_training_lowers_the_loss",
+    "tests/test_models_two_pixel.py::test_short_training_lowers_the_loss",
     "tests/test_recipes_two_pixel.py::test_two_pixel_figures_draw",
     "tests/test_recipes_two_pixel.py::test_q3_study_and_findings_with_the_exact_eps_as_the_learned_model",
     "tests/test_models_unet.py::test_28x28_goes_down_to_4x4_and_back",
