@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from nbhelpers import guidance, runtime
-from nbhelpers.training import TrainConfig, ema_model, ema_update, key_json, load_checkpoint, train
+from nbhelpers.checkpoints import key_json, load_checkpoint
+from nbhelpers.training import TrainConfig, ema_model, ema_update, train
 
 
 @pytest.mark.parametrize("capability,expected", [((7, 0), torch.float16), ((7, 5), torch.float16),

@@ -25,7 +25,7 @@ from nbhelpers.recipes import afhq
 from nbhelpers.recipes.afhq import (AFHQ_CLASSES, AFHQConfig, AFHQNotFoundError, Diffusion, afhq_folder, build_parser,
                                     load_afhq, load_folder, main, make_batch_fn, make_diffusion, parse_args, process_steps)
 from nbhelpers.runtime import ROOT
-from nbhelpers.training import load_checkpoint
+from nbhelpers.checkpoints import load_checkpoint
 from tests.needs import need, need_module
 
 T = 5

@@ -64,7 +64,7 @@ def test_ddpm_keeps_its_float64_tables_on_the_cpu_for_mps():
 
 
 def test_a_checkpoint_for_mps_loads_on_the_cpu(tmp_path):
-    from nbhelpers.training import load_checkpoint, save_checkpoint
+    from nbhelpers.checkpoints import load_checkpoint, save_checkpoint
 
     path = tmp_path / "c.pt"
     save_checkpoint(path, {"losses": torch.tensor([0.5, 0.25], dtype=torch.float64), "model": {"w": torch.ones(2)}})

@@ -25,6 +25,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from ..checkpoints import checkpoint_path
 from ..dryrun import budget
 from ..losses import flow_matching_loss, score_matching_loss
 from ..metrics.toy import NoiseFloor, SampleScore, score_against_truth
@@ -33,7 +34,7 @@ from ..paths import GaussianPath
 from ..plotting import image_grid, loss_curve, plot_trajectories_2d, scatter_panels
 from ..sde import FlowScoreSDE
 from ..solvers import Solution, euler, euler_maruyama, heun, sample_from_noise, time_grid
-from ..training import TrainConfig, TrainResult, checkpoint_path, train
+from ..training import TrainConfig, TrainResult, train
 
 __all__ = ["reverse_sample", "TruthJudge", "samples_figure", "loss_floor_figure", "trajectories_figure",
            "snapshots_figure", "VP_METHODS", "vp_sample", "vp_nfe_study", "vp_nfe_figure", "vp_nfe_summary",

@@ -25,6 +25,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from ..checkpoints import checkpoint_path
 from ..ddpm import DDPM, GMMEpsOracle
 from ..distributions import GaussianMixture
 from ..guidance import drop_labels
@@ -33,7 +34,7 @@ from ..metrics.toy import (NoiseFloor, SampleScore, energy_noise_floor, mode_wei
                            score_against_truth)
 from ..models.two_pixel import TwoPixelUNet
 from ..plotting import Limits, density_image, loss_curve, panel_grid, plot_density, sample_density, to_numpy
-from ..training import TrainConfig, TrainResult, checkpoint_path, train
+from ..training import TrainConfig, TrainResult, train
 from ..widgets import show_explorer
 
 __all__ = ["TWO_PIXEL_STD", "world_figure", "schedules_figure", "TrainedDDPM", "train_two_pixel", "loss_curves_figure",
