@@ -132,7 +132,8 @@ def test_strict_mode_stops_float64_made_from_the_run_s_tensors():
             assert to_exact(x).sum().dtype == torch.float64
         # on the host, float64 work passes: what .cpu() brings over, what is made without a device
         assert x.cpu().double().dtype == torch.float64 and torch.arange(3).double().sum() == 3
-        with pytest.raises(StrictDeviceError):
+        with pytest.raises(StrictDeviceError, match=r"made a torch\.float64 tensor from a torch\.float32 tensor .* on the "
+                                                   r"run's device"):
             x.double()  # .cpu() above left x itself on the device
 
 
