@@ -5,11 +5,14 @@ that names no test is caught by ``tests/test_package.py``.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from nbhelpers import runtime
 
@@ -92,3 +95,19 @@ def live_pid():
     finally:
         proc.kill()
         proc.wait()
+
+
+# --------------------------------------------------------------------------- helpers shared by several test files
+def generator(seed: int = 0) -> torch.Generator:
+    """A CPU generator seeded with ``seed``: every test draws its data from one of its own."""
+    return torch.Generator().manual_seed(seed)
+
+
+def read_notebook(path: Path) -> dict:
+    """A notebook file as its JSON (``["cells"]``, ``["metadata"]``, …)."""
+    return json.loads(Path(path).read_text())
+
+
+def cell_source(cell: dict) -> str:
+    """A notebook cell's source as one string."""
+    return "".join(cell["source"])

@@ -20,6 +20,7 @@ import nbhelpers as nb
 from nbhelpers import exercises as ex
 from nbhelpers.exercises import core, differences, observe, timeouts
 from nbhelpers.recipes.afhq import Diffusion
+from tests.conftest import generator as _g
 
 LIMIT = 0.5
 
@@ -27,10 +28,6 @@ LIMIT = 0.5
 @pytest.fixture(autouse=True)
 def _short_limit(monkeypatch):
     monkeypatch.setenv(timeouts.TIMEOUT_ENV, str(LIMIT))
-
-
-def _g(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 # exercise -> (the input an in-place slip writes into, arguments for one call of "the next cell")

@@ -16,6 +16,7 @@ import nbhelpers as nb
 from nbhelpers.exercises import EXERCISES, exercises_in
 from nbhelpers.exercises.core import GRADE_LOG_ENV, NOT_IMPLEMENTED, cases_passed
 from nbhelpers.runtime import ROOT
+from tests.conftest import read_notebook as _nb
 from tools import grade
 from tools.make_exercises import ANSWER_STUB
 
@@ -24,10 +25,6 @@ NAMES = exercises_in(STEM)  # em_step, brownian_motion, ornstein_uhlenbeck
 TOTAL = {n: len(EXERCISES[n].cases()) for n in NAMES}
 LIMIT = 60.0  # the grader's limit per notebook: a smoke run of 01 takes 10–15 s, over 30 s on a busy machine
 CHECK_LIMIT = 3.0  # the check's limit per case: the library's cases take well under 0.1 s
-
-
-def _nb(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 def _cell(nbk: dict, cell_id: str) -> dict:

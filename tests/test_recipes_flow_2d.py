@@ -9,10 +9,7 @@ import torch
 
 import nbhelpers as nb
 from nbhelpers.recipes import flow_2d
-
-
-def _gen(seed=0):
-    return torch.Generator().manual_seed(seed)
+from tests.conftest import generator as _gen
 
 
 @pytest.fixture(scope="module")

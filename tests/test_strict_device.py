@@ -25,14 +25,11 @@ from nbhelpers.distributions import toy_gmm, two_pixel
 from nbhelpers.guidance import CFGModel, drop_labels
 from nbhelpers.metrics import toy
 from nbhelpers.runtime import StrictDeviceError, exact, strict_device, to_exact
+from tests.conftest import generator as _gen
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE = torch.device("cpu")
 """The run's device: StrictDevice places what is sent there (and every tensor made before it was entered) on it."""
-
-
-def _gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # --------------------------------------------------------------------------- where float64 work happens
