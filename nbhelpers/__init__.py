@@ -19,7 +19,7 @@ from .runtime import NotebookRun, get_device, resolve_profile, seed_everything, 
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "runtime", "devices", "layout", "files", "progress", "training", "runner", "sde", "schedules", "paths",
+    "runtime", "devices", "layout", "files", "progress", "checkpoints", "training", "runner", "sde", "schedules", "paths",
     "distributions", "models", "losses", "solvers", "ddpm", "ddpm_oracle", "ddpm_sampling", "guidance", "metrics", "plotting", "widgets", "data",
     "afhq", "answers", "cli", "dryrun", "recipes", "exercises", "standin",
 }

@@ -19,10 +19,10 @@
 * With ``checkpoint=path`` the run is cached: a finished checkpoint with the same key is loaded
   instead of retraining (unless ``retrain=True``); an unfinished one is resumed (model,
   optimizer, learning-rate scheduler, EMA, step, loss history and RNG state); a checkpoint written
-  for another key is not loaded and the model is retrained. Files are written atomically and read
-  with ``torch.load(weights_only=True)``. A checkpoint's ``"ema"`` is a plain state_dict of the
-  model (it loads into the bare model); one written before the scheduler's state was saved resumes
-  with the scheduler set to its step.
+  for another key is not loaded and the model is retrained. The file, its key and its checks are
+  :mod:`nbhelpers.checkpoints` (written atomically, read with ``torch.load(weights_only=True)``). A
+  checkpoint's ``"ema"`` is a plain state_dict of the model (it loads into the bare model); one written
+  before the scheduler's state was saved resumes with the scheduler set to its step.
 * Under ``torch.distributed`` (e.g. ``torchrun``) the model is wrapped in
   DistributedDataParallel, the history holds the loss averaged over ranks, and only rank 0
   writes checkpoints and shows progress. The generator is seeded identically on every rank:
@@ -33,13 +33,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
-import io
-import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,13 +47,13 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import dryrun
-from ._checks import DataError, check_float, check_int
-from .devices import AMP_CHOICES, amp_dtype, exact, exact_device
-from .files import FolderLock, atomic_write_bytes, remove_stale_temps
-from .layout import checkpoints_dir
+from ._checks import check_float, check_int
+from .checkpoints import (CHECKPOINT_FORMAT, CheckpointError, check_checkpoint_state, key_json, load_checkpoint,
+                          rng_state, save_checkpoint, set_rng_state, weights_digest)
+from .devices import AMP_CHOICES, amp_dtype, exact
+from .files import FolderLock, remove_stale_temps
 from .progress import progress_bar
 
-CHECKPOINT_FORMAT = 1
 
 LR_DECAYS = ("none", "cosine")
 
@@ -176,20 +173,6 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def config_hash(key: dict[str, Any]) -> str:
-    """Stable short hash of a JSON-serialisable description of a trained model."""
-    blob = json.dumps(key, sort_keys=True, default=str).encode()
-    return hashlib.sha1(blob).hexdigest()[:12]
-
-
-def checkpoint_path(name: str, key: dict[str, Any], profile: str | None = None, directory: Path | None = None) -> Path:
-    """``checkpoints/<name>-<hash of key>.pt`` (smoke runs: ``build/smoke/checkpoints``)."""
-    if not name or any(c in name for c in "/\\ "):
-        raise ValueError(f"checkpoint name must be a plain word, got {name!r}")
-    base = Path(directory) if directory is not None else checkpoints_dir(profile)
-    return base / f"{name}-{config_hash(key)}.pt"
-
-
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside DistributedDataParallel / torch.compile wrappers."""
     while True:
@@ -262,113 +245,6 @@ def _catch_up(scheduler: LambdaLR, step: int) -> None:
     with warnings.catch_warnings():  # stepping without an optimizer step is the point here
         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
         scheduler.step()
-
-
-def key_json(key: dict[str, Any] | None, config: TrainConfig) -> str:
-    """A checkpoint's key as stored: ``{"train": asdict(config), "model": key}`` as sorted JSON, without
-    ``snapshot_steps`` when there are none (the keys models were cached under before snapshots existed).
-    :func:`train` loads or resumes a checkpoint only when this string matches."""
-    train_fields = asdict(config)
-    if not train_fields["snapshot_steps"]:
-        del train_fields["snapshot_steps"]
-    if train_fields["amp_dtype"] == "auto":  # the card's choice, like the device itself, is not part of the model
-        del train_fields["amp_dtype"]
-    full = {"train": train_fields, "model": key or {}}
-    return json.dumps(full, sort_keys=True, default=str)
-
-
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Atomic ``torch.save`` (temp file + rename): an interrupted write never leaves a torn file."""
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
-class CheckpointError(DataError):
-    """A checkpoint file cannot be read (empty, truncated, not a checkpoint); the message names it."""
-
-
-@exact()  # the loss history is float64: loaded on the host
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *, remedy: str = "delete it to retrain"
-                    ) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` of a checkpoint written by :func:`save_checkpoint`, onto
-    ``map_location``, or onto the CPU where that device has no float64 (MPS: the loss history is float64;
-    ``load_state_dict`` moves the weights).
-
-    An unreadable file (empty, truncated, garbage, or holding something else than a checkpoint's
-    dict) raises one :class:`CheckpointError` naming the file and ``remedy``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
-    size = path.stat().st_size
-    if size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); {remedy}")
-    try:
-        state = torch.load(path, map_location=exact_device(map_location), weights_only=True)
-    except Exception as exc:  # torch raises many types here (EOFError, RuntimeError, UnpicklingError, KeyError …)
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in why or "Weights only load failed" in why:
-            why = "it holds objects that are not plain tensors and containers"
-        raise CheckpointError(f"checkpoint {path} ({size} bytes) cannot be read: {why[:200]}; {remedy}") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict; {remedy}")
-    return state
-
-
-def weights_digest(*state_dicts: dict[str, torch.Tensor] | None) -> str:
-    """SHA-256 over the names, dtypes, shapes and bytes of the tensors of ``state_dicts`` (None skipped):
-    written into every checkpoint and checked on load, so a damaged file is never trained on or sampled from."""
-    h = hashlib.sha256()
-    for sd in state_dicts:
-        if sd is None:
-            continue
-        for name, t in sd.items():
-            t = t.detach().cpu().contiguous()
-            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def check_checkpoint_state(path: Path, state: dict[str, Any], steps: int) -> None:
-    """What a checkpoint claims, checked before it is used: its digest (when it has one), finite weights,
-    and a step within ``[0, steps]`` with one loss per step; else one :class:`CheckpointError` naming it."""
-    step = state.get("step")
-    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= steps:
-        raise CheckpointError(f"checkpoint {path} says it is at step {step!r} of a {steps}-step run; it was not "
-                              f"written by this run's configuration; delete it to retrain")
-    losses = state.get("losses")
-    if not isinstance(losses, torch.Tensor) or losses.numel() != step:
-        n = losses.numel() if isinstance(losses, torch.Tensor) else losses
-        raise CheckpointError(f"checkpoint {path} holds {n!r} losses for {step} steps; delete it to retrain")
-    if state.get("digest") is not None and weights_digest(state.get("model"), state.get("ema")) != state["digest"]:
-        raise CheckpointError(f"checkpoint {path}: its weights do not match the digest written with them (the file "
-                              f"is damaged); delete it to retrain")
-    for part in ("model", "ema"):
-        sd = state.get(part) or {}
-        bad = [n for n, t in sd.items() if isinstance(t, torch.Tensor) and t.is_floating_point()
-               and not bool(torch.isfinite(t).all())]
-        if bad:
-            raise CheckpointError(f"checkpoint {path}: {part} weights {bad[0]!r} hold NaN or infinity; delete it to "
-                                  f"retrain")
-
-
-def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
-    state = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    elif device.type == "mps":  # dropout draws from the device's global generator
-        state["mps"] = torch.mps.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor], gen: torch.Generator, device: torch.device) -> None:
-    gen.set_state(state["generator"].cpu())
-    torch.set_rng_state(state["torch"].cpu())
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-    elif device.type == "mps" and "mps" in state:
-        torch.mps.set_rng_state(state["mps"].cpu())
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool):
@@ -481,7 +357,7 @@ def train(
                             scheduler.load_state_dict(state["scheduler"])
                         elif scheduler is not None:  # written before the scheduler's state was saved
                             _catch_up(scheduler, loop.start_step)
-                        _set_rng_state(state["rng"], gen, device)
+                        set_rng_state(state["rng"], gen, device)
                 except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
                     raise CheckpointError(f"checkpoint {ckpt} is incomplete or does not fit this model "
                                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
@@ -519,7 +395,7 @@ def _train_loop(loop: _LoopState) -> TrainResult:
                 "step": step,
                 "finished": finished,
                 "losses": history,
-                "rng": _rng_state(loop.gen, device),
+                "rng": rng_state(loop.gen, device),
                 "seconds": seconds,
                 "snapshots": loop.snapshots,
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,

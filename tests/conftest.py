@@ -5,22 +5,25 @@ that names no test is caught by ``tests/test_package.py``.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from nbhelpers import runtime
 
 SLOW: frozenset[str] = frozenset({
-    "tests/test_afhq.py::test_flags_are_honoured",
+    "tests/test_recipes_afhq.py::test_flags_are_honoured",
     "tests/test_bench_dryrun.py::test_notebook_06_dry_run_at_gpu_sizes",
     "tests/test_bench_gpu_check.py::test_the_device_check_runs_every_training_on_the_cpu",
     "tests/test_bench_roofline.py::test_every_training_of_the_series_runs_through_the_roofline",
     "tests/test_bench_variants04.py::test_a_tiny_run_writes_one_scored_row",
-    "tests/test_afhq.py::test_resume_after_kill",
-    "tests/test_afhq_ddp.py::test_two_gloo_processes_match_one_process",
+    "tests/test_recipes_afhq.py::test_resume_after_kill",
+    "tests/test_recipes_afhq_ddp.py::test_two_gloo_processes_match_one_process",
     "tests/test_checkpoint_cache.py::test_kill_minus_nine_then_resume_with_a_unet",
     "tests/test_exercises.py::test_student_edition_runs_with_every_exercise_unsolved",
     "tests/test_losses.py::test_flow_matching_loss_is_minimised_by_the_oracle_field",
@@ -47,16 +50,16 @@ SLOW: frozenset[str] = frozenset({
     "tests/test_training.py::test_kill_minus_nine_then_resume",
     "tests/test_training.py::test_loss_decreases_and_history_length",
     "tests/test_training.py::test_resume_matches_uninterrupted_run",
-    "tests/test_two_pixel.py::test_short_training_lowers_the_loss",
-    "tests/test_two_pixel.py::test_two_pixel_figures_draw",
-    "tests/test_two_pixel.py::test_q3_study_and_findings_with_the_exact_eps_as_the_learned_model",
-    "tests/test_unet.py::test_28x28_goes_down_to_4x4_and_back",
-    "tests/test_unet.py::test_channels_last_gives_the_same_result",
-    "tests/test_unet.py::test_fourier_embedding_and_shared_mlp",
-    "tests/test_unet.py::test_later_notebooks_configs_train",
-    "tests/test_unet.py::test_samples_are_processed_independently_in_eval_mode",
-    "tests/test_unet.py::test_scalar_time_is_broadcast",
-    "tests/test_unet.py::test_time_and_class_change_the_output",
+    "tests/test_models_two_pixel.py::test_short_training_lowers_the_loss",
+    "tests/test_recipes_two_pixel.py::test_two_pixel_figures_draw",
+    "tests/test_recipes_two_pixel.py::test_q3_study_and_findings_with_the_exact_eps_as_the_learned_model",
+    "tests/test_models_unet.py::test_28x28_goes_down_to_4x4_and_back",
+    "tests/test_models_unet.py::test_channels_last_gives_the_same_result",
+    "tests/test_models_unet.py::test_fourier_embedding_and_shared_mlp",
+    "tests/test_models_unet.py::test_later_notebooks_configs_train",
+    "tests/test_models_unet.py::test_samples_are_processed_independently_in_eval_mode",
+    "tests/test_models_unet.py::test_scalar_time_is_broadcast",
+    "tests/test_models_unet.py::test_time_and_class_change_the_output",
     "tests/test_widgets.py::test_path_explorer_interactive_builds_widgets",
     "tests/test_widgets.py::test_plotting_helpers_shapes",
 })
@@ -92,3 +95,19 @@ def live_pid():
     finally:
         proc.kill()
         proc.wait()
+
+
+# --------------------------------------------------------------------------- helpers shared by several test files
+def generator(seed: int = 0) -> torch.Generator:
+    """A CPU generator seeded with ``seed``: every test draws its data from one of its own."""
+    return torch.Generator().manual_seed(seed)
+
+
+def read_notebook(path: Path) -> dict:
+    """A notebook file as its JSON (``["cells"]``, ``["metadata"]``, …)."""
+    return json.loads(Path(path).read_text())
+
+
+def cell_source(cell: dict) -> str:
+    """A notebook cell's source as one string."""
+    return "".join(cell["source"])

@@ -29,7 +29,8 @@ from nbhelpers.models.unet import UNet, UNetConfig
 from nbhelpers.paths import GaussianPath
 from nbhelpers.recipes import afhq, cfg_mnist
 from nbhelpers.schedules import LinearSchedule, PolynomialSchedule, Schedule, ddpm_betas
-from nbhelpers.training import CheckpointError, TrainConfig, load_checkpoint, save_checkpoint
+from nbhelpers.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from nbhelpers.training import TrainConfig
 
 NAN, INF = float("nan"), float("inf")
 D10 = DDPM.from_schedule("cosine", 10)

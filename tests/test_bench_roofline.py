@@ -73,7 +73,7 @@ def test_gemm_peak_counts_2n3():
 
 
 def test_bad_flags_are_one_line_errors(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match=r"^2$"):  # argparse's usage error
         roofline.main(["--only", "99", "--no-write"])
     assert "valid choices: 03, 04, 05, 06, 07, 08" in capsys.readouterr().err
 
@@ -101,7 +101,7 @@ def test_every_training_of_the_series_runs_through_the_roofline(capsys):
 def test_benchmarks_refuse_an_absent_device_before_any_work(capsys):
     import benchmarks.__main__ as bench
 
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit, match=r"^2$") as exc:
         bench.main(["--device", "tpu", "--notebooks", "02", "--no-roofline"])
     assert exc.value.code == 2 and "tpu" in capsys.readouterr().err
 

@@ -30,7 +30,7 @@ def test_a_variant_changes_only_what_it_names():
 def test_unknown_keys_name_the_valid_ones(capsys):
     with pytest.raises(ValueError, match=r"unknown variant key\(s\) \['widht'\]; valid choices: .*base_channels.*x_prediction"):
         v04.parse_variant({"widht": 8})
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match=r"^2$"):  # argparse's usage error
         v04.main(["[1, 2]", "--no-write"])
     assert "the variant must be a JSON object" in capsys.readouterr().err
 

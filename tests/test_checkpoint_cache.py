@@ -15,7 +15,8 @@ import torch
 from nbhelpers import files
 from nbhelpers.data import TensorBatcher
 from nbhelpers.models.unet import UNet, UNetConfig
-from nbhelpers.training import TrainConfig, checkpoint_path, load_checkpoint, train
+from nbhelpers.checkpoints import checkpoint_path, load_checkpoint
+from nbhelpers.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root: the subprocesses import ``tests`` from here, whatever folder pytest runs in."""
@@ -247,7 +248,7 @@ def test_an_unwritable_checkpoint_folder_fails_before_step_one(tmp_path):
     ("not-a-dict", "not a checkpoint dict"),
 ])
 def test_an_unreadable_checkpoint_names_the_file_and_the_remedy(tmp_path, content, what):
-    from nbhelpers.training import CheckpointError
+    from nbhelpers.checkpoints import CheckpointError
 
     ck = tmp_path / "k.pt"
     if content == "truncated":

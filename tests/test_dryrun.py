@@ -9,7 +9,8 @@ import nbhelpers.runtime as runtime
 from nbhelpers import dryrun, layout
 from nbhelpers.ddpm import DDPM
 from nbhelpers.solvers import euler, euler_maruyama, heun
-from nbhelpers.training import TrainConfig, checkpoint_path, train
+from nbhelpers.checkpoints import checkpoint_path
+from nbhelpers.training import TrainConfig, train
 
 
 @pytest.fixture

@@ -18,19 +18,16 @@ from torch import nn
 
 import nbhelpers as nb
 from nbhelpers import exercises as ex
-from nbhelpers.exercises import core
+from nbhelpers.exercises import core, differences, observe, timeouts
 from nbhelpers.recipes.afhq import Diffusion
+from tests.conftest import generator as _g
 
 LIMIT = 0.5
 
 
 @pytest.fixture(autouse=True)
 def _short_limit(monkeypatch):
-    monkeypatch.setenv(core.TIMEOUT_ENV, str(LIMIT))
-
-
-def _g(seed=0):
-    return torch.Generator().manual_seed(seed)
+    monkeypatch.setenv(timeouts.TIMEOUT_ENV, str(LIMIT))
 
 
 # exercise -> (the input an in-place slip writes into, arguments for one call of "the next cell")
@@ -223,7 +220,7 @@ def test_type_dtype_device_and_shape_come_first_with_a_short_hint(name, change, 
     maths = {c.name: c.hint for c in ex.EXERCISES[name].cases()}
     hit = [r for r in report.failures if re.search(message, r.got)]
     assert hit, str(report)
-    assert hit[0].kind == kind and hit[0].hint == core._HINTS[kind] != maths[hit[0].case]
+    assert hit[0].kind == kind and hit[0].hint == differences.HINTS[kind] != maths[hit[0].case]
     assert len(str(report)) < 6000  # no array printed in full
 
 
@@ -239,7 +236,7 @@ def test_a_shape_error_raised_inside_names_the_shapes_not_the_maths():
                             "of tensor b (4)")
     assert "`return v.alpha[:, None] * z + v.beta[:, None] * eps`" in r.got
     assert r.got.endswith("its inputs: z (3, 1, 4, 4), t (3,), eps (3, 1, 4, 4)")
-    assert r.hint == core._HINTS["shape"]
+    assert r.hint == differences.HINTS["shape"]
 
 
 def test_a_tensor_mixed_with_numpy_is_a_type_problem():
@@ -267,7 +264,7 @@ def test_an_off_by_one_index_is_an_indexing_problem():
 
     r = ex.check("q_sample", q_sample).results[1]  # k = 6 of a six-step schedule
     assert r.kind == "index" and "IndexError: index 6 is out of bounds" in r.got
-    assert r.hint == core._HINTS["index"]
+    assert r.hint == differences.HINTS["index"]
 
 
 # --------------------------------------------------------------------------- inputs left as they were
@@ -288,7 +285,7 @@ def test_expected_is_computed_first_and_a_written_input_is_named_and_put_back():
 
 
 def test_an_input_too_large_to_copy_is_watched_through_its_version(monkeypatch):
-    monkeypatch.setattr(core._Snapshot, "MAX_COPY", 2)
+    monkeypatch.setattr(observe.Snapshot, "MAX_COPY", 2)
     x = torch.arange(4.0)
     case = core.Case("doubles x", lambda f: f(x), lambda: x * 2, "x·2")
 
@@ -309,7 +306,7 @@ def test_an_attribute_replaced_on_an_input_is_named_and_put_back():
 
     r = ex.check("q_sample", q_sample).results[0]
     assert r.got.startswith("your function replaced ddpm.alphas_cumprod, an attribute of its input")
-    assert r.hint == core._HINTS["replaced"]
+    assert r.hint == differences.HINTS["replaced"]
 
     class Schedule:
         buf = None
@@ -337,21 +334,21 @@ def test_a_class_that_writes_into_x_is_named_by_the_case():
 
 # --------------------------------------------------------------------------- the limit
 def test_the_time_limit_reads_the_environment(monkeypatch):
-    assert core.time_limit() == LIMIT
-    monkeypatch.setenv(core.TIMEOUT_ENV, "off")
-    assert core.time_limit() is None
-    monkeypatch.setenv(core.TIMEOUT_ENV, "0")
-    assert core.time_limit() is None
-    monkeypatch.delenv(core.TIMEOUT_ENV)
-    assert core.time_limit() == core.CHECK_TIMEOUT == 10.0
-    monkeypatch.setattr(core, "CHECK_TIMEOUT", 3.0)
-    assert core.time_limit() == 3.0
-    monkeypatch.setenv(core.TIMEOUT_ENV, "ten")
+    assert timeouts.time_limit() == LIMIT
+    monkeypatch.setenv(timeouts.TIMEOUT_ENV, "off")
+    assert timeouts.time_limit() is None
+    monkeypatch.setenv(timeouts.TIMEOUT_ENV, "0")
+    assert timeouts.time_limit() is None
+    monkeypatch.delenv(timeouts.TIMEOUT_ENV)
+    assert timeouts.time_limit() == timeouts.CHECK_TIMEOUT == 10.0
+    monkeypatch.setattr(timeouts, "CHECK_TIMEOUT", 3.0)
+    assert timeouts.time_limit() == 3.0
+    monkeypatch.setenv(timeouts.TIMEOUT_ENV, "ten")
     with pytest.warns(UserWarning, match=r"\$NBHELPERS_CHECK_TIMEOUT must be a number of seconds"):
-        assert core.time_limit() == 3.0
+        assert timeouts.time_limit() == 3.0
 
 
 def test_the_worker_computes_in_the_callers_grad_mode():
     with torch.no_grad():
-        assert core._call_with_limit(torch.is_grad_enabled, 1.0).value is False
-    assert core._call_with_limit(torch.is_grad_enabled, 1.0).value is True
+        assert timeouts.call_with_limit(torch.is_grad_enabled, 1.0).value is False
+    assert timeouts.call_with_limit(torch.is_grad_enabled, 1.0).value is True

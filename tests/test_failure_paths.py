@@ -261,7 +261,7 @@ def _flip_bit(state):
     (lambda s: s.update(losses=torch.zeros(2, dtype=torch.float64)), r"holds 2 losses for 4 steps"),
 ])
 def test_a_damaged_or_forged_checkpoint_is_never_loaded(tmp_path, change, message):
-    from nbhelpers.training import CheckpointError
+    from nbhelpers.checkpoints import CheckpointError
 
     ckpt = tmp_path / "m.pt"
     assert _tiny_run(ckpt).steps == 4

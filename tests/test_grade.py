@@ -16,6 +16,7 @@ import nbhelpers as nb
 from nbhelpers.exercises import EXERCISES, exercises_in
 from nbhelpers.exercises.core import GRADE_LOG_ENV, NOT_IMPLEMENTED, cases_passed
 from nbhelpers.runtime import ROOT
+from tests.conftest import read_notebook as _nb
 from tools import grade
 from tools.make_exercises import ANSWER_STUB
 
@@ -24,10 +25,6 @@ NAMES = exercises_in(STEM)  # em_step, brownian_motion, ornstein_uhlenbeck
 TOTAL = {n: len(EXERCISES[n].cases()) for n in NAMES}
 LIMIT = 60.0  # the grader's limit per notebook: a smoke run of 01 takes 10–15 s, over 30 s on a busy machine
 CHECK_LIMIT = 3.0  # the check's limit per case: the library's cases take well under 0.1 s
-
-
-def _nb(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 def _cell(nbk: dict, cell_id: str) -> dict:
@@ -221,6 +218,6 @@ def test_the_command_line_names_a_missing_folder_in_one_line(tmp_path, capsys):
     assert grade.main([str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: SUBMISSIONS=") and "is not a folder" in err and len(err.splitlines()) == 1
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match=r"^2$"):  # argparse's usage error
         grade.main([str(tmp_path), "--timeout", "0"])
     assert "--timeout must be a positive number" in capsys.readouterr().err

@@ -20,7 +20,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("0a", ("_checks", "answers", "cli", "progress")),  # argument checks, written answers, CLI conventions, progress bars
     ("0b", ("files", "layout")),  # atomic writes and locks; paths, profiles, environment variables, a dry run's outputs
     ("0c", ("devices", "dryrun", "standin")),  # devices, seeds and float64 work; dry runs; the stand-in data sets
-    ("0d", ("runtime",)),  # the notebook run
+    ("0d", ("runtime", "checkpoints")),  # the notebook run; the checkpoint file
     ("1", ("schedules", "solvers", "guidance", "ddpm_oracle", "models", "metrics", "plotting", "data", "training")),  # building blocks
     ("2", ("paths", "distributions", "ddpm")),  # probability paths, distributions, discrete DDPM
     ("3", ("losses", "sde", "ddpm_sampling")),  # built on paths and solvers; guided DDPM sampling in chunks

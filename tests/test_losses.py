@@ -9,12 +9,9 @@ import nbhelpers as nb
 from nbhelpers.distributions import toy_gmm
 from nbhelpers.losses import flow_matching_loss, score_matching_loss, vpsde_dsm_loss
 from nbhelpers.paths import GaussianPath
+from tests.conftest import generator as _gen
 
 N = 100_000  # large batch: the statistical error of a loss difference is ~1e-3·δ
-
-
-def _gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture(scope="module")

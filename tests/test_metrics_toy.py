@@ -10,6 +10,7 @@ import torch
 
 import nbhelpers as nb
 from nbhelpers.metrics import toy
+from tests.conftest import generator as _gen
 
 
 class StdNormal2D:
@@ -39,10 +40,6 @@ class TwoBumps:
     def log_prob(self, x):
         comp = -0.5 * (x[:, None] - self.means).square().sum(-1) / self.std**2 - math.log(2 * math.pi * self.std**2)
         return torch.logsumexp(comp + self.weights.log(), dim=1)
-
-
-def _gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def test_all_names_reexported():

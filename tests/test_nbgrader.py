@@ -17,20 +17,14 @@ import pytest
 from nbhelpers.exercises import EXERCISES, exercises_in
 from nbhelpers.runner import list_notebooks
 from nbhelpers.runtime import ROOT
+from tests.conftest import cell_source as _src
+from tests.conftest import read_notebook as _nb
 from tests.needs import need_module
 from tools import nbgrader_course
 from tools.make_exercises import ANSWER_STUB, ANSWER_TAG, BEGIN, END
 
 STEMS = list_notebooks()
 NEED = "nbgrader missing: pip install -e '.[course]'"
-
-
-def _nb(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def _src(cell: dict) -> str:
-    return "".join(cell["source"])
 
 
 def _grading(cell: dict) -> dict:

@@ -95,3 +95,19 @@ def test_class_grid_figure():
     plt.close(fig)
     with pytest.raises(ValueError, match="title"):
         P.class_grid_figure([x], ["a", "b"])
+
+
+def test_sample_density_estimates_a_known_density():
+    """For N(0, I) samples the estimate integrates to P(inside the square) and is ≈ 1/(2π) at the centre."""
+    x = torch.randn(200_000, 2, generator=torch.Generator().manual_seed(0))
+    xs, ys, d = P.sample_density(x, (-4.0, 4.0), bins=80, smooth=1.0)
+    cell = (xs[1] - xs[0]) ** 2
+    inside = float(((x.abs() < 4).all(1)).double().mean())
+    assert d.shape == (80, 80)
+    assert d.sum() * cell == pytest.approx(inside, abs=2e-3)
+    assert d[39:41, 39:41].mean() == pytest.approx(1 / (2 * np.pi), rel=0.05)
+    # rows are y: a sample set shifted up puts its mass in the upper rows
+    _, _, d_up = P.sample_density(x * 0.2 + torch.tensor([0.0, 2.0]), (-4.0, 4.0), bins=80)
+    assert d_up[50:].sum() > 0.99 * d_up.sum()  # y ≥ 1 lies in rows 50 and up
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        P.sample_density(torch.zeros(5, 3))

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from nbhelpers import guidance, runtime
-from nbhelpers.training import TrainConfig, ema_model, ema_update, key_json, load_checkpoint, train
+from nbhelpers.checkpoints import key_json, load_checkpoint
+from nbhelpers.training import TrainConfig, ema_model, ema_update, train
 
 
 @pytest.mark.parametrize("capability,expected", [((7, 0), torch.float16), ((7, 5), torch.float16),
@@ -102,12 +103,12 @@ def test_a_scaled_run_resumes_bit_identically(tmp_path):
 
     def die(step, _):
         if step == 14:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("stopped after step 14")
 
     part, _, _ = _problem()
     ck = tmp_path / "m.pt"
     cfg = TrainConfig(steps=30, lr=1e-2, checkpoint_every=7, **FP16)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="stopped after step 14"):
         train(part, loss, batch, cfg, checkpoint=ck, progress=False, on_step=die)
     assert load_checkpoint(ck)["step"] == 14
     again, _, _ = _problem()

@@ -4,7 +4,6 @@ import json
 import re
 import subprocess
 import tomllib
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,13 +11,10 @@ import yaml
 
 from nbhelpers.runner import NOTEBOOK_DIR, list_notebooks, select_notebooks
 from nbhelpers.runtime import ROOT
+from tests.conftest import read_notebook as _nb
 from tests.needs import git_checkout_problem, need
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
-
-
-def _nb(path):
-    return json.loads(path.read_text())
 
 
 def test_there_are_notebooks():

@@ -397,7 +397,7 @@ def test_ddim_all_steps_eta1_matches_one_ancestral_step():
 
 # --------------------------------------------------------------------------- seed 003: forward process, variant comparison
 def test_variants_train_into_separate_checkpoints():
-    from nbhelpers.training import checkpoint_path
+    from nbhelpers.checkpoints import checkpoint_path
 
     paths = {checkpoint_path(f"mnist_cfg_{v}", cfg_mnist.preset(v, "cpu").key(), profile="cpu") for v in cfg_mnist.VARIANTS}
     assert len(paths) == 2
@@ -492,7 +492,7 @@ def _images(n, seed):
 
 def test_train_cfg_model_caches_under_the_variant_and_its_key(tmp_path, monkeypatch):
     from nbhelpers.data import ImageDataset
-    from nbhelpers.training import checkpoint_path
+    from nbhelpers.checkpoints import checkpoint_path
 
     monkeypatch.setenv("NBHELPERS_CHECKPOINT_DIR", str(tmp_path))
     p = cfg_mnist.preset("cosine", "smoke")

@@ -9,10 +9,7 @@ import torch
 
 import nbhelpers as nb
 from nbhelpers.recipes import flow_2d
-
-
-def _gen(seed=0):
-    return torch.Generator().manual_seed(seed)
+from tests.conftest import generator as _gen
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +109,6 @@ def test_flow_model_spec_is_the_key_notebook_03_has_always_cached_under(tmp_path
     key = {"data": "toy_gmm", "schedule": "linear", "model": "TimeMLP(2,64,4,raw t)", "loss": "flow_matching",
            "batch": 256}
     assert spec.key() == key
-    assert spec.checkpoint("smoke") == nb.training.checkpoint_path("03_flow_mlp", key, profile="smoke")
+    assert spec.checkpoint("smoke") == nb.checkpoints.checkpoint_path("03_flow_mlp", key, profile="smoke")
     assert flow_2d.FlowModelSpec(batch=256, hidden=32).key()["model"] == "TimeMLP(2,32,4,raw t)"
     assert flow_2d.FlowModelSpec(batch=512).checkpoint("smoke") != spec.checkpoint("smoke")

@@ -11,10 +11,7 @@ import torch
 
 import nbhelpers as nb
 from nbhelpers.recipes import paths_schedules as ps
-
-
-def _gen(seed=0):
-    return torch.Generator().manual_seed(seed)
+from tests.conftest import generator as _gen
 
 
 def _sample_path(schedule, z, t, eps):

@@ -11,10 +11,7 @@ import torch
 
 import nbhelpers as nb
 from nbhelpers.recipes import sdes
-
-
-def _gen(seed=0):
-    return torch.Generator().manual_seed(seed)
+from tests.conftest import generator as _gen
 
 
 def test_brownian_study_variance_matches_sigma2_t_and_panels():

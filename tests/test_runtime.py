@@ -1,6 +1,7 @@
 """Devices, profiles, paths and the notebook run record."""
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ def test_cpu_always_available():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is absent")
 def test_missing_cuda_is_one_clear_error():
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match=r"'cuda'.*available devices: cpu") as err:
         nb.get_device("cuda")
     msg = str(err.value)
     assert "'cuda'" in msg and "available devices: cpu" in msg and "\n" not in msg
@@ -68,7 +69,7 @@ def test_seed_everything_reproduces():
     a = torch.randn(5)
     nb.seed_everything(7)
     assert torch.equal(a, torch.randn(5))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"seed must be an integer, got '7'"):
         nb.seed_everything("7")
 
 
@@ -159,7 +160,7 @@ def test_setup_report_and_savefig(monkeypatch, tmp_path, capsys):
     fig = plt.figure()
     path = run.savefig(fig, "demo")
     assert path.exists() and path.parent == tmp_path / "smoke" / "figures" / "99_test"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"figure name .*'\.\./escape'"):
         run.savefig(fig, "../escape")
     npz = run.save_samples("s", x=torch.ones(3, 2))
     import numpy as np
@@ -211,7 +212,7 @@ def test_param_keeps_a_valid_value(value):
 @pytest.mark.parametrize("value", [0, -1, -100, 2.5, 3.0, float("nan"), float("inf"), True, False, np.bool_(True),
                                    "3", [3], 1j, 40_001, 10**9])
 def test_param_refuses_what_would_run_silently_wrong(value):
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match=r"steps.*in \[1, 40000\]") as info:
         _run().param("steps", value, smoke=2, cpu=30, gpu=400)
     msg = str(info.value)
     assert "\n" not in msg and "steps" in msg and "in [1, 40000]" in msg and repr(value) in msg
@@ -279,7 +280,7 @@ def test_train_steps_from_steps_epochs_or_the_default(capsys):
     (None, True, ["epochs", "number"]),
 ])
 def test_train_steps_errors_name_the_parameter(steps, epochs, words):
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match=re.escape(words[0])) as info:
         _run().train_steps(steps, epochs, default=900, n_examples=60_000, batch_size=128, log=None)
     assert all(w in str(info.value) for w in words) and "\n" not in str(info.value)
 

@@ -7,12 +7,9 @@ import torch
 from nbhelpers import distributions as D
 from nbhelpers import sde as S
 from nbhelpers import solvers as V
+from tests.conftest import generator as gen
 
 N = 20000
-
-
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 def test_brownian_drift_is_zero_and_variance_is_sigma2_t():

@@ -25,14 +25,11 @@ from nbhelpers.distributions import toy_gmm, two_pixel
 from nbhelpers.guidance import CFGModel, drop_labels
 from nbhelpers.metrics import toy
 from nbhelpers.runtime import StrictDeviceError, exact, strict_device, to_exact
+from tests.conftest import generator as _gen
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE = torch.device("cpu")
 """The run's device: StrictDevice places what is sent there (and every tensor made before it was entered) on it."""
-
-
-def _gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # --------------------------------------------------------------------------- where float64 work happens
@@ -64,7 +61,7 @@ def test_ddpm_keeps_its_float64_tables_on_the_cpu_for_mps():
 
 
 def test_a_checkpoint_for_mps_loads_on_the_cpu(tmp_path):
-    from nbhelpers.training import load_checkpoint, save_checkpoint
+    from nbhelpers.checkpoints import load_checkpoint, save_checkpoint
 
     path = tmp_path / "c.pt"
     save_checkpoint(path, {"losses": torch.tensor([0.5, 0.25], dtype=torch.float64), "model": {"w": torch.ones(2)}})
@@ -132,7 +129,8 @@ def test_strict_mode_stops_float64_made_from_the_run_s_tensors():
             assert to_exact(x).sum().dtype == torch.float64
         # on the host, float64 work passes: what .cpu() brings over, what is made without a device
         assert x.cpu().double().dtype == torch.float64 and torch.arange(3).double().sum() == 3
-        with pytest.raises(StrictDeviceError):
+        with pytest.raises(StrictDeviceError, match=r"made a torch\.float64 tensor from a torch\.float32 tensor .* on the "
+                                                   r"run's device"):
             x.double()  # .cpu() above left x itself on the device
 
 

@@ -13,6 +13,7 @@ from nbhelpers import exercises as ex
 from nbhelpers.answers import measured_numbers
 from nbhelpers.exercises import core
 from nbhelpers.runtime import ROOT
+from tests.conftest import cell_source as _src
 from tools import make_exercises
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -38,10 +39,6 @@ NEEDS = {"p_step": ("q_posterior",)}
 
 def _cells(path):
     return json.loads(path.read_text())["cells"]
-
-
-def _src(cell):
-    return "".join(cell["source"])
 
 
 def _is_answer(cell):

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from nbhelpers.training import (TrainConfig, checkpoint_path, ema_model, load_checkpoint, lr_scheduler, save_checkpoint,
-                                train)
+from nbhelpers.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
+from nbhelpers.training import TrainConfig, ema_model, lr_scheduler, train
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root: the subprocesses import ``tests`` from here, whatever folder pytest runs in."""
@@ -338,7 +338,7 @@ def test_snapshots_are_the_sampling_weights_after_their_steps_and_survive_resume
 
 
 def test_snapshot_steps_are_checked_and_absent_ones_are_named():
-    from nbhelpers.training import key_json
+    from nbhelpers.checkpoints import key_json
 
     with pytest.raises(ValueError, match="snapshot step"):
         TrainConfig(steps=10, snapshot_steps=(11,))

@@ -46,7 +46,8 @@ from typing import Any
 
 from nbhelpers.cli import flag, int_at_least, invoked_name, positive_float, read_json, tool_errors
 from nbhelpers.exercises import EXERCISES, exercises_in
-from nbhelpers.exercises.core import GRADE_LOG_ENV, TIMEOUT_ENV
+from nbhelpers.exercises.core import GRADE_LOG_ENV
+from nbhelpers.exercises.timeouts import TIMEOUT_ENV
 from nbhelpers.runner import list_notebooks
 from nbhelpers.runtime import (CHECKPOINT_ENV, DEVICE_ENV, HEADLESS_ENV, HOME_ENV, OUTPUT_ENV, PROFILE_ENV,
                                build_dir)

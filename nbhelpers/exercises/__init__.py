@@ -31,7 +31,9 @@ solution); tolerances of the statistical cases are four standard errors. Time di
 modules checked: :mod:`nbhelpers.paths` and the samplers use t = 0 noise, t = 1 data; DDPM's k = 0 data.
 
 Each notebook's exercises live in a module of this package (``flows``: 01–03, ``unet``: 04, ``score``: 05, ``ddpm``: 06, ``cfg``: 07, ``afhq``: 08) that registers them in
-:data:`EXERCISES` through :func:`register`; :mod:`.core` holds the machinery.
+:data:`EXERCISES` through :func:`register`; :mod:`.core` holds the machinery (the registry, :func:`check` and
+:func:`use`), with :mod:`.timeouts` (the time limit), :mod:`.observe` (the learner's function and its inputs
+watched) and :mod:`.differences` (what differs and how it is said) beneath it.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from ..metrics.toy import NoiseFloor, SampleScore, ratio_separation, score_against_truth
 from ..plotting import loss_curve, plot_density, plot_trajectories_2d, scatter_panels
 from ..solvers import euler, heun
-from ..training import checkpoint_path
+from ..checkpoints import checkpoint_path
 from .study import Study
 
 __all__ = ["loss_vs_floor_figure", "samples_and_trajectories_figure", "mode_weight_figure", "NtStudy", "nt_study",

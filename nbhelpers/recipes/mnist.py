@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_float
+from ..checkpoints import checkpoint_path
 from ..data import load_mnist
 from ..guidance import AutoGuided
 from ..losses import TIME_SAMPLINGS, flow_matching_loss, score_matching_loss
@@ -29,7 +30,7 @@ from ..models.mlp import ScoreFromNoise
 from ..models.unet import UNet, UNetConfig
 from ..paths import GaussianPath
 from ..standin import mark_key
-from ..training import TrainConfig, TrainResult, checkpoint_path, train
+from ..training import TrainConfig, TrainResult, train
 
 __all__ = ["FIELD_KINDS", "MNISTRecipe", "mnist_recipe", "train_mnist_field", "autoguided",
            "EVALUATOR_STEPS", "train_mnist_classifier", "mnist_evaluator"]
@@ -194,7 +195,7 @@ def train_mnist_classifier(
 
     Cross-entropy, AdamW with a cosine learning-rate decay from ``lr`` to 0 (about 99.3 % test
     accuracy after the default 1200 steps, ~35 s on two CPU cores). ``checkpoint=True`` uses
-    ``nb.training.checkpoint_path("mnist_classifier", key, profile)``; a path uses that file;
+    ``nb.checkpoints.checkpoint_path("mnist_classifier", key, profile)``; a path uses that file;
     ``None``/``False`` trains without caching. Returns the ``TrainResult``.
     """
     device = torch.device(device)

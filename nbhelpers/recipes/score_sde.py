@@ -35,7 +35,8 @@ from ..models.mlp import ScoreFromNoise, TimeMLP
 from ..paths import GaussianPath
 from ..sde import FlowScoreSDE
 from ..solvers import Solution, euler, euler_maruyama, heun, sample_from_noise, time_grid
-from ..training import TrainConfig, TrainResult, checkpoint_path, train
+from ..checkpoints import checkpoint_path
+from ..training import TrainConfig, TrainResult, train
 from .flow_2d import FlowModelSpec
 
 __all__ = ["reverse_sample", "TruthJudge", "Judged", "VPMethod", "vp_sample", "VPNfeStudy", "vp_nfe_study",

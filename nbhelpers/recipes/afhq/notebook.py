@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from ..._checks import check_param
+from ...checkpoints import checkpoint_path, load_checkpoint
 from ...metrics.nearest import copy_check
 from ...standin import mark_key
-from ...training import TrainResult, checkpoint_path, load_checkpoint, train
+from ...training import TrainResult, train
 from .data import AFHQImages, count_images, find_afhq
 from .diffusion import Diffusion, make_batch_fn, sample_images
 from .figures import copy_summary, fid_figure

@@ -21,11 +21,11 @@ from typing import Any, Callable
 import torch
 
 from ... import dryrun
+from ...checkpoints import CHECKPOINT_FORMAT, CheckpointError, key_json, load_checkpoint, save_checkpoint
 from ...devices import get_device, seed_everything
 from ...files import FolderLock, atomic_write_bytes
 from ...layout import data_dir
-from ...training import (CHECKPOINT_FORMAT, CheckpointError, TrainConfig, TrainResult, key_json, load_checkpoint,
-                         save_checkpoint, train, unwrap, world)
+from ...training import TrainConfig, TrainResult, train, unwrap, world
 from .data import check_class, download_afhq, load_afhq
 from .diffusion import Diffusion, afhq_unet_config, diffusion_loss, make_batch_fn, make_diffusion, sample_images
 from .figures import save_image_grid, visualize, write_fid_log, write_loss_log

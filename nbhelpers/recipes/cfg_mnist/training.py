@@ -40,7 +40,8 @@ def train_cfg_model(p: MnistCFGPreset, model: nn.Module, train_set: Any, steps: 
     cached as ``mnist_cfg_<variant>`` under the key :meth:`MnistCFGPreset.key`.
     Returns :class:`nb.training.TrainResult` (``sampling_model`` holds the EMA weights)."""
     from ...standin import mark_key
-    from ...training import checkpoint_path, train
+    from ...checkpoints import checkpoint_path
+    from ...training import train
 
     key = mark_key(p.key(), getattr(train_set, "name", ""))
     ckpt = checkpoint_path(f"mnist_cfg_{p.variant}", key, profile=p.profile)

@@ -16,7 +16,8 @@ from ...ddpm import DDPM
 from ...distributions import GaussianMixture
 from ...guidance import drop_labels
 from ...models.two_pixel import TwoPixelUNet
-from ...training import TrainConfig, TrainResult, checkpoint_path, train
+from ...checkpoints import checkpoint_path
+from ...training import TrainConfig, TrainResult, train
 
 __all__ = ["TrainedDDPM", "train_two_pixel", "LossTail", "loss_tail"]
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from nbhelpers.recipes.afhq import main
 from nbhelpers.runtime import ROOT
-from nbhelpers.training import load_checkpoint
+from nbhelpers.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")

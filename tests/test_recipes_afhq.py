@@ -25,7 +25,7 @@ from nbhelpers.recipes import afhq
 from nbhelpers.recipes.afhq import (AFHQ_CLASSES, AFHQConfig, AFHQNotFoundError, Diffusion, afhq_folder, build_parser,
                                     load_afhq, load_folder, main, make_batch_fn, make_diffusion, parse_args, process_steps)
 from nbhelpers.runtime import ROOT
-from nbhelpers.training import load_checkpoint
+from nbhelpers.checkpoints import load_checkpoint
 from tests.needs import need, need_module
 
 T = 5
@@ -677,7 +677,7 @@ def test_copy_figures_and_summary_follow_the_copy_check():
 
 def test_notebook_settings_per_profile(monkeypatch):
     looked = []
-    monkeypatch.setattr(afhq.notebook, "find_afhq", lambda **kw: looked.append(kw))  # the data: tested in test_afhq_fetch
+    monkeypatch.setattr(afhq.notebook, "find_afhq", lambda **kw: looked.append(kw))  # the data: tested in test_recipes_afhq_fetch
     s = afhq.notebook_settings(_FakeRun("smoke"))
     assert looked == [{"data_class": "cat"}]  # looked for before anything else
     assert (s.image_size, s.batch_size, s.time_steps, s.unet_dim, s.steps_1k, s.steps_long) == (16, 16, 10, 8, 20, 40)

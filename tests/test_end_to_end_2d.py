@@ -7,6 +7,7 @@ import torch
 import nbhelpers as nb
 from nbhelpers.distributions import GaussianMixture
 from nbhelpers.metrics import toy
+from tests.conftest import generator as _gen
 
 N, N_SET = 2000, 500
 
@@ -18,10 +19,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def _gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def _mixture():
