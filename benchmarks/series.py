@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--floor-only", action="store_true", help="count the FLOPs and measure the peak; run no notebook")
     ap.add_argument("--reuse-counts", action="store_true",
                     help="take the FLOP counts from the recorded dryrun__<profile>__<machine>.json instead of a new dry run")
+    ap.add_argument("--variant", default="",
+                    help="a name for a run under other settings (e.g. whole-batch with NBHELPERS_EVAL_CHUNK=0): its JSON "
+                         "gets the suffix __<variant> and the README's table is left alone")
     ap.add_argument("--no-write", action="store_true", help="print the table; write no JSON and leave the README alone")
     return ap
 
@@ -192,9 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         payload["step_comparison"] = step_comparison(payload, roofline)
     text = table(payload)
     print(text)
+    if args.variant and not args.variant.replace("-", "").replace("_", "").isalnum():
+        ap.error(f"--variant takes letters, digits, - and _, got {args.variant!r}")
     if not args.no_write:
-        path = write_json(f"series__{args.profile}__{tag}", payload)
-        replace_block("series", text)
+        payload["variant"] = args.variant
+        path = write_json(f"series__{args.profile}__{tag}" + (f"__{args.variant}" if args.variant else ""), payload)
+        if not args.variant:
+            replace_block("series", text)
         print(f"→ {path}")
     failed = [r["notebook"] for r in payload.get("series", {}).get("notebooks", []) if r["status"] != "ok"]
     return 1 if failed else 0

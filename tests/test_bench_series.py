@@ -83,3 +83,16 @@ def test_step_comparison_reads_each_trainings_own_timing():
     assert rows["07 attention UNet (CFG MNIST)"]["difference"] == pytest.approx(0.10)
     assert rows["05 UNet score (MNIST)"]["steps"] == 900  # the cpu recipe's steps: 05 records only the seconds
     assert rows["05 UNet score (MNIST)"]["difference"] == pytest.approx(130.5 / 900 / 0.145 - 1)
+
+
+def test_a_variant_is_kept_apart_and_leaves_the_readme_alone(monkeypatch, tmp_path):
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(series, "RESULTS", tmp_path)
+    monkeypatch.setattr(series, "replace_block", lambda tag, text: pytest.fail("the README was changed"))
+    monkeypatch.setattr("benchmarks.roofline.gemm_peak", lambda n: {"flops_per_s": 2e11, "size": 64, "threads": n})
+    tag = common.machine_tag(common.machine())
+    (tmp_path / f"dryrun__cpu__{tag}.json").write_text(json.dumps({"notebooks": FLOPS}))
+    assert series.main(["--notebooks", "03,04", "--reuse-counts", "--floor-only", "--variant", "whole-batch"]) == 0
+    assert json.loads((tmp_path / f"series__cpu__{tag}__whole-batch.json").read_text())["variant"] == "whole-batch"
+    with pytest.raises(SystemExit, match="^2$"):
+        series.main(["--notebooks", "03", "--reuse-counts", "--floor-only", "--variant", "a/b"])
