@@ -352,3 +352,30 @@ def test_the_worker_computes_in_the_callers_grad_mode():
     with torch.no_grad():
         assert timeouts.call_with_limit(torch.is_grad_enabled, 1.0).value is False
     assert timeouts.call_with_limit(torch.is_grad_enabled, 1.0).value is True
+
+
+def test_a_checks_worker_thread_ends_with_the_check():
+    """The cases of one check share one worker thread; it ends with the check, so no second OpenMP team is left
+    to slow the notebook's training afterwards (libgomp stops letting idle threads spin when it manages more
+    threads than cores)."""
+    import threading
+
+    from nbhelpers.exercises import EXERCISES, check, timeouts
+
+    def workers():
+        return [t for t in threading.enumerate() if t.name == "nbhelpers-exercise-check" and t.is_alive()]
+
+    with timeouts.worker_scope():
+        first = timeouts.call_with_limit(threading.get_ident, 1.0).value
+        second = timeouts.call_with_limit(threading.get_ident, 1.0).value
+        assert first == second != threading.get_ident() and timeouts.worker_alive()
+    assert not timeouts.worker_alive() and not workers()
+    idents = []
+
+    def drop_labels(y, p_uncond, num_classes, generator):
+        idents.append(threading.get_ident())
+        return EXERCISES["drop_labels"].reference()(y, p_uncond, num_classes, generator)
+
+    report = check("drop_labels", drop_labels)
+    assert report.passed and len(set(idents)) == 1 and idents[0] != threading.get_ident()
+    assert not workers()

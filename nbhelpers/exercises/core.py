@@ -33,7 +33,7 @@ from ..paths import GaussianPath
 from .differences import (HINTS, KIND_DEVICE, KIND_DTYPE, KIND_SHAPE, KIND_TYPE, KIND_VALUES, diagnose, error_kind,
                           fmt, one_line, where)
 from .observe import UNSET, Probe, Snapshot, copied
-from .timeouts import call_with_limit, time_limit
+from .timeouts import call_with_limit, time_limit, worker_scope
 
 __all__ = ["Case", "CaseResult", "CheckReport", "Exercise", "EXERCISES", "check", "use", "exercises_in",
            "register", "gen", "randn", "se_var", "path_of", "NOT_IMPLEMENTED", "NOT_RUN", "TIMED_OUT",
@@ -282,15 +282,16 @@ def check(name: str, fn: Any) -> CheckReport:
         limit = time_limit()
         cases = list(ex.cases())
         signature = _signature(ex)
-        for i, case in enumerate(cases, 1):
-            r = _run_case(case, fn, limit, signature)
-            report.results.append(r)
-            if r.status == TIMED_OUT:
-                report.stopped = f"case {i} did not return within {limit:g} s (an infinite loop?)"
-            elif r.status == INTERRUPTED:
-                report.stopped = f"the check was interrupted in case {i} (KeyboardInterrupt)"
-            if report.stopped:
-                break
+        with worker_scope():  # one thread for the cases, ended with the check
+            for i, case in enumerate(cases, 1):
+                r = _run_case(case, fn, limit, signature)
+                report.results.append(r)
+                if r.status == TIMED_OUT:
+                    report.stopped = f"case {i} did not return within {limit:g} s (an infinite loop?)"
+                elif r.status == INTERRUPTED:
+                    report.stopped = f"the check was interrupted in case {i} (KeyboardInterrupt)"
+                if report.stopped:
+                    break
     except KeyboardInterrupt:
         report.stopped = f"the check was interrupted in case {len(report.results) + 1} (KeyboardInterrupt)"
     except Exception as exc:  # noqa: BLE001 — a bug of the check must not take the notebook down

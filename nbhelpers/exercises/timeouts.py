@@ -105,9 +105,12 @@ class _Job:
 
 
 class _Worker:
-    """A daemon thread that runs the learners' calls, kept from case to case and check to check: torch sets up
-    per-thread state (and OpenMP a team of threads) the first time a thread computes, which a fresh thread per
-    case would pay every time. A worker told to stop is retired, and the next call starts a new one."""
+    """A daemon thread that runs the learners' calls, kept from case to case of one check (:func:`worker_scope`):
+    torch sets up per-thread state (and OpenMP a team of threads) the first time a thread computes, which a fresh
+    thread per case would pay every time. It ends with its check: while a second thread holds an OpenMP team,
+    libgomp counts more threads than cores and stops letting idle workers spin, so every later parallel region of
+    the notebook pays a wake-up — notebook 04's training ran ~70 % slower after its exercise check until its worker
+    ended. A worker told to stop is retired, and the next call starts a new one."""
 
     def __init__(self) -> None:
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -133,6 +136,43 @@ class _Worker:
 
 _WORKER: _Worker | None = None
 _WORKER_LOCK = threading.Lock()
+
+
+_SCOPE_DEPTH = 0  # checks in progress (worker_scope blocks), in any thread
+
+
+@contextlib.contextmanager
+def worker_scope() -> Any:
+    """One check's worker: the calls of :func:`call_with_limit` inside share one thread, which ends (and with it
+    its OpenMP team) when the outermost scope does; a call outside any scope gets a worker that ends with it. A
+    check nested in a learner's function runs inside the outer one's scope and leaves its worker alone."""
+    global _SCOPE_DEPTH
+    _SCOPE_DEPTH += 1
+    try:
+        yield
+    finally:
+        _SCOPE_DEPTH -= 1
+        if _SCOPE_DEPTH == 0 and _WORKER_LOCK.acquire(blocking=False):  # else a call is in progress: it ends it
+            try:
+                _end_shared_worker()
+            finally:
+                _WORKER_LOCK.release()
+
+
+def _end_shared_worker() -> None:
+    """Retire the shared worker and wait for an idle one to end (a stuck one is a daemon left behind); the caller
+    holds ``_WORKER_LOCK``."""
+    global _WORKER
+    if _WORKER is not None:
+        _WORKER.retire()
+        if _WORKER.thread is not threading.current_thread():
+            _WORKER.thread.join(1.0)
+        _WORKER = None
+
+
+def worker_alive() -> bool:
+    """Whether a check's worker thread is running now (none between checks)."""
+    return _WORKER is not None and not _WORKER.retired and _WORKER.thread.is_alive()
 
 
 def call_with_limit(call: Callable[[], Any], limit: float | None) -> Outcome:
@@ -171,6 +211,8 @@ def call_with_limit(call: Callable[[], Any], limit: float | None) -> Outcome:
         if worker is not None and worker is not _WORKER:
             worker.retire()
         if shared:
+            if _SCOPE_DEPTH == 0:  # no check in progress: no thread kept for a next case
+                _end_shared_worker()
             _WORKER_LOCK.release()
     if isinstance(job.error, KeyboardInterrupt):
         return Outcome(interrupted=True)
