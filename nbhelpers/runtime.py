@@ -41,7 +41,7 @@ from .progress import HEADLESS_ENV, in_interactive_frontend, progress_bar
 
 __all__ = [
     # the notebook run
-    "NotebookRun", "setup", "active_run", "standin_allowed", "note_data", "steps_for_epochs", "PARAM_HEADROOM",
+    "NotebookRun", "setup", "active_run", "standin_allowed", "note_data", "steps_for_epochs", "train_steps", "PARAM_HEADROOM",
     "machine_info", "source_commit",
     # re-exported from the modules below
     "OutputError", "check_param",
@@ -133,6 +133,30 @@ def steps_for_epochs(epochs: float, n_examples: int, batch_size: int) -> int:
     return max(1, math.ceil(round(epochs * n_examples / batch_size, 9)))
 
 
+def train_steps(profile: str, steps: int | None, epochs: float | None, *, default: int,
+                n_examples: int | Callable[[], int], batch_size: int, name: str = "steps",
+                log: Callable[[str], None] | None = print) -> int:
+    """Training steps from a notebook's parameters ``steps`` or ``epochs`` (at most one of them given).
+
+    ``steps`` is used as given; ``epochs`` becomes :func:`steps_for_epochs` of ``n_examples``
+    (an int, or a function counting them, called only when needed) at ``batch_size``, and the
+    conversion is printed; neither → ``default`` (``profile``'s). ``name`` is the steps parameter's name.
+    """
+    if steps is not None and epochs is not None:
+        raise ValueError(f"parameters {name} and epochs were both given ({name}={steps!r}, epochs={epochs!r}); "
+                         f"give one of them and leave the other None")
+    if epochs is not None:
+        check_param("epochs", epochs, kind=float, min=0, min_exclusive=True, none="the profile default")
+        n = n_examples() if callable(n_examples) else n_examples
+        result = steps_for_epochs(epochs, n, batch_size)
+        if log is not None:
+            log(f"epochs={epochs} → {result:,} steps at batch {batch_size} ({n:,} training examples)")
+        return result
+    if steps is None:
+        return default
+    return check_param(name, steps, kind=int, min=1, none=f"the profile default ({default} in {profile})")
+
+
 # --------------------------------------------------------------------------- notebook run
 @dataclass
 class NotebookRun:
@@ -171,25 +195,9 @@ class NotebookRun:
     def train_steps(self, steps: int | None, epochs: float | None, *, default: int,
                     n_examples: int | Callable[[], int], batch_size: int, name: str = "steps",
                     log: Callable[[str], None] | None = print) -> int:
-        """Training steps from the parameters ``steps`` or ``epochs`` (at most one of them given).
-
-        ``steps`` is used as given; ``epochs`` becomes :func:`steps_for_epochs` of ``n_examples``
-        (an int, or a function counting them, called only when needed) at ``batch_size``, and the
-        conversion is printed; neither → ``default`` (the profile's). ``name`` is the steps parameter's name.
-        """
-        if steps is not None and epochs is not None:
-            raise ValueError(f"parameters {name} and epochs were both given ({name}={steps!r}, epochs={epochs!r}); "
-                             f"give one of them and leave the other None")
-        if epochs is not None:
-            check_param("epochs", epochs, kind=float, min=0, min_exclusive=True, none="the profile default")
-            n = n_examples() if callable(n_examples) else n_examples
-            result = steps_for_epochs(epochs, n, batch_size)
-            if log is not None:
-                log(f"epochs={epochs} → {result:,} steps at batch {batch_size} ({n:,} training examples)")
-            return result
-        if steps is None:
-            return default
-        return check_param(name, steps, kind=int, min=1, none=f"the profile default ({default} in {self.profile})")
+        """:func:`train_steps` in this run's profile."""
+        return train_steps(self.profile, steps, epochs, default=default, n_examples=n_examples, batch_size=batch_size,
+                           name=name, log=log)
 
     @property
     def smoke(self) -> bool:

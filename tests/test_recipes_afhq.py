@@ -556,19 +556,6 @@ def test_a_stale_save_folder_lock_is_taken_over_and_removed(tmp_path):
 
 
 # =========================================================================== notebook 08: figures, settings, runs
-class _FakeRun:
-    """What notebook_settings reads of a NotebookRun: the profile, pick and train_steps."""
-
-    def __init__(self, profile):
-        self.profile = profile
-
-    def pick(self, smoke, cpu, gpu):
-        return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[self.profile]
-
-    def train_steps(self, steps, epochs, *, default, n_examples, batch_size):
-        return default if steps is None else steps
-
-
 class _StubFID:
     """An FID without Inception weights (``available=False``) or a constant one."""
 
@@ -678,17 +665,21 @@ def test_copy_figures_and_summary_follow_the_copy_check():
 def test_notebook_settings_per_profile(monkeypatch):
     looked = []
     monkeypatch.setattr(afhq.notebook, "find_afhq", lambda **kw: looked.append(kw))  # the data: tested in test_recipes_afhq_fetch
-    s = afhq.notebook_settings(_FakeRun("smoke"))
+    s = afhq.notebook_settings("smoke")
     assert looked == [{"data_class": "cat"}]  # looked for before anything else
     assert (s.image_size, s.batch_size, s.time_steps, s.unet_dim, s.steps_1k, s.steps_long) == (16, 16, 10, 8, 20, 40)
-    g = afhq.notebook_settings(_FakeRun("gpu"), steps=7)
+    g = afhq.notebook_settings("gpu", steps=7)
     assert (g.image_size, g.time_steps, g.unet_dim, g.steps_1k, g.steps_long, g.n_nearest) == (32, 50, 16, 7, 10_000,
                                                                                                g.fid_samples)
     cfg = g.config(seed=3)
     assert (cfg.image_size, cfg.batch_size, cfg.time_steps, cfg.unet_dim, cfg.learning_rate, cfg.train_steps,
             cfg.save_and_sample_every, cfg.seed) == (32, 32, 50, 16, 1e-3, 7, 100, 3)
     with pytest.raises(ValueError, match="retrain"):
-        afhq.notebook_settings(_FakeRun("cpu"), retrain="yes")
+        afhq.notebook_settings("cpu", retrain="yes")
+    with pytest.raises(ValueError, match=r"unknown profile 'auto'; valid choices: smoke, cpu, gpu"):
+        afhq.notebook_settings("auto")
+    monkeypatch.setattr(afhq.notebook, "count_images", lambda **kw: 320)
+    assert afhq.notebook_settings("cpu", epochs=2).steps_1k == 20  # 2 passes over 320 cats at batch 32
 
 
 def test_posterior_regression_recovers_eq_18():

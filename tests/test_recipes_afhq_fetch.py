@@ -192,7 +192,7 @@ def test_the_notebook_settings_look_for_the_data_first(tmp_path, monkeypatch):
     monkeypatch.setattr(afhq.data, "fetch_afhq", offline)
     run = nb.setup("08_afhq_ddpm", device="cpu", profile="cpu")
     with pytest.raises(afhq.AFHQNotFoundError, match="could not be downloaded"):
-        afhq.notebook_settings(run)
+        afhq.notebook_settings(run.profile)
 
 
 def test_the_shipped_digest_and_url_are_the_published_ones():

@@ -1,4 +1,5 @@
 """Notebook 04's studies and figures, with a stub evaluator so no classifier is trained here."""
+import dataclasses
 import types
 
 import matplotlib
@@ -98,11 +99,15 @@ def test_compare_schedules_ranks_only_beyond_two_standard_errors():
     assert far.rec_text.startswith("a is recognised most often and b least")
 
 
-def test_score_and_record_reports_saves_and_prints(capsys):
-    reported, saved = {}, {}
-    run = types.SimpleNamespace(report=lambda k, v: reported.__setitem__(k, v), profile="smoke",
-                                save_samples=lambda name, **a: saved.__setitem__(name, a))
-    r = ui.score_and_record(run, _StubEvaluator(), QualityBars(0.7, (0.0, 1.0), 15.0), "lin", torch.ones(3, 1, 28, 28))
-    assert r.recognised_fraction == 1.0 and reported["lin/recognised"] == 1.0 and reported["lin/passes"] is True
-    assert saved["lin"]["images"].shape == (3, 1, 28, 28)
-    assert "passes the smoke bars" in capsys.readouterr().out
+def test_scored_images_carry_their_metrics_and_images():
+    bars = QualityBars(0.7, (0.0, 1.0), 15.0)
+    images = torch.ones(3, 1, 28, 28)
+    s = ui.score_images(_StubEvaluator(), bars, "lin", images)
+    assert s.result.recognised_fraction == 1.0 and s.passes is True and s.images is images
+    assert s.metrics["lin/recognised"] == 1.0 and s.metrics["lin/passes"] is True
+    assert set(s.metrics) == {f"lin/{k}" for k in s.result.as_dict()} | {"lin/passes"}
+    assert s.summary().startswith("lin ") and s.summary().endswith("passes the quality bars")
+    strict = ui.score_images(_StubEvaluator(), QualityBars(1.01, (0.0, 1.0), 15.0), "lin", images)
+    assert strict.metrics["lin/passes"] is False and strict.summary().endswith("misses the quality bars")
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'name'"):
+        s.name = "other"

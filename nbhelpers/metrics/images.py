@@ -226,14 +226,13 @@ class EvalResult:
                 "fd_ratio": self.fd_ratio, "mean_confidence": self.mean_confidence,
                 "recognised_se": self.recognised_se, "fd_floor_std": self.fd_floor_std, "fd_ratio_se": self.fd_ratio_se}
 
-    def report(self, run: Any, prefix: str, bars: QualityBars | None = None) -> dict[str, Any]:
-        """Record every number as ``<prefix>/<name>`` with ``run.report`` (plus pass/fail against ``bars``)."""
+    def metrics(self, prefix: str = "", bars: QualityBars | None = None) -> dict[str, Any]:
+        """Every number as ``<prefix>/<name>`` (plain names without a prefix), plus ``passes`` against ``bars``:
+        what ``run.report_all`` records."""
         d = self.as_dict()
         if bars is not None:
             d["passes"] = self.passes(bars)
-        for k, v in d.items():
-            run.report(f"{prefix}/{k}", v)
-        return d
+        return {f"{prefix}/{k}" if prefix else k: v for k, v in d.items()}
 
 
 # --------------------------------------------------------------------------- the evaluator

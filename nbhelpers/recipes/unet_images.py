@@ -22,7 +22,7 @@ from ..schedules import get_schedule
 from ..solvers import sample_from_noise
 from .study import Study
 
-__all__ = ["corruption_grid", "reference_sets", "reference_study", "sample_images", "score_and_record",
+__all__ = ["corruption_grid", "reference_sets", "reference_study", "sample_images", "ScoredImages", "score_images",
            "trajectory_frames", "euler_steps_study", "schedule_curves_figure", "loss_curves_figure",
            "evaluation_figure",
            "ScheduleComparison", "compare_schedules"]
@@ -71,15 +71,32 @@ def sample_images(model: Any, n: int, n_steps: int, device: Any, seed: int,
     return sol.x.clamp(-1, 1), sol.trajectory
 
 
-def score_and_record(run: Any, evaluator: MNISTEvaluator, bars: QualityBars, name: str,
-                     images: torch.Tensor) -> EvalResult:
-    """Score generated ``images`` with ``evaluator``, record every number as ``<name>/<key>`` (with the
-    pass/fail against ``bars``) and the images behind them (``run.save_samples``), print the summary."""
-    r = evaluator.evaluate(images)
-    r.report(run, name, bars)
-    run.save_samples(name, images=images)
-    print(f"{name:<12} {r.summary()}  {'passes' if r.passes(bars) else 'misses'} the {run.profile} bars")
-    return r
+@dataclass(frozen=True)
+class ScoredImages:
+    """Generated images scored by the MNIST evaluator (:func:`score_images`): the evaluation, whether it passes
+    the profile's bars, and the images behind the numbers. ``.metrics`` are ``<name>/<key>`` for
+    ``run.report_all``; the notebook saves the images with ``run.save_samples(name, images=...)``."""
+
+    name: str
+    result: EvalResult
+    bars: QualityBars
+    images: torch.Tensor
+
+    @property
+    def passes(self) -> bool:
+        return self.result.passes(self.bars)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.result.metrics(self.name, self.bars)
+
+    def summary(self) -> str:
+        return f"{self.name:<12} {self.result.summary()}  {'passes' if self.passes else 'misses'} the quality bars"
+
+
+def score_images(evaluator: MNISTEvaluator, bars: QualityBars, name: str, images: torch.Tensor) -> ScoredImages:
+    """Score generated ``images`` with ``evaluator`` against ``bars`` (see :class:`ScoredImages`)."""
+    return ScoredImages(name, evaluator.evaluate(images), bars, images)
 
 
 def trajectory_frames(trajectory: torch.Tensor, n_frames: int = 11) -> torch.Tensor:

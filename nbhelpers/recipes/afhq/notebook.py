@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from ..._checks import check_param
+from ...layout import PROFILES
+from ...runtime import train_steps
 from ...checkpoints import checkpoint_path, load_checkpoint
 from ...metrics.nearest import copy_check
 from ...standin import mark_key
@@ -62,12 +64,17 @@ class NotebookSettings:
                           save_and_sample_every=self.fid_every, seed=seed)
 
 
-def notebook_settings(run: Any, steps: int | None = None, epochs: float | None = None,
+def notebook_settings(profile: str, steps: int | None = None, epochs: float | None = None,
                       retrain: bool = False) -> NotebookSettings:
-    """The settings for ``run``'s profile (a :class:`nbhelpers.runtime.NotebookRun`); ``steps`` or ``epochs``
-    (at most one) override the 5.1 run's length, epochs counted over the cat images used. The cat images are
-    looked for first (:func:`find_afhq`: fetched on first use), so a run without them stops before any work."""
-    pick = run.pick
+    """The settings for ``profile`` (``run.profile``); ``steps`` or ``epochs`` (at most one) override the 5.1 run's
+    length, epochs counted over the cat images used. The cat images are looked for first (:func:`find_afhq`: fetched
+    on first use), so a run without them stops before any work."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid choices: {', '.join(PROFILES)}")
+
+    def pick(smoke: Any, cpu: Any, gpu: Any) -> Any:
+        return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[profile]
+
     check_param("retrain", retrain, kind=bool)
     find_afhq(data_class="cat")  # the data first: fetched on first use, or one line saying where to put it
     image_size = pick(smoke=16, cpu=32, gpu=32)
@@ -75,11 +82,11 @@ def notebook_settings(run: Any, steps: int | None = None, epochs: float | None =
     T = pick(smoke=10, cpu=50, gpu=50)
     unet_dim = pick(smoke=8, cpu=16, gpu=16)
     n_images = pick(smoke=256, cpu=None, gpu=None)  # cat images used (None: all)
-    steps_1k = run.train_steps(steps, epochs, default=pick(smoke=20, cpu=1_000, gpu=1_000), batch_size=batch,
+    steps_1k = train_steps(profile, steps, epochs, default=pick(smoke=20, cpu=1_000, gpu=1_000), batch_size=batch,
                                n_examples=lambda: count_images(data_class="cat", limit=n_images))
     fid_samples = pick(smoke=32, cpu=500, gpu=1_000)
     return NotebookSettings(
-        profile=run.profile, image_size=image_size, batch_size=batch, time_steps=T, unet_dim=unet_dim,
+        profile=profile, image_size=image_size, batch_size=batch, time_steps=T, unet_dim=unet_dim,
         n_images=n_images, steps_1k=steps_1k, fid_every=pick(smoke=10, cpu=100, gpu=100), fid_samples=fid_samples,
         steps_long=pick(smoke=40, cpu=2_000, gpu=FULL_RUN_STEPS), sample_every_long=pick(smoke=20, cpu=1000, gpu=1000),
         n_nearest=pick(smoke=32, cpu=256, gpu=fid_samples), n_train_nearest=pick(smoke=64, cpu=500, gpu=2000),
