@@ -63,7 +63,7 @@ def test_reused_counts_must_cover_every_notebook(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(series, "RESULTS", tmp_path)
     tag = common.machine_tag(common.machine())
     (tmp_path / f"dryrun__cpu__{tag}.json").write_text(json.dumps({"notebooks": FLOPS}))
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="^2$"):
         series.main(["--notebooks", "03,05", "--reuse-counts", "--no-write"])
     assert "no counts for 05_score_sde" in capsys.readouterr().err
 
