@@ -386,3 +386,32 @@ def frame_strip(frames: Sequence[Any], k: int = 4, size: float = 3.0) -> Figure:
 
 
 __all__ += ["scatter_gif", "frame_strip"]
+
+
+def guidance_tradeoff_panel(ax: Any, metrics: dict[float, dict[str, float]], w: float, *, second: str,
+                            accuracy_label: str, second_label: str, accuracy_floor: float, accuracy_pad: float,
+                            accuracy_top: float, second_floor: float, title: str) -> None:
+    """What guidance trades, on ``ax``: ``metrics[w]["accuracy"]`` (in %) against the guidance weight w, and
+    ``metrics[w][second]`` (a spread or diversity relative to the real data's, 1 marked) on a second y-axis;
+    the weight ``w`` shown now is a dotted line, its accuracy circled. Notebooks 06 and 07's explorers."""
+    mw = sorted(float(v) for v in metrics)
+    ms = {float(k): v for k, v in metrics.items()}
+    acc = [100 * ms[v]["accuracy"] for v in mw]
+    other = [ms[v][second] for v in mw]
+    ax.plot(mw, acc, "o-", color="C0")
+    ax.set_xlabel("guidance weight w")
+    ax.set_ylabel(accuracy_label, color="C0")
+    ax.set_ylim(min(acc + [accuracy_floor]) - accuracy_pad, accuracy_top)
+    ax2 = ax.twinx()
+    ax2.plot(mw, other, "s--", color="C1")
+    ax2.set_ylabel(second_label, color="C1")
+    ax2.set_ylim(0, max(other + [second_floor]) * 1.05)
+    ax2.axhline(1.0, color="C1", lw=0.8, ls=":")
+    ax2.grid(False)
+    ax.axvline(float(w), color="k", lw=1.0, ls=":")
+    if float(w) in ms:
+        ax.plot([float(w)], [100 * ms[float(w)]["accuracy"]], "o", ms=10, mfc="none", mec="k")
+    ax.set_title(title, fontsize=10)
+
+
+__all__ += ["guidance_tradeoff_panel"]

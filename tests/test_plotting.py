@@ -111,3 +111,21 @@ def test_sample_density_estimates_a_known_density():
     assert d_up[50:].sum() > 0.99 * d_up.sum()  # y ≥ 1 lies in rows 50 and up
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         P.sample_density(torch.zeros(5, 3))
+
+
+def test_guidance_tradeoff_panel_draws_both_curves_and_marks_w():
+    import matplotlib.pyplot as plt
+
+    from nbhelpers.plotting import guidance_tradeoff_panel
+
+    metrics = {2.0: {"accuracy": 0.9, "spread": 0.7}, 0.0: {"accuracy": 0.5, "spread": 1.0}, 1.0: {"accuracy": 0.8, "spread": 0.9}}
+    fig, ax = plt.subplots()
+    guidance_tradeoff_panel(ax, metrics, 1.0, second="spread", accuracy_label="acc (%)", second_label="spread",
+                            accuracy_floor=90.0, accuracy_pad=1, accuracy_top=100.5, second_floor=1.2, title="t")
+    acc_line, w_line, marker = ax.lines
+    assert list(acc_line.get_xdata()) == [0.0, 1.0, 2.0] and list(acc_line.get_ydata()) == [50.0, 80.0, 90.0]
+    assert list(w_line.get_xdata()) == [1.0, 1.0] and list(marker.get_ydata()) == [80.0]
+    twin = [a for a in fig.axes if a is not ax][0]
+    assert list(twin.lines[0].get_ydata()) == [1.0, 0.9, 0.7] and ax.get_ylim() == (49.0, 100.5)
+    assert twin.get_ylim() == pytest.approx((0, 1.2 * 1.05)) and ax.get_title() == "t"
+    plt.close(fig)

@@ -134,16 +134,20 @@ class Judged:
 
 
 # --------------------------------------------------------------------------- the VP-SDE: SDE vs ODE at equal NFE
-class VPMethod(Enum):
+class _Labelled(Enum):
+    """An enum whose value is its ``label``: how tables, figures and metric names call it."""
+
+    @property
+    def label(self) -> str:
+        return self.value
+
+
+class VPMethod(_Labelled):
     """The VP-SDE's samplers at equal network evaluations (NFE); ``label`` names them in tables and metrics."""
 
     REVERSE_SDE = "reverse SDE (EM)"
     PF_ODE_EULER = "PF-ODE (Euler)"
     PF_ODE_HEUN = "PF-ODE (Heun)"
-
-    @property
-    def label(self) -> str:
-        return self.value
 
 
 def vp_sample(method: VPMethod, sde: Any, step: Step, score_fn: Callable, x1: Tensor, t_min: float, nfe: int,
@@ -266,17 +270,13 @@ def sigma_settings(sigmas: Sequence[float]) -> list[tuple[str, float]]:
 
 
 
-class FlowScoreMethod(Enum):
+class FlowScoreMethod(_Labelled):
     """The learned flow + score pair's samplers at equal NFE (task 5b); ``label`` names them in tables and metrics."""
 
     SDE_VANISHING = "SDE, σ_t = 1 − t (EM)"
     SDE_CONSTANT = "SDE, σ_t = 1 (EM)"
     ODE_EULER = "ODE (Euler)"
     ODE_HEUN = "ODE (Heun)"
-
-    @property
-    def label(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

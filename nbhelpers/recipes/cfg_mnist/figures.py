@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ...ddpm import DDPM
-from ...plotting import class_grid_figure, tile_images
+from ...plotting import class_grid_figure, guidance_tradeoff_panel, tile_images
 from ...widgets import show_explorer
 from .settle import SettleSummary
 
@@ -276,23 +276,10 @@ def draw_guidance_explorer(w: float, samples: dict[float, Any], metrics: dict[fl
     ax_img.grid(False)
     ax_img.set_title(f"guidance w = {float(w):g}", fontsize=10)
     if ax_m is not None:
-        mw = sorted(float(v) for v in metrics)
-        acc = [100 * metrics[v]["accuracy"] for v in mw]
-        div = [metrics[v]["diversity"] for v in mw]
-        ax_m.plot(mw, acc, "o-", color="C0", label="class accuracy (%)")
-        ax_m.set_xlabel("guidance weight w")
-        ax_m.set_ylabel("class accuracy (%)", color="C0")
-        ax_m.set_ylim(min(acc + [50.0]) - 2, 101)
-        ax2 = ax_m.twinx()
-        ax2.plot(mw, div, "s--", color="C1", label="diversity / real")
-        ax2.set_ylabel("within-class diversity / real digits", color="C1")
-        ax2.set_ylim(0, max(div + [1.1]) * 1.05)
-        ax2.axhline(1.0, color="C1", lw=0.8, ls=":")
-        ax2.grid(False)
-        ax_m.axvline(float(w), color="k", lw=1.0, ls=":")
-        if float(w) in metrics:
-            ax_m.plot([float(w)], [100 * metrics[float(w)]["accuracy"]], "o", ms=10, mfc="none", mec="k")
-        ax_m.set_title("quality (accuracy) against diversity", fontsize=10)
+        guidance_tradeoff_panel(ax_m, metrics, w, second="diversity", accuracy_label="class accuracy (%)",
+                                second_label="within-class diversity / real digits", accuracy_floor=50.0,
+                                accuracy_pad=2, accuracy_top=101, second_floor=1.1,
+                                title="quality (accuracy) against diversity")
     fig.tight_layout()
     return fig
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ...plotting import density_image
+from ...plotting import density_image, guidance_tradeoff_panel
 from ...widgets import show_explorer
 
 __all__ = ["draw_two_pixel_guidance", "two_pixel_guidance_explorer"]
@@ -51,24 +51,9 @@ def draw_two_pixel_guidance(w: float, samples: dict[float, tuple[Any, Any]], log
     ax.legend(fontsize=8, loc="lower left", markerscale=3)
     ax.set_title(f"guidance w = {float(w):g}", fontsize=10)
     if ax_m is not None:
-        mw = sorted(float(v) for v in metrics)
-        ms = {float(k): v for k, v in metrics.items()}
-        acc = [100 * ms[v]["accuracy"] for v in mw]
-        spread = [ms[v]["spread"] for v in mw]
-        ax_m.plot(mw, acc, "o-", color="C0")
-        ax_m.set_xlabel("guidance weight w")
-        ax_m.set_ylabel("in the requested mode (%)", color="C0")
-        ax_m.set_ylim(min(acc + [90.0]) - 1, 100.5)
-        ax2 = ax_m.twinx()
-        ax2.plot(mw, spread, "s--", color="C1")
-        ax2.set_ylabel("spread / true spread", color="C1")
-        ax2.set_ylim(0, max(spread + [1.2]) * 1.05)
-        ax2.axhline(1.0, color="C1", lw=0.8, ls=":")
-        ax2.grid(False)
-        ax_m.axvline(float(w), color="k", lw=1.0, ls=":")
-        if float(w) in ms:
-            ax_m.plot([float(w)], [100 * ms[float(w)]["accuracy"]], "o", ms=10, mfc="none", mec="k")
-        ax_m.set_title("accuracy and spread against w", fontsize=10)
+        guidance_tradeoff_panel(ax_m, metrics, w, second="spread", accuracy_label="in the requested mode (%)",
+                                second_label="spread / true spread", accuracy_floor=90.0, accuracy_pad=1,
+                                accuracy_top=100.5, second_floor=1.2, title="accuracy and spread against w")
     fig.tight_layout()
     return fig
 
