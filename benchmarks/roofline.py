@@ -274,7 +274,7 @@ def preset_cases(profile: str, device: str | torch.device = "cpu") -> list[Case]
         return type(s)(s.x.to(dev), s.labels.to(dev)) if dev.type != "cpu" else s
 
     out.append(Case("06 two-pixel UNet (CFG)", profile, net, loss06, batch06_fn, TrainConfig(steps=1, lr=3e-3),
-                    lambda m=net: m(x06, t06, y06), big["06"], threads=1 if dev.type == "cpu" else None))
+                    lambda m=net: m(x06, t06, y06), big["06"]))
 
     # 07: the attention UNet with classifier-free guidance; guided chunks double the batch
     P = cfg_mnist.preset("cosine", profile)
