@@ -13,6 +13,12 @@
   counted FLOP ran at the peak and nothing else took any time;
 * the ratio **wall time ÷ floor**: how close the series runs to what this machine can do. Not in the floor: the
   elementwise work (norms, activations, optimizer updates), data loading, figures, the evaluator's scoring, FID.
+* **a training step in the notebook against the roofline's**, measured beside it: right before and right after a
+  notebook that trains one of :data:`TRAININGS`, this process times the roofline's step of that training
+  (:func:`benchmarks.roofline.step_seconds`: the same model, batch, optimizer and threads, random data, no
+  progress bar or checkpoints), so that the comparison with the notebook's own s/step is made within minutes on
+  the same machine, not against a roofline run of another hour (this VM's speed drifts by tens of percent within
+  an hour). The time spent beside is not in any wall time.
 
 Writes ``benchmarks/results/series__<profile>__<machine>.json`` (the dry run's counts beside it as
 ``dryrun__<profile>__<machine>.json``) and a table between ``<!-- series:begin -->`` and ``<!-- series:end -->``
@@ -23,7 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from nbhelpers.cli import read_json, tool_errors
@@ -33,23 +39,68 @@ from nbhelpers.runtime import PROFILES, get_device
 from .common import RESULTS, describe_machine, duration, machine, machine_tag, replace_block, si, write_json
 
 
-def run_series(names: list[str], profile: str, device: str) -> dict[str, Any]:
+Beside = Callable[[str], dict[str, float]]
+"""Times, now, the roofline's step of each training of :data:`TRAININGS` that a notebook runs: notebook name →
+{roofline row: seconds per step}; {} for a notebook that trains none of them."""
+
+
+def roofline_beside(profile: str, device: str, warmup: int = 2, timed: int = 10) -> Beside:
+    """A :data:`Beside` that times the roofline's cases (:func:`benchmarks.roofline.preset_cases`, built once, at
+    each case's threads) in this process: the median of ``timed`` steps after ``warmup``."""
+    from .roofline import preset_cases, step_seconds, threads
+
+    wanted = {row for row in TRAININGS}
+    cases = {c.name: c for c in preset_cases(profile, get_device(device)) if c.name in wanted}
+
+    def measure(notebook: str) -> dict[str, float]:
+        out = {}
+        for row, (nb_name, _, _) in TRAININGS.items():
+            if nb_name == notebook and row in cases:
+                with threads(cases[row].threads):
+                    out[row] = step_seconds(cases[row], warmup, timed)
+        return out
+
+    return measure
+
+
+def run_series(names: list[str], profile: str, device: str, beside: Beside | None = None) -> dict[str, Any]:
     """Each notebook in order in one shared trained-model cache that starts empty (``make notebooks`` on a
-    fresh machine); a failed notebook is recorded and the series goes on, as ``make notebooks`` does."""
+    fresh machine); a failed notebook is recorded and the series goes on, as ``make notebooks`` does. With
+    ``beside``, the roofline's step of the notebook's trainings is timed right before and right after it (not
+    counted in any wall time)."""
     from .__main__ import model_cache
 
     rows = []
-    t0 = time.perf_counter()
+    t0, aside = time.perf_counter(), 0.0
+
+    def bracket(name: str) -> dict[str, float]:
+        nonlocal aside
+        if beside is None:
+            return {}
+        t = time.perf_counter()
+        out = beside(name)
+        aside += time.perf_counter() - t
+        return out
+
     with model_cache(warm=False):
         for name in names:
+            before = bracket(name)
             print(f"▶ {name} [series, {profile}, {device}]", flush=True)
             r = run_notebook(name, profile, device)
-            rows.append({"notebook": name, "status": r.status, "error": r.error, "wall_s": round(r.seconds, 2),
-                         "device": r.resolved_device or device,
-                         "timings": {k: v for k, v in r.metrics.items() if "seconds" in k or k.endswith("steps")
-                                     or "_steps_" in k or "steps_1k" in k}})
-            print(f"  {r.status} in {r.seconds:.1f} s", flush=True)
-    return {"notebooks": rows, "total_wall_s": round(time.perf_counter() - t0, 1)}
+            after = bracket(name)
+            row = {"notebook": name, "status": r.status, "error": r.error, "wall_s": round(r.seconds, 2),
+                   "device": r.resolved_device or device,
+                   "timings": {k: v for k, v in r.metrics.items() if "seconds" in k or k.endswith("steps")
+                               or "_steps_" in k or "steps_1k" in k}}
+            if before or after:
+                row["roofline_beside"] = {k: {"before_s": before.get(k), "after_s": after.get(k)}
+                                          for k in {**before, **after}}
+            rows.append(row)
+            print(f"  {r.status} in {r.seconds:.1f} s"
+                  + "".join(f"; roofline step of {k} before {before.get(k, float('nan')):.3f} s, after "
+                            f"{after.get(k, float('nan')):.3f} s" for k in {**before, **after}), flush=True)
+    return {"notebooks": rows, "total_wall_s": round(time.perf_counter() - t0 - aside, 1),
+            "beside_s": round(aside, 1)}
 
 
 def count_flops(names: list[str], profile: str) -> dict[str, Any]:
@@ -87,26 +138,36 @@ TRAININGS: dict[str, tuple[str, str, str | None]] = {
 
 
 def step_comparison(payload: dict[str, Any], roofline: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """For each training of :data:`TRAININGS`: the roofline's s/step (``nbhelpers.training.train`` on random
-    batches, no progress bar or checkpoints, median of a few steps) beside the notebook's own (the training's
-    seconds over its steps in the series run: data, progress bar, checkpoints, hooks and all)."""
+    """For each training of :data:`TRAININGS` the notebook ran: its own s/step (the training's seconds over its
+    steps in the series run: data, progress bar, checkpoints, hooks and all) beside the roofline's step of the
+    same training (``nbhelpers.training.train`` on random batches, no progress bar or checkpoints, median of a
+    few steps), both as timed right before and after the notebook (``beside``: their mean is what the notebook
+    is compared with) and as recorded by the last roofline run (``roofline_s``, when there is one)."""
     from nbhelpers.recipes.mnist import mnist_recipe
 
-    if not roofline:
-        return []
-    timings = {r["notebook"]: r.get("timings", {}) for r in payload.get("series", {}).get("notebooks", [])}
+    recorded = {r["name"]: r["train"]["seconds_per_step"] for r in (roofline or {}).get("rows", [])
+                if r["profile"] == payload["profile"]}
     rows = []
-    for r in roofline.get("rows", []):
-        if r["name"] not in TRAININGS or r["profile"] != payload["profile"]:
-            continue
-        notebook, seconds_key, steps_key = TRAININGS[r["name"]]
-        t = timings.get(notebook, {})
-        steps = t.get(steps_key) if steps_key else mnist_recipe(payload["profile"]).steps
-        if seconds_key not in t or not steps:
-            continue
-        ours = t[seconds_key] / steps
-        rows.append({"training": r["name"], "roofline_s": r["train"]["seconds_per_step"], "notebook_s": ours,
-                     "steps": steps, "difference": ours / r["train"]["seconds_per_step"] - 1})
+    for nb_row in payload.get("series", {}).get("notebooks", []):
+        t, beside = nb_row.get("timings", {}), nb_row.get("roofline_beside", {})
+        for name, (notebook, seconds_key, steps_key) in TRAININGS.items():
+            if notebook != nb_row["notebook"]:
+                continue
+            steps = t.get(steps_key) if steps_key else mnist_recipe(payload["profile"]).steps
+            if seconds_key not in t or not steps:
+                continue
+            ours = t[seconds_key] / steps
+            row: dict[str, Any] = {"training": name, "notebook_s": ours, "steps": steps}
+            if name in recorded:
+                row["roofline_s"] = recorded[name]
+                row["difference"] = ours / recorded[name] - 1
+            around = [v for v in (beside.get(name) or {}).values() if v]
+            if around:
+                row["beside_s"] = {k: v for k, v in beside[name].items()}
+                row["beside_mean_s"] = sum(around) / len(around)
+                row["difference_beside"] = ours / row["beside_mean_s"] - 1
+            if "roofline_s" in row or "beside_mean_s" in row:
+                rows.append(row)
     return rows
 
 
@@ -133,14 +194,20 @@ def table(payload: dict[str, Any]) -> str:
     steps = payload.get("step_comparison") or []
     if steps:
         lines += ["", "#### A training step in the notebook against the roofline's", "",
-                  f"The roofline's s/step (`python -m benchmarks.roofline`, measured {payload.get('roofline_date', '')}: "
-                  "random batches, no progress bar, no checkpoints, median of a few steps) beside the notebook's own "
-                  "(the training's seconds over its steps in the series run above: real data, progress bar, "
-                  "checkpoints and hooks included).", "",
-                  "| training | steps | roofline s/step | notebook s/step | notebook − roofline |", "|---|---|---|---|---|"]
+                  "The notebook's s/step is the training's own: its seconds over its steps in the series run above (real "
+                  "data, progress bar, checkpoints and hooks included). Beside it, the roofline's step of the same "
+                  "training (`nbhelpers.training.train`, same model, batch, optimizer and threads; random batches, no "
+                  "progress bar, no checkpoints; median of 10 steps after 2), timed in the series' own process right "
+                  "before and right after the notebook; the difference is against their mean. The last column is the "
+                  f"recorded roofline run's ({payload.get('roofline_date') or 'none'}), for reference.", "",
+                  "| training | steps | roofline s/step before / after | notebook s/step | notebook − roofline beside "
+                  "| roofline run's s/step |", "|---|---|---|---|---|---|"]
         for r in steps:
-            lines.append(f"| {r['training']} | {r['steps']:,} | {r['roofline_s']:.3f} | {r['notebook_s']:.3f} | "
-                         f"{r['difference']:+.1%} |")
+            b = r.get("beside_s") or {}
+            around = " / ".join(f"{b[k]:.3f}" if b.get(k) else "–" for k in ("before_s", "after_s")) if b else "–"
+            diff = f"{r['difference_beside']:+.1%}" if "difference_beside" in r else "–"
+            rec = f"{r['roofline_s']:.3f} ({r['difference']:+.1%})" if "roofline_s" in r else "–"
+            lines.append(f"| {r['training']} | {r['steps']:,} | {around} | {r['notebook_s']:.3f} | {diff} | {rec} |")
     return "\n".join(lines)
 
 
@@ -156,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--variant", default="",
                     help="a name for a run under other settings (e.g. whole-batch with NBHELPERS_EVAL_CHUNK=0): its JSON "
                          "gets the suffix __<variant> and the README's table is left alone")
+    ap.add_argument("--no-beside", action="store_true",
+                    help="do not time the roofline's step of a notebook's trainings right before and after it")
     ap.add_argument("--no-write", action="store_true", help="print the table; write no JSON and leave the README alone")
     return ap
 
@@ -186,13 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     payload: dict[str, Any] = {"kind": "series", "profile": args.profile, "machine": info, "machine_tag": tag,
                                "threads": threads, "gemm_peak": peak, "floor": floor(flops, peak["flops_per_s"])}
     if not args.floor_only:
-        payload["series"] = run_series(names, args.profile, args.device)
+        beside = None if args.no_beside else roofline_beside(args.profile, args.device)
+        payload["series"] = run_series(names, args.profile, args.device, beside)
     payload["date"] = time.strftime("%Y-%m-%d %H:%M")
     roofline_path = RESULTS / f"roofline__{tag}.json"
-    if roofline_path.exists():
-        roofline = read_json(roofline_path, "roofline result")
+    roofline = read_json(roofline_path, "roofline result") if roofline_path.exists() else None
+    if roofline:
         payload["roofline_date"] = roofline.get("date", "")
-        payload["step_comparison"] = step_comparison(payload, roofline)
+    payload["step_comparison"] = step_comparison(payload, roofline)
     text = table(payload)
     print(text)
     if args.variant and not args.variant.replace("-", "").replace("_", "").isalnum():

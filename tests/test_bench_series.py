@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -83,6 +84,46 @@ def test_step_comparison_reads_each_trainings_own_timing():
     assert rows["07 attention UNet (CFG MNIST)"]["difference"] == pytest.approx(0.10)
     assert rows["05 UNet score (MNIST)"]["steps"] == 900  # the cpu recipe's steps: 05 records only the seconds
     assert rows["05 UNet score (MNIST)"]["difference"] == pytest.approx(130.5 / 900 / 0.145 - 1)
+
+
+def test_the_roofline_step_is_timed_beside_each_training_notebook(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_run(name, profile, device):
+        calls.append(("run", name))
+        return NotebookResult(name, profile, device, "ok", 3.0, tmp_path / "o.ipynb", "",
+                              {"image/score_train_seconds": 28.35}, "cpu")
+
+    def beside(name):
+        calls.append(("beside", name))
+        time.sleep(0.05)  # time spent beside is not the series' wall time
+        if name != "05_score_sde":
+            return {}
+        return {"05 UNet score (MNIST)": 0.025 if calls.count(("beside", name)) == 1 else 0.035}  # before, after
+
+    monkeypatch.setattr(series, "run_notebook", fake_run)
+    out = series.run_series(["04_unet_images", "05_score_sde"], "cpu", "cpu", beside)
+    assert calls == [("beside", "04_unet_images"), ("run", "04_unet_images"), ("beside", "04_unet_images"),
+                     ("beside", "05_score_sde"), ("run", "05_score_sde"), ("beside", "05_score_sde")]
+    assert "roofline_beside" not in out["notebooks"][0]
+    assert out["notebooks"][1]["roofline_beside"] == {"05 UNet score (MNIST)": {"before_s": 0.025, "after_s": 0.035}}
+    assert out["beside_s"] >= 0.2 and out["total_wall_s"] < out["beside_s"]  # the fake notebooks take no time
+    rows = series.step_comparison({"profile": "cpu", "series": out}, None)  # no roofline run recorded
+    assert len(rows) == 1 and rows[0]["notebook_s"] == pytest.approx(0.0315) and "roofline_s" not in rows[0]
+    assert rows[0]["beside_mean_s"] == pytest.approx(0.03) and rows[0]["difference_beside"] == pytest.approx(0.05)
+    text = series.table({"profile": "cpu", "date": "d", "machine": common.machine(), "threads": 2,
+                         "floor": series.floor({"05_score_sde": FLOPS["04_unet_images"]}, 2e11),
+                         "series": out, "step_comparison": rows})
+    assert "| 05 UNet score (MNIST) | 900 | 0.025 / 0.035 | 0.032 | +5.0% | – |" in text
+
+
+def test_beside_times_the_roofline_case_of_the_notebooks_training(monkeypatch):
+    import benchmarks.roofline as roofline
+
+    monkeypatch.setattr(roofline, "step_seconds", lambda case, warmup, timed: (case.name, warmup, timed))
+    measure = series.roofline_beside("smoke", "cpu", warmup=1, timed=3)
+    assert measure("07_mnist_cfg") == {"07 attention UNet (CFG MNIST)": ("07 attention UNet (CFG MNIST)", 1, 3)}
+    assert measure("03_flow_matching_2d") == {}
 
 
 def test_a_variant_is_kept_apart_and_leaves_the_readme_alone(monkeypatch, tmp_path):
