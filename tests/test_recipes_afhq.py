@@ -772,3 +772,23 @@ def test_cli_example_runs_the_command_line_on_copies_of_the_images(afhq_root, tm
     text = str(ex)
     assert text.startswith("$ python -m nbhelpers.afhq --data-path ") and text.endswith(
         f"exit status 0 · files written: {', '.join(ex.files)}")
+
+
+def test_the_hook_reads_no_checkpoint_back_when_it_has_nothing_to_draw(tmp_path, monkeypatch):
+    """Offline (no Inception weights) and with no output folder, notebook 08's hook records the step's FID as
+    unavailable without loading the checkpoint it cannot use; with weights it loads it and scores."""
+    import nbhelpers.recipes.afhq.trainer as trainer
+
+    d = make_diffusion(image_size=8, time_steps=10, unet_dim=4)
+    ckpt = tmp_path / "c.pt"
+    ckpt.write_bytes(b"a checkpoint")  # never read below
+    loads = []
+    monkeypatch.setattr(trainer, "load_checkpoint", lambda *a, **k: loads.append(a) or pytest.fail("read back"))
+    hook = trainer.SampleAndScore(d, ckpt, every=10, fid=_StubFID(None), fid_samples=4)
+    hook(10, 0.5)
+    hook(15, 0.5)  # not a multiple of `every`: nothing at all
+    assert loads == [] and hook.fid_history == {10: None}
+    assert json.loads(hook.fid_path.read_text()) == {"10": None}
+    scored = trainer.SampleAndScore(d, ckpt, every=10, fid=_StubFID(7.0), fid_samples=4)
+    with pytest.raises(pytest.fail.Exception, match="read back"):
+        scored(20, 0.5)  # an FID it can compute: the weights are read

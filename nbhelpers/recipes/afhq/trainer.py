@@ -72,11 +72,20 @@ class SampleAndScore:
             return
         if not self.checkpoint.exists():
             return
+        if not self._samples(step):  # nothing to draw: only the FID history's entry, no checkpoint read back
+            self._outputs(step, [])
+            return
         state = load_checkpoint(self.checkpoint, map_location=next(self.sampler.parameters()).device)
         if int(state["step"]) != step:  # the final step: its checkpoint comes after this hook
             return
         self.sampler.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
         self._outputs(step, [float(v) for v in state["losses"].tolist()])
+
+    def _samples(self, step: int) -> bool:
+        """Whether step ``step`` draws samples (a grid for the output folder, or an FID this machine can compute
+        and has not recorded), and so needs the checkpoint's weights."""
+        return self.out_dir is not None or (self.fid is not None and bool(self.fid.available)
+                                            and self.fid_history.get(step) is None)
 
     def owed(self) -> int | None:
         """The step of an unfinished checkpoint whose outputs were never written (a run killed between writing
