@@ -1,6 +1,8 @@
 """Benchmark runner: ``python -m benchmarks --profile cpu --notebooks 01,02`` (``make bench``).
 
-First the roofline table (:mod:`benchmarks.roofline`, a few minutes; ``--no-roofline`` skips it); last the
+First the roofline table (:mod:`benchmarks.roofline`, a few minutes; ``--no-roofline`` skips it) and the training
+step as the notebooks take it against the roofline's (:mod:`benchmarks.notebook_step`, a few minutes;
+``--no-notebook-step`` skips it); last the
 series in order against the machine's arithmetic floor (:mod:`benchmarks.series`, as long again as the cold runs;
 ``--no-series`` skips it).
 
@@ -78,7 +80,7 @@ def summarise() -> str:
             data = json.loads(path.read_text())
         except ValueError as exc:
             raise SystemExit(f"error: {path} is not valid JSON ({exc}); delete it or restore it from git") from None
-        if data.get("kind") in ("dryrun", "roofline"):  # tables of their own (benchmarks.dryrun, benchmarks.roofline)
+        if data.get("kind") not in ("notebook", "peer"):  # dryrun, roofline, series, notebook_step: tables of their own
             continue
         (peers if data.get("kind") == "peer" else rows).append(data)
     lines = [BEGIN, "", "### Notebooks", "",
@@ -114,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     flag(ap, "notebooks", default="all", help="'all' or a comma list such as 01,02 (default: %(default)s)")
     flag(ap, "summarise", action="store_true", help="only rebuild the tables in benchmarks/README.md")
     flag(ap, "no_roofline", action="store_true", help="skip the roofline table (python -m benchmarks.roofline)")
+    flag(ap, "no_notebook_step", action="store_true",
+         help="skip the notebooks' training step against the roofline's (python -m benchmarks.notebook_step)")
     flag(ap, "no_series", action="store_true",
          help="skip the series in order against the arithmetic floor (python -m benchmarks.series)")
     flag(ap, "warm", action="store_true",
@@ -158,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         from .roofline import main as roofline
 
         roofline([])
+    if not args.summarise and not args.no_notebook_step and args.profile in ("smoke", "cpu"):
+        from .notebook_step import main as notebook_step
+
+        notebook_step(["--profile", args.profile])
     if not args.summarise:
         try:
             names = select_notebooks(args.notebooks)

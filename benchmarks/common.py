@@ -32,12 +32,23 @@ def machine_tag(info: dict) -> str:
     return f"cpu{info['cpu_count']}"
 
 
+BUSY_MARGIN = 0.5
+"""A run is marked busy when the 1-minute load average exceeds the cores by more than this: a benchmark's own
+threads load every core of this 2-core machine (a load of ~2.0 is the benchmark itself), half a core more is
+someone else's work sharing them."""
+
+
+def busy(load: float | None, cores: int) -> bool:
+    """Whether a load average of ``load`` on ``cores`` cores means another process shared the machine."""
+    return load is not None and load > cores + BUSY_MARGIN
+
+
 def describe_machine(info: dict) -> str:
     gpu = f", {info['gpu']}" if "gpu" in info else ""
     text = (f"{info.get('processor', '?')}, {info['cpu_count']} cores visible, {info['torch_threads']} torch threads{gpu}; "
             f"torch {info.get('torch', torch.__version__)}")
     load = info.get("load_average_1min")
-    if load is not None and load > info["cpu_count"]:
+    if busy(load, info["cpu_count"]):
         text += (f". **Busy machine** (load average {load:g} on {info['cpu_count']} cores when the run ended): the times "
                  "and ratios below are not this machine's; re-measure on a quiet one")
     return text

@@ -41,7 +41,7 @@ from nbhelpers.layout import EVAL_CHUNK_ENV
 from nbhelpers.runtime import PROFILE_ENV, PROFILES, build_dir, get_device
 
 from .common import (AMP_BYTES, BANDWIDTH_UTILISATION, CUDA_CONTEXT_BYTES, GPU_BANDWIDTH, GPU_CAPABILITY, GPU_MEMORY, GPU_PEAKS, LAUNCH_S,
-                     RESULTS, UTILISATION, describe_machine, duration, machine, machine_tag, replace_block, si, write_json)
+                     RESULTS, UTILISATION, busy, describe_machine, duration, machine, machine_tag, replace_block, si, write_json)
 
 SEED_QUOTES: dict[str, str] = {
     "08_afhq_ddpm": "seed 004 on a Colab T4: 1k steps 5–10 min (5.1), 1k steps with FID every 100 15–60 min (5.2), "
@@ -284,8 +284,7 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 def _busy(r: dict[str, Any], cores: int) -> bool:
-    load = r.get("load_average_1min")
-    return load is not None and load > cores
+    return busy(r.get("load_average_1min"), cores)
 
 
 def table(payload: dict[str, Any]) -> str:

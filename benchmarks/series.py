@@ -49,8 +49,7 @@ def roofline_beside(profile: str, device: str, warmup: int = 2, timed: int = 10)
     each case's threads) in this process: the median of ``timed`` steps after ``warmup``."""
     from .roofline import preset_cases, step_seconds, threads
 
-    wanted = {row for row in TRAININGS}
-    cases = {c.name: c for c in preset_cases(profile, get_device(device)) if c.name in wanted}
+    cases = {c.name: c for c in preset_cases(profile, get_device(device)) if c.name in TRAININGS}
 
     def measure(notebook: str) -> dict[str, float]:
         out = {}
@@ -163,7 +162,7 @@ def step_comparison(payload: dict[str, Any], roofline: dict[str, Any] | None) ->
                 row["difference"] = ours / recorded[name] - 1
             around = [v for v in (beside.get(name) or {}).values() if v]
             if around:
-                row["beside_s"] = {k: v for k, v in beside[name].items()}
+                row["beside_s"] = dict(beside[name])
                 row["beside_mean_s"] = sum(around) / len(around)
                 row["difference_beside"] = ours / row["beside_mean_s"] - 1
             if "roofline_s" in row or "beside_mean_s" in row:

@@ -21,6 +21,7 @@ SLOW: frozenset[str] = frozenset({
     "tests/test_bench_dryrun.py::test_notebook_06_dry_run_at_gpu_sizes",
     "tests/test_bench_gpu_check.py::test_the_device_check_runs_every_training_on_the_cpu",
     "tests/test_bench_roofline.py::test_every_training_of_the_series_runs_through_the_roofline",
+    "tests/test_bench_notebook_step.py::test_each_training_runs_both_ways_on_the_real_data_at_smoke_sizes",
     "tests/test_bench_variants04.py::test_a_tiny_run_writes_one_scored_row",
     "tests/test_recipes_afhq.py::test_resume_after_kill",
     "tests/test_recipes_afhq_ddp.py::test_two_gloo_processes_match_one_process",

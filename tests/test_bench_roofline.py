@@ -121,10 +121,23 @@ def test_a_failed_notebook_keeps_the_good_result_and_exits_non_zero(tmp_path, mo
     good = tmp_path / f"02_paths_schedules__cpu__{tag}.json"
     good.write_text(json.dumps({"kind": "notebook", "notebook": "02_paths_schedules", "profile": "cpu", "status": "ok", "metrics": {}, "wall_s": 5.0, "machine_tag": tag, "machine": common.machine(), "date": "d"}))
     before = good.read_bytes()
-    assert bench.main(["--notebooks", "02", "--no-roofline", "--no-series", "--device", "cpu"]) == 1
+    assert bench.main(["--notebooks", "02", "--no-roofline", "--no-notebook-step", "--no-series", "--device", "cpu"]) == 1
     assert good.read_bytes() == before
     assert (tmp_path / f"02_paths_schedules__cpu__{tag}__failed.json").is_file()
     assert "error: 02_paths_schedules failed" in capsys.readouterr().err
+
+
+def test_the_summary_lists_notebook_runs_only(tmp_path, monkeypatch):
+    import benchmarks.__main__ as bench
+
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    run = {"kind": "notebook", "notebook": "02_paths_schedules", "profile": "cpu", "status": "ok", "metrics": {},
+           "wall_s": 5.0, "machine_tag": "cpu2"}
+    (tmp_path / "02_paths_schedules__cpu__cpu2.json").write_text(json.dumps(run))
+    for kind in ("series", "notebook_step", "roofline", "dryrun"):  # their own tables: no notebook, no wall_s
+        (tmp_path / f"{kind}__cpu2.json").write_text(json.dumps({"kind": kind, "rows": []}))
+    text = bench.summarise()
+    assert "| 02_paths_schedules | cpu | cpu2 | ok | 5.0 s |" in text and "series" not in text.split("### Notebooks")[1]
 
 
 def test_mixed_precision_is_priced_at_the_dtype_the_card_gets():
