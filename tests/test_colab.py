@@ -106,6 +106,27 @@ def test_an_unmeasured_gpu_profile_quotes_the_dry_run_prediction(tmp_path):
     assert "| `gpu` | 15.0 min | T4 |" in stamp_colab.costs_block("04_x", times, est)
 
 
+def test_the_readme_quotes_the_whole_series_against_its_floor(tmp_path):
+    import json
+
+    from nbhelpers.runner import list_notebooks
+
+    names = list_notebooks()
+    run = {"kind": "series", "profile": "cpu", "machine_tag": "cpu2", "date": "2026-12-07 19:50", "variant": "",
+           "floor": {"total_s": 1800.0}, "series": {"total_wall_s": 2700.0,
+                                                    "notebooks": [{"notebook": n, "status": "ok"} for n in names]}}
+    (tmp_path / "series__cpu__cpu2.json").write_text(json.dumps(run))
+    (tmp_path / "series__cpu__cpu2__whole-batch.json").write_text(json.dumps({**run, "variant": "whole-batch"}))
+    (tmp_path / "series__smoke__cpu2.json").write_text(json.dumps(  # a failed notebook: no total to quote
+        {**run, "profile": "smoke", "series": {"total_wall_s": 60.0, "notebooks": [{"notebook": names[0], "status": "failed"}]}}))
+    totals = stamp_colab.series_totals(tmp_path)
+    assert totals == {"cpu": {"wall_s": 2700.0, "floor_s": 1800.0, "machine": "cpu2", "date": "2026-12-07 19:50"}}
+    text = stamp_colab.stamp_readme("# x\n\n## The series\n\n| a |\n\nrest\n", stamp_colab.repository_url(), [],
+                                    names, None, totals)
+    assert "`cpu` 45.0 min on 2 CPU cores (2026-12-07), 1.5× its arithmetic floor of 30.0 min" in text
+    assert stamp_colab.series_note({}) == ""
+
+
 def test_auto_profile_picks_gpu_on_a_cuda_runtime(monkeypatch):
     monkeypatch.delenv(PROFILE_ENV, raising=False)
     assert resolve_profile("auto", torch.device("cuda")) == "gpu"

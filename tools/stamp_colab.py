@@ -104,6 +104,35 @@ def gpu_estimates(results_dir: Path | None = None, gpu: str = ESTIMATE_GPU) -> d
     return out
 
 
+def series_totals(results_dir: Path | None = None) -> dict[str, dict]:
+    """Per profile, the last whole-series run (``python -m benchmarks.series``, its JSON without a variant):
+    ``{"wall_s", "floor_s", "machine", "date"}``, where every notebook ran and ended ``ok``."""
+    folder = Path(results_dir) if results_dir is not None else ROOT / "benchmarks" / "results"
+    out: dict[str, dict] = {}
+    for path in sorted(folder.glob("series__*.json")) if folder.is_dir() else []:
+        data = read_json(path, "benchmark result")
+        rows = data.get("series", {}).get("notebooks", [])
+        if data.get("variant") or not rows or any(r.get("status") != "ok" for r in rows):
+            continue
+        if [r["notebook"] for r in rows] != list_notebooks():
+            continue  # a run of some notebooks only is not the series
+        out[data["profile"]] = {"wall_s": data["series"]["total_wall_s"], "floor_s": data["floor"]["total_s"],
+                                "machine": data.get("machine_tag", ""), "date": data.get("date", "")}
+    return out
+
+
+def series_note(totals: dict[str, dict]) -> str:
+    """The sentence under the README's table: what ``make notebooks`` takes in order, against its floor."""
+    parts = [f"`{p}` {format_duration(t['wall_s'])} on {_machine(t['machine'])} ({t['date'][:10]}), "
+             f"{t['wall_s'] / t['floor_s']:.1f}× its arithmetic floor of {format_duration(t['floor_s'])}"
+             for p, t in totals.items() if t["floor_s"] > 0]
+    if not parts:
+        return ""
+    return (" The whole series in order, as `make notebooks` runs it on a fresh machine (one trained-model cache "
+            "shared from empty): " + "; ".join(parts) + " (every counted FLOP of its trainings and samplers at the "
+            "machine's float32 GEMM peak; `python -m benchmarks.series`).")
+
+
 def format_band(lo: float, hi: float) -> str:
     """A predicted range in one unit, rounded as loosely as a prediction deserves: ``25–62 min``."""
     if hi < 90:
@@ -185,7 +214,8 @@ def stamp_notebook(nb: nbformat.NotebookNode, notebook: str, repo_url: str, time
 
 
 def stamp_readme(text: str, repo_url: str, times: list[BenchmarkTime], names: list[str],
-                 estimates: dict[str, tuple[float, float]] | None = None) -> str:
+                 estimates: dict[str, tuple[float, float]] | None = None,
+                 totals: dict[str, dict] | None = None) -> str:
     """The README's series table with its cost columns and Colab badges; the prose columns are kept."""
     if SERIES_BEGIN in text:
         head, rest = text.split(SERIES_BEGIN, 1)
@@ -218,8 +248,8 @@ def stamp_readme(text: str, repo_url: str, times: list[BenchmarkTime], names: li
     note = (f" A `gpu` time marked *est.* is the dry run's prediction of the network time on a {ESTIMATE_GPU} "
             "(`python -m benchmarks.dryrun`), not a measurement." if estimates else "")
     lines += ["", "Run times: wall time of the whole notebook from the last `make bench` of each profile "
-              f"(`benchmarks/README.md`); {', '.join(where)}.{note} The badge opens the notebook in Colab, where "
-              "its first cell installs `nbhelpers`.", SERIES_END]
+              f"(`benchmarks/README.md`); {', '.join(where)}.{note}{series_note(totals or {})} The badge opens "
+              "the notebook in Colab, where its first cell installs `nbhelpers`.", SERIES_END]
     return head + "\n".join(lines) + "\n\n" + tail.lstrip("\n")
 
 
@@ -241,7 +271,7 @@ def stamp_all(check: bool = False, root: Path | None = None) -> list[Path]:
                 path.write_text(after)
     readme = root / "README.md"
     before = readme.read_text()
-    after = stamp_readme(before, repo_url, times, names, estimates)
+    after = stamp_readme(before, repo_url, times, names, estimates, series_totals(root / "benchmarks" / "results"))
     if after != before:
         changed.append(readme)
         if not check:
